@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages trialmesh builds and tests with (only those that are missing).
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config clang-format
+  capnproto libcapnp-dev libsodium-dev librocksdb-dev libboost-dev
+  libspdlog-dev libfmt-dev libgtest-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
+  libsqlite3-dev
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
