@@ -1,0 +1,373 @@
+#include "storage/csv_reader.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
+
+namespace trialmesh::storage {
+
+namespace {
+
+// Bytes that end an unquoted run: separator, line ends, quote.
+struct SpecialTable {
+  bool special[256] = {};
+  constexpr SpecialTable() {
+    special[static_cast<unsigned char>(',')] = true;
+    special[static_cast<unsigned char>('\n')] = true;
+    special[static_cast<unsigned char>('\r')] = true;
+    special[static_cast<unsigned char>('"')] = true;
+  }
+};
+constexpr SpecialTable kSpecial;
+
+constexpr uint64_t kOnes = 0x0101010101010101ull;
+constexpr uint64_t kHighBits = 0x8080808080808080ull;
+
+// High bit set in each byte of `word` equal to `c`. Bytes above the lowest match may be false
+// positives (borrow), so only the lowest set bit is meaningful.
+inline uint64_t bytesEqual(uint64_t word, uint8_t c) {
+  const uint64_t x = word ^ (kOnes * c);
+  return (x - kOnes) & ~x & kHighBits;
+}
+
+// Offset of the first separator, line ending or quote in [p, limit), or limit. Eight bytes at a
+// time: most fields are short, so this usually finishes in one step.
+inline size_t findSpecial(const char* b, size_t p, size_t limit) {
+  while (p + 8 <= limit) {
+    uint64_t w;
+    std::memcpy(&w, b + p, 8);
+    const uint64_t m =
+        bytesEqual(w, ',') | bytesEqual(w, '\n') | bytesEqual(w, '\r') | bytesEqual(w, '"');
+    if (m) return p + static_cast<size_t>(std::countr_zero(m) >> 3);
+    p += 8;
+  }
+  while (p < limit && !kSpecial.special[static_cast<unsigned char>(b[p])]) ++p;
+  return p;
+}
+
+// Returns the offset of the first invalid byte, or npos.
+size_t findInvalidUtf8(const char* data, size_t size) {
+  size_t i = 0;
+  while (i < size) {
+    // Fast path: eight ASCII bytes at once.
+    if (i + 8 <= size) {
+      uint64_t word;
+      std::memcpy(&word, data + i, 8);
+      if ((word & 0x8080808080808080ull) == 0) {
+        i += 8;
+        continue;
+      }
+    }
+    auto c = static_cast<unsigned char>(data[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
+    if (i + n >= size) return i;
+    for (size_t k = 1; k <= n; ++k) {
+      auto cc = static_cast<unsigned char>(data[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return i;
+    }
+    i += n + 1;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace
+
+CsvReader::CsvReader(std::string sourceName, const CsvOptions& options)
+    : sourceName_(std::move(sourceName)), options_(options) {
+  options_.blockBytes = std::max<size_t>(options_.blockBytes, 16);
+  cap_ = options_.blockBytes;
+  buf_ = std::make_unique<char[]>(cap_);
+}
+
+CsvReader::~CsvReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+Result<std::unique_ptr<CsvReader>> CsvReader::openFile(const std::string& path,
+                                                       const CsvOptions& options) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    std::string msg = "cannot open CSV file '" + path + "': " + std::strerror(err);
+    if (err == ENOENT) return Status::notFound(msg);
+    if (err == EACCES) return Status::permissionDenied(msg);
+    return Status::ioError(msg);
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return Status::invalidArgument("'" + path + "' is a directory, not a CSV file");
+  }
+#ifdef POSIX_FADV_SEQUENTIAL
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+#endif
+  std::unique_ptr<CsvReader> reader(new CsvReader(path, options));
+  reader->fd_ = fd;
+  reader->totalBytes_ = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
+  return reader;
+}
+
+std::unique_ptr<CsvReader> CsvReader::fromString(std::string data, std::string sourceName,
+                                                 const CsvOptions& options) {
+  std::unique_ptr<CsvReader> reader(new CsvReader(std::move(sourceName), options));
+  reader->totalBytes_ = data.size();
+  reader->memory_ = std::move(data);
+  return reader;
+}
+
+void CsvReader::fail(uint64_t line, const std::string& message) {
+  fatal_ = Status::invalidArgument(sourceName_ + ":" + std::to_string(line) + ": " + message);
+}
+
+// Moves the unconsumed tail to the front, grows the buffer when a record fills it, and reads
+// until the buffer is full or the input ends.
+Status CsvReader::refill() {
+  if (pos_ > 0) {
+    std::memmove(buf_.get(), buf_.get() + pos_, end_ - pos_);
+    bufferOffset_ += pos_;
+    end_ -= pos_;
+    pos_ = 0;
+  }
+  if (end_ == cap_) {
+    size_t newCap = cap_ * 2;
+    auto bigger = std::make_unique<char[]>(newCap);
+    std::memcpy(bigger.get(), buf_.get(), end_);
+    buf_ = std::move(bigger);
+    cap_ = newCap;
+  }
+  while (end_ < cap_ && !eof_) {
+    if (fd_ >= 0) {
+      ssize_t n = ::read(fd_, buf_.get() + end_, cap_ - end_);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        fatal_ =
+            Status::ioError("cannot read CSV file '" + sourceName_ + "': " + std::strerror(errno));
+        return fatal_;
+      }
+      if (n == 0) eof_ = true;
+      end_ += static_cast<size_t>(n);
+    } else {
+      size_t n = std::min(cap_ - end_, memory_.size() - memoryPos_);
+      std::memcpy(buf_.get() + end_, memory_.data() + memoryPos_, n);
+      memoryPos_ += n;
+      end_ += n;
+      if (memoryPos_ == memory_.size()) eof_ = true;
+    }
+  }
+  if (!started_) {
+    started_ = true;
+    if (end_ >= 3 && std::memcmp(buf_.get(), "\xEF\xBB\xBF", 3) == 0) pos_ = 3;
+  }
+  return Status::ok();
+}
+
+// Scans one record starting at pos_ without modifying the buffer, so that a record cut by the
+// end of the buffer can be rescanned after refill(). On kRecord, `end` is the offset after the
+// record's line ending and `lines` the number of line feeds it spans.
+CsvReader::Scan CsvReader::scanRecord(size_t& end, uint64_t& lines) {
+  fields_.clear();
+  escaped_.clear();
+  const char* b = buf_.get();
+  const size_t limit = end_;
+  size_t p = pos_;
+  lines = 0;
+  for (;;) {
+    // One field starts at p.
+    if (p < limit && b[p] == '"') {
+      const uint64_t fieldLine = line_ + lines;
+      size_t q = p + 1;
+      bool escapes = false;
+      size_t close;
+      for (;;) {
+        const void* hit = std::memchr(b + q, '"', limit - q);
+        size_t found = hit ? static_cast<size_t>(static_cast<const char*>(hit) - b) : limit;
+        for (size_t k = q; k < found; ++k) lines += b[k] == '\n';
+        if (!hit) {
+          if (!eof_) return Scan::kNeedMore;
+          fail(fieldLine,
+               "quoted field starting on this line is never closed (missing '\"' "
+               "before the end of the file)");
+          return Scan::kError;
+        }
+        if (found + 1 == limit && !eof_) return Scan::kNeedMore;
+        if (found + 1 < limit && b[found + 1] == '"') {
+          escapes = true;
+          q = found + 2;
+          continue;
+        }
+        close = found;
+        break;
+      }
+      if (escapes) escaped_.push_back(static_cast<uint32_t>(fields_.size()));
+      fields_.emplace_back(b + p + 1, close - p - 1);
+      p = close + 1;
+      if (p == limit) {
+        if (!eof_) return Scan::kNeedMore;
+        end = p;
+        return Scan::kRecord;
+      }
+      const char c = b[p];
+      if (c == ',') {
+        ++p;
+        continue;
+      }
+      if (c == '\n') {
+        end = p + 1;
+        ++lines;
+        return Scan::kRecord;
+      }
+      if (c == '\r') {
+        if (p + 1 == limit && !eof_) return Scan::kNeedMore;
+        if (p + 1 < limit && b[p + 1] == '\n') {
+          end = p + 2;
+          ++lines;
+          return Scan::kRecord;
+        }
+      }
+      fail(line_ + lines, "unexpected character after the closing quote of field " +
+                              std::to_string(fields_.size()) +
+                              "; a quoted field must be followed by ',' or the end of the line "
+                              "(write a literal quote as \"\")");
+      return Scan::kError;
+    }
+    // Unquoted field: runs to the next separator or line ending; a bare CR is data.
+    size_t q = p;
+    for (;;) {
+      q = findSpecial(b, q, limit);
+      if (q == limit) {
+        if (!eof_) return Scan::kNeedMore;
+        fields_.emplace_back(b + p, q - p);
+        end = q;
+        return Scan::kRecord;
+      }
+      const char c = b[q];
+      if (c == ',') {
+        fields_.emplace_back(b + p, q - p);
+        p = q + 1;
+        break;
+      }
+      if (c == '\n') {
+        fields_.emplace_back(b + p, q - p);
+        end = q + 1;
+        ++lines;
+        return Scan::kRecord;
+      }
+      if (c == '\r') {
+        if (q + 1 == limit && !eof_) return Scan::kNeedMore;
+        if (q + 1 < limit && b[q + 1] == '\n') {
+          fields_.emplace_back(b + p, q - p);
+          end = q + 2;
+          ++lines;
+          return Scan::kRecord;
+        }
+        ++q;  // bare CR inside a field
+        continue;
+      }
+      // c == '"'
+      fail(line_ + lines, "stray '\"' inside unquoted field " + std::to_string(fields_.size() + 1) +
+                              "; quote the whole field and double any quote inside it "
+                              "(\"like \"\"this\"\"\")");
+      return Scan::kError;
+    }
+  }
+}
+
+void CsvReader::unescapeFields() {
+  for (uint32_t index : escaped_) {
+    std::string_view f = fields_[index];
+    // The field lies inside buf_, which we own; removing quotes only shortens it.
+    char* out = const_cast<char*>(f.data());
+    size_t w = 0;
+    for (size_t r = 0; r < f.size(); ++r) {
+      out[w++] = f[r];
+      if (f[r] == '"') ++r;  // skip the second quote of ""
+    }
+    fields_[index] = std::string_view(out, w);
+  }
+}
+
+Result<bool> CsvReader::next() {
+  if (!fatal_.isOk()) return fatal_;
+  if (!started_) TM_RETURN_IF_ERROR(refill());
+  for (;;) {
+    if (pos_ == end_) {
+      if (eof_) {
+        fields_.clear();
+        return false;
+      }
+      TM_RETURN_IF_ERROR(refill());
+      continue;
+    }
+    size_t recordEnd = 0;
+    uint64_t lines = 0;
+    Scan scan = scanRecord(recordEnd, lines);
+    if (scan == Scan::kError) return fatal_;
+    if (scan == Scan::kNeedMore) {
+      TM_RETURN_IF_ERROR(refill());
+      continue;
+    }
+    const size_t start = pos_;
+    recordLine_ = line_;
+    line_ += lines;
+    pos_ = recordEnd;
+    // An empty line (only a line ending) carries no record.
+    const size_t raw = recordEnd - start;
+    const char* rec = buf_.get() + start;
+    if (raw == 0 || (raw == 1 && rec[0] == '\n') ||
+        (raw == 2 && rec[0] == '\r' && rec[1] == '\n')) {
+      continue;
+    }
+    if (options_.validateUtf8) {
+      size_t bad = findInvalidUtf8(rec, raw);
+      if (bad != std::string_view::npos) {
+        uint64_t badLine = recordLine_ + static_cast<uint64_t>(std::count(rec, rec + bad, '\n'));
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(rec[bad]));
+        fail(badLine, std::string("invalid UTF-8 (byte ") + hex + "); save the file as UTF-8");
+        return fatal_;
+      }
+    }
+    if (!escaped_.empty()) unescapeFields();
+    if (options_.requireUniformFieldCount) {
+      if (!haveHeader_) {
+        haveHeader_ = true;
+        expectedFields_ = fields_.size();
+      } else if (fields_.size() != expectedFields_) {
+        return Status::invalidArgument(sourceName_ + ":" + std::to_string(recordLine_) +
+                                       ": record has " + std::to_string(fields_.size()) +
+                                       " fields but the header has " +
+                                       std::to_string(expectedFields_));
+      }
+    }
+    return true;
+  }
+}
+
+}  // namespace trialmesh::storage
