@@ -1,0 +1,228 @@
+// Ethics approvals and the registry that enforces them on every query (issue #4 §1, §3).
+//
+// Model. A lead ethics committee signs an Approval for a study (one protocol version). Each
+// site decides by SitePolicy how it recognises approvals: a standing list of committee keys it
+// trusts, or a per-approval Recognition statement signed by the site's own committee. A newer
+// protocol version of the same study supersedes older ones. The lead committee may suspend,
+// reinstate or revoke an approval version by signed Statements. docs/ethics.md describes the
+// TOML form, the canonical byte forms that are hashed and signed, and who may do what.
+//
+// Canonical bytes are this module's own documented binary layout (big-endian, lists sorted and
+// de-duplicated); Cap'n Proto carries them on the wire later, but signatures and ids are
+// always over these bytes, so the wire format can change without invalidating signatures.
+//
+// Errors come back as Status/Result. A refused query is PermissionDenied (ResourceExhausted for
+// an exhausted budget) whose message is meant for the coordinator, e.g.
+// "approval LUNG-7 v3 expired on 2026-10-01".
+// Thread-safety: free functions are pure; ApprovalRegistry and ApprovalStore are internally
+// synchronised.
+#pragma once
+
+#include <compare>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "crypto/identity.h"
+#include "ethics/merkle.h"
+
+namespace trialmesh::ethics {
+
+// A calendar date (UTC). Validity is [validFrom, validUntil): the approval expires ON validUntil.
+struct Date {
+  int32_t year = 1970;
+  uint8_t month = 1;
+  uint8_t day = 1;
+  friend auto operator<=>(const Date&, const Date&) = default;
+  friend bool operator==(const Date&, const Date&) = default;
+  std::string toString() const;  // "2026-10-01"
+};
+// Parses "YYYY-MM-DD" (a real calendar date). InvalidArgument otherwise.
+Result<Date> parseDate(std::string_view text);
+// The UTC date of a Unix time in milliseconds.
+Date dateFromUnixMs(int64_t ms);
+
+// Analyses an approval may list. Disclosive ones reveal single records' values and must be
+// listed in `disclosive_analyses`, never in `analyses`.
+inline constexpr std::string_view kKnownAnalyses[] = {"count", "sum", "mean", "var", "sd",
+                                                      "hist",  "km",  "min",  "max"};
+inline constexpr std::string_view kDisclosiveAnalyses[] = {"min", "max"};
+bool isDisclosiveAnalysis(std::string_view analysis);
+
+struct Committee {
+  std::string name;
+  crypto::PublicKey key{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+};
+
+struct Approval {
+  std::string study;             // e.g. "LUNG-7": letters, digits, '-', '_', '.'
+  uint32_t protocolVersion = 0;  // >= 1
+  Committee leadCommittee;
+  std::vector<std::string> sites;               // member names of participating sites
+  std::vector<crypto::PublicKey> coordinators;  // who may send queries
+  Hash dictionaryHash{};
+  std::vector<std::string> variables;
+  std::vector<std::string> analyses;            // non-disclosive, from kKnownAnalyses
+  std::vector<std::string> disclosiveAnalyses;  // from kDisclosiveAnalyses
+  uint32_t minCellSize = 0;                     // >= 1
+  Date validFrom;
+  Date validUntil;                      // exclusive
+  std::optional<uint64_t> queryBudget;  // allowed queries per site for this version
+
+  // "LUNG-7 v3", used in every message.
+  std::string label() const { return study + " v" + std::to_string(protocolVersion); }
+};
+
+// Parses approval TOML (format in docs/ethics.md). `sourceName` (a file name) starts every
+// error, which names the line and key: "lung7.toml:7: key 'min_cell_size': must be at least 1,
+// got 0". Lists are sorted and de-duplicated.
+Result<Approval> parseApprovalToml(std::string_view text, std::string_view sourceName);
+// TOML that parseApprovalToml reads back to an equal Approval.
+std::string approvalToToml(const Approval& approval);
+
+// The canonical bytes (docs/ethics.md "Approval canonical form") and the approval id, their
+// SHA-256. REQUIRES: lists sorted and unique (as parseApprovalToml leaves them); canonicalise()
+// makes them so.
+void canonicalise(Approval& approval);
+std::string approvalBytes(const Approval& approval);
+Hash approvalId(const Approval& approval);
+
+struct SignedApproval {
+  Approval approval;
+  crypto::Signature signature{};  // by approval.leadCommittee.key
+};
+// Signs over "trialmesh/approval/v1\0" || approvalBytes. REQUIRES: committee.pub is the
+// approval's lead committee key (InvalidArgument otherwise).
+Result<SignedApproval> signApproval(Approval approval, const crypto::Identity& committee);
+// PermissionDenied unless the signature verifies with the lead committee key.
+[[nodiscard]] Status verifyApproval(const SignedApproval& signedApproval);
+std::string encodeSignedApproval(const SignedApproval& sa);
+Result<SignedApproval> decodeSignedApproval(std::span<const uint8_t> bytes);
+
+// Frozen: written into signed statements.
+enum class StatementKind : uint8_t {
+  kRecognition = 1,    // a site's committee recognises an approval (signed by that committee)
+  kSuspension = 2,     // signed by the lead committee
+  kReinstatement = 3,  // lifts a suspension; signed by the lead committee
+  kRevocation = 4,     // final; signed by the lead committee
+};
+const char* statementKindName(StatementKind kind);
+
+struct Statement {
+  StatementKind kind = StatementKind::kRecognition;
+  std::string study;
+  uint32_t protocolVersion = 0;
+  Hash approvalId{};
+  std::string site;    // recognition: the recognising site's member name; else empty
+  Date effective;      // from this date on
+  std::string reason;  // free text shown to coordinators
+  crypto::PublicKey signer{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+};
+struct SignedStatement {
+  Statement statement;
+  crypto::Signature signature{};
+};
+std::string statementBytes(const Statement& statement);
+// Sets statement.signer to the identity's key and signs over
+// "trialmesh/ethics-statement/v1\0" || statementBytes.
+SignedStatement signStatement(Statement statement, const crypto::Identity& signer);
+[[nodiscard]] Status verifyStatement(const SignedStatement& ss);
+std::string encodeSignedStatement(const SignedStatement& ss);
+Result<SignedStatement> decodeSignedStatement(std::span<const uint8_t> bytes);
+
+// How this site recognises approvals.
+struct SitePolicy {
+  enum class Mode { kStandingList, kCountersignature };
+  std::string site;  // this site's member name, as listed in approvals' `sites`
+  Mode mode = Mode::kStandingList;
+  std::vector<crypto::PublicKey> recognisedCommittees;  // kStandingList
+  std::optional<crypto::PublicKey> siteCommittee;       // kCountersignature
+};
+
+// What a query is about to use.
+struct QueryUse {
+  std::string site;
+  crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string study;
+  Hash dictionaryHash{};
+  std::vector<std::string> variables;
+  std::vector<std::string> analyses;
+  Date today;
+};
+
+// The approval that allows a query.
+struct Grant {
+  std::string study;
+  uint32_t protocolVersion = 0;
+  Hash approvalId{};
+  uint32_t minCellSize = 0;            // released cells below this must be suppressed
+  std::optional<uint64_t> budgetLeft;  // after this query
+};
+
+// In-memory state built from signed approvals and statements. Every add verifies signatures.
+class ApprovalRegistry {
+ public:
+  explicit ApprovalRegistry(SitePolicy policy) : policy_(std::move(policy)) {}
+
+  // Verifies and stores an approval. PermissionDenied for a bad signature; AlreadyExists if
+  // another approval with the same study and version but different content is stored (the same
+  // one again is OK).
+  Status addApproval(const SignedApproval& sa);
+  // Verifies and stores a statement. PermissionDenied for a bad signature or a suspension/
+  // reinstatement/revocation not signed by the approval's lead committee; NotFound if it names
+  // an approval that is not stored.
+  Status addStatement(const SignedStatement& ss);
+  // Restores how many queries have used each approval (from ApprovalStore).
+  void setUsage(const Hash& approvalId, uint64_t used);
+  uint64_t usage(const Hash& approvalId) const;
+
+  // Decides without consuming budget.
+  Result<Grant> check(const QueryUse& use) const;
+  // check() and, when allowed, counts one query against the budget atomically.
+  Result<Grant> authorize(const QueryUse& use);
+
+  // All stored approvals, newest version first per study.
+  std::vector<SignedApproval> approvals() const;
+
+ private:
+  Result<Grant> checkLocked(const QueryUse& use) const;
+  Status recognitionRefusal(const Approval& a, const Hash& id) const;
+
+  SitePolicy policy_;
+  mutable std::mutex mu_;
+  // study -> version -> approval
+  std::map<std::string, std::map<uint32_t, SignedApproval>> approvals_;
+  std::map<Hash, std::vector<Statement>> statements_;  // by approval id
+  std::map<Hash, uint64_t> used_;
+};
+
+// Durable storage of approvals, statements and budget usage in a RocksDB database of its own
+// (column families "ethics_approvals", "ethics_statements", "ethics_usage"), all writes synced.
+class ApprovalStore {
+ public:
+  static Result<std::unique_ptr<ApprovalStore>> open(const std::string& path);
+  ~ApprovalStore();
+  ApprovalStore(const ApprovalStore&) = delete;
+  ApprovalStore& operator=(const ApprovalStore&) = delete;
+
+  Status putApproval(const SignedApproval& sa);
+  Status putStatement(const SignedStatement& ss);
+  Status putUsage(const Hash& approvalId, uint64_t used);
+  // Rebuilds a registry from everything stored (re-verifying every signature).
+  Result<std::unique_ptr<ApprovalRegistry>> load(SitePolicy policy) const;
+
+  class Impl;
+
+ private:
+  explicit ApprovalStore(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace trialmesh::ethics

@@ -1,0 +1,209 @@
+// The node's tamper-evident audit log: typed entries, durable appends, signed tree heads,
+// proofs, end-to-end verification and peer fork detection.
+//
+// Every ethics-relevant event (approvals received/recognised/amended/suspended/revoked, every
+// query decision, every released result, config and key changes, node start/stop, alerts) is
+// one Entry. An entry's canonical bytes (encodeEntry, layout in docs/ethics.md) are a leaf of
+// an RFC 6962 Merkle tree (ethics/merkle.h). append() returns only after the entry is synced
+// to disk, so a node may answer an RPC as soon as append() returns.
+//
+// Storage: a RocksDB database of its own (column family "audit_entries").
+// Key = sequence number as 8 big-endian bytes; value = the Merkle root of the log just after
+// this entry (32 bytes) followed by the entry bytes. The stored root is what lets verify name
+// the first modified entry; the signed tree head catches a rewrite of the stored roots too.
+//
+// Errors come back as Status/Result. Thread-safety: AuditLog is internally synchronised (one
+// mutex); all methods may be called from any thread. Free functions are pure.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+#include "crypto/identity.h"
+#include "ethics/merkle.h"
+
+namespace trialmesh::ethics {
+
+// Frozen: the values are written into entries on disk.
+enum class EntryKind : uint8_t {
+  kApprovalReceived = 1,
+  kApprovalRecognised = 2,
+  kApprovalAmended = 3,
+  kApprovalSuspended = 4,
+  kApprovalRevoked = 5,
+  kQuery = 6,
+  kResultReleased = 7,
+  kConfigChange = 8,
+  kKeyChange = 9,
+  kNodeStart = 10,
+  kNodeStop = 11,
+  kAlert = 12,
+  kApprovalReinstated = 13,
+};
+const char* entryKindName(EntryKind kind);
+
+// Body of the five approval kinds.
+struct ApprovalEvent {
+  std::string study;
+  uint32_t protocolVersion = 0;
+  Hash approvalId{};   // SHA-256 of the approval's canonical bytes (ethics/approval.h)
+  std::string detail;  // e.g. the reason of a suspension, the recognising committee
+};
+// A query decision. `reason` is the refusal text the coordinator saw, or the approval used.
+struct QueryEvent {
+  crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string study;
+  Hash queryHash{};  // canonical query hash
+  bool allowed = false;
+  std::string reason;
+};
+struct ResultReleasedEvent {
+  crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string study;
+  Hash queryHash{};
+  uint64_t cells = 0;
+  uint64_t suppressedCells = 0;
+};
+struct ConfigChangeEvent {
+  std::string setting;
+  std::string oldValue;
+  std::string newValue;
+};
+struct KeyChangeEvent {
+  std::string role;  // "node", "site-committee", ...
+  crypto::PublicKey oldKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  crypto::PublicKey newKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+};
+// Node start (detail = software version) and stop (detail = reason).
+struct NodeEvent {
+  std::string detail;
+};
+// A peer's log failed a check (fork, rollback, bad signature).
+struct AlertEvent {
+  crypto::PublicKey peer{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string message;
+};
+
+using EntryBody = std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent,
+                               KeyChangeEvent, NodeEvent, AlertEvent>;
+
+struct Entry {
+  uint64_t sequence = 0;  // index of the leaf in the tree, from 0
+  int64_t timestampMs = 0;
+  EntryKind kind = EntryKind::kNodeStart;
+  EntryBody body;
+};
+
+// Canonical bytes of an entry (docs/ethics.md, "Audit entries"). InvalidArgument if the body
+// type does not match the kind.
+Result<std::string> encodeEntry(const Entry& entry);
+// Strict inverse of encodeEntry: Corruption (naming the field) on truncation, unknown kind or
+// version, or trailing bytes.
+Result<Entry> decodeEntry(std::span<const uint8_t> bytes);
+// One line for people: "#12 2026-05-01T10:00:00.000Z query study=LUNG-7 allowed ...".
+std::string describeEntry(const Entry& entry);
+
+// A signed statement of the log's size and root at a moment.
+struct SignedTreeHead {
+  crypto::PublicKey logKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};  // the node's key
+  uint64_t treeSize = 0;
+  int64_t timestampMs = 0;
+  Hash root{};
+  crypto::Signature signature{};
+};
+// The bytes the signature covers (82 bytes, docs/ethics.md "Signed tree head"):
+//   offset 0  u16 BE  format version = 1
+//   offset 2  32      log public key (Ed25519)
+//   offset 34 u64 BE  tree size
+//   offset 42 i64 BE  timestamp, ms since the Unix epoch
+//   offset 50 32      root hash (RFC 6962 MTH of entries [0, tree size))
+// The Ed25519 signature is over "trialmesh/audit-sth/v1\0" (23 bytes) || those 82 bytes, so a
+// node key's signature on anything else can never pass as a tree head.
+std::string treeHeadBytes(const SignedTreeHead& sth);
+SignedTreeHead signTreeHead(const crypto::Identity& identity, uint64_t treeSize,
+                            int64_t timestampMs, const Hash& root);
+// OK if the signature verifies with sth.logKey; PermissionDenied otherwise.
+[[nodiscard]] Status verifyTreeHeadSignature(const SignedTreeHead& sth);
+// Wire/storage form: the 82 signed bytes followed by the 64-byte signature.
+std::string encodeTreeHead(const SignedTreeHead& sth);
+Result<SignedTreeHead> decodeTreeHead(std::span<const uint8_t> bytes);
+
+// An entry as stored and as downloaded by an auditor: the root recorded at append and the
+// entry's canonical bytes.
+struct StoredEntry {
+  Hash rootAfter{};
+  std::string bytes;
+};
+
+// Verifies a downloaded log end to end. Checks, in order: the tree head's signature (and that
+// it is by `logKey`); for each entry i: it decodes, records sequence number i, and the Merkle
+// root over entries [0, i] equals the root stored with it; that the number of entries equals
+// the tree size; that the root equals the signed root; and, if `earlier` is given, that it is
+// signed by the same key and its root equals the root of the first earlier->treeSize entries.
+// The first failure is returned as Corruption (PermissionDenied for a bad signature) whose
+// message starts "entry <i>: " when an entry is to blame.
+[[nodiscard]] Status verifyLog(std::span<const StoredEntry> entries, const SignedTreeHead& sth,
+                               const crypto::PublicKey& logKey,
+                               const SignedTreeHead* earlier = nullptr);
+
+// Checks a peer's new tree head against the one we saw before: both signatures, the same log
+// key, no shrinking, and the consistency proof from previous to next. A log that was
+// rewritten or forked fails with Corruption, message starting "fork detected: "; the node
+// should then append an AlertEvent, log the message and count it in a metric.
+[[nodiscard]] Status checkPeerHead(const SignedTreeHead& previous, const SignedTreeHead& next,
+                                   std::span<const Hash> consistencyProof);
+
+struct AuditLogOptions {
+  // Milliseconds since the Unix epoch; defaults to the system clock. Tests inject a fake.
+  std::function<int64_t()> clock;
+  // fsync every append before it returns. Default true; only benchmarks turn it off.
+  bool sync = true;
+};
+
+class AuditLog {
+ public:
+  // Opens or creates the log database at `path`. The identity signs tree heads; the log keeps a
+  // reference, so it must outlive the AuditLog. Re-reads every entry and checks sequence
+  // numbers and stored roots: a tampered store fails with Corruption naming the first bad entry
+  // ("run trialmesh audit verify"). IOError if RocksDB cannot open the path.
+  static Result<std::unique_ptr<AuditLog>> open(const std::string& path,
+                                                const crypto::Identity& identity,
+                                                AuditLogOptions options = {});
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Appends an entry of `kind` with `body` (sequence and timestamp are assigned here), durably:
+  // returns after the RocksDB write with sync=true. Returns the entry as written.
+  // InvalidArgument if body does not fit kind; IOError if the write fails (the log is then
+  // unchanged in memory and on disk).
+  Result<Entry> append(EntryKind kind, EntryBody body);
+
+  uint64_t size() const;
+  Hash root() const;
+  // A tree head for the current size, signed now.
+  SignedTreeHead signedTreeHead() const;
+  // Stored entries [begin, end). InvalidArgument if end > size() or begin > end.
+  Result<std::vector<StoredEntry>> readRange(uint64_t begin, uint64_t end) const;
+  Result<std::vector<Hash>> inclusionProof(uint64_t index, uint64_t treeSize) const;
+  Result<std::vector<Hash>> consistencyProof(uint64_t size1, uint64_t size2) const;
+
+  // Reads every stored entry of the database at `path` in key order without any check, for
+  // auditors and tests (the log must not be open in this process).
+  static Result<std::vector<StoredEntry>> readAllUnchecked(const std::string& path);
+
+  class Impl;
+
+ private:
+  explicit AuditLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace trialmesh::ethics

@@ -1,0 +1,327 @@
+// Audit log: encoding, durability across reopen, tamper detection through direct RocksDB edits,
+// signed tree heads, and fork detection between peers.
+#include "ethics/audit_log.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <filesystem>
+
+namespace trialmesh::ethics {
+namespace {
+
+class AuditLogTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/audit_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  AuditLogOptions fakeClock() {
+    AuditLogOptions o;
+    o.clock = [this] { return now_ += 1000; };
+    return o;
+  }
+
+  QueryEvent query(int i, bool allowed) {
+    QueryEvent q;
+    q.coordinator = coordinator_.pub;
+    q.study = "LUNG-7";
+    q.queryHash[0] = static_cast<uint8_t>(i);
+    q.allowed = allowed;
+    q.reason = allowed ? "approval LUNG-7 v3" : "approval LUNG-7 v3 expired on 2026-10-01";
+    return q;
+  }
+
+  // Appends n query entries, closes, and returns the tree head signed at the end.
+  SignedTreeHead writeLog(int n) {
+    auto log = AuditLog::open(dir_, node_, fakeClock());
+    EXPECT_TRUE(log.isOk()) << log.status().toString();
+    for (int i = 0; i < n; ++i)
+      EXPECT_TRUE((*log)->append(EntryKind::kQuery, query(i, i % 2)).isOk());
+    return (*log)->signedTreeHead();
+  }
+
+  // Direct access to the store, as an attacker with disk access would have.
+  template <typename Fn>
+  void editStore(Fn fn) {
+    rocksdb::DBOptions options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"audit_entries", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, dir_, families, &handles, &db).ok());
+    fn(db, handles[1]);
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    ASSERT_TRUE(db->Close().ok());
+    delete db;
+  }
+  static std::string key(uint64_t i) {
+    std::string k(8, '\0');
+    for (int b = 7; b >= 0; --b, i >>= 8) k[static_cast<size_t>(b)] = static_cast<char>(i & 0xff);
+    return k;
+  }
+
+  Status verifyStored(const SignedTreeHead& sth) {
+    auto entries = AuditLog::readAllUnchecked(dir_);
+    if (!entries.isOk()) return entries.status();
+    return verifyLog(*entries, sth, node_.pub);
+  }
+
+  std::string dir_;
+  int64_t now_ = 1'780'000'000'000;
+  crypto::Identity node_ = crypto::generateIdentity();
+  crypto::Identity coordinator_ = crypto::generateIdentity();
+};
+
+TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
+  const crypto::PublicKey k = coordinator_.pub;
+  std::vector<Entry> entries = {
+      {0, 1, EntryKind::kApprovalReceived, ApprovalEvent{"LUNG-7", 3, Hash{1}, "from lead"}},
+      {1, 2, EntryKind::kApprovalRevoked, ApprovalEvent{"LUNG-7", 3, Hash{2}, "misconduct"}},
+      {2, 3, EntryKind::kQuery, query(7, false)},
+      {3, 4, EntryKind::kResultReleased, ResultReleasedEvent{k, "LUNG-7", Hash{3}, 40, 3}},
+      {4, 5, EntryKind::kConfigChange, ConfigChangeEvent{"min_cell_size", "5", "10"}},
+      {5, 6, EntryKind::kKeyChange, KeyChangeEvent{"node", k, node_.pub}},
+      {6, 7, EntryKind::kNodeStart, NodeEvent{"trialmesh 0.1.0"}},
+      {7, 8, EntryKind::kNodeStop, NodeEvent{"SIGTERM"}},
+      {8, 9, EntryKind::kAlert, AlertEvent{k, "fork detected"}},
+  };
+  for (const Entry& e : entries) {
+    auto bytes = encodeEntry(e);
+    ASSERT_TRUE(bytes.isOk());
+    auto back = decodeEntry({reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size()});
+    ASSERT_TRUE(back.isOk()) << back.status().toString();
+    EXPECT_EQ(*encodeEntry(*back), *bytes);
+    EXPECT_EQ(describeEntry(*back), describeEntry(e));
+    // Truncation anywhere is refused.
+    auto cut = decodeEntry({reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size() - 1});
+    EXPECT_EQ(cut.status().code(), StatusCode::kCorruption);
+  }
+  // Header layout: version 1, sequence u64 BE, timestamp i64 BE, kind.
+  const std::string b = *encodeEntry(entries[6]);
+  EXPECT_EQ(b[0], 1);
+  EXPECT_EQ(b[8], 6);    // last byte of the sequence
+  EXPECT_EQ(b[16], 7);   // last byte of the timestamp
+  EXPECT_EQ(b[17], 10);  // kind node-start
+  Entry wrong{0, 0, EntryKind::kQuery, NodeEvent{"x"}};
+  EXPECT_EQ(encodeEntry(wrong).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(AuditLogTest, AppendsSurviveReopenWithTheSameRoot) {
+  Hash root;
+  {
+    auto log = AuditLog::open(dir_, node_, fakeClock());
+    ASSERT_TRUE(log.isOk());
+    auto e = (*log)->append(EntryKind::kNodeStart, NodeEvent{"0.1.0"});
+    ASSERT_TRUE(e.isOk());
+    EXPECT_EQ(e->sequence, 0u);
+    for (int i = 0; i < 20; ++i)
+      ASSERT_EQ((*log)->append(EntryKind::kQuery, query(i, true))->sequence, i + 1u);
+    root = (*log)->root();
+  }
+  auto log = AuditLog::open(dir_, node_, fakeClock());
+  ASSERT_TRUE(log.isOk()) << log.status().toString();
+  EXPECT_EQ((*log)->size(), 21u);
+  EXPECT_EQ((*log)->root(), root);
+  auto entries = (*log)->readRange(0, 21);
+  ASSERT_TRUE(entries.isOk());
+  MerkleTree naive;
+  for (const auto& e : *entries)
+    naive.append(leafHash({reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size()}));
+  EXPECT_EQ(naive.root(), root);
+  auto first = decodeEntry(
+      {reinterpret_cast<const uint8_t*>((*entries)[0].bytes.data()), (*entries)[0].bytes.size()});
+  EXPECT_EQ(std::get<NodeEvent>(first->body).detail, "0.1.0");
+  EXPECT_EQ(first->timestampMs, 1'780'000'001'000);
+  // Appending continues the sequence.
+  EXPECT_EQ((*log)->append(EntryKind::kNodeStop, NodeEvent{"test"})->sequence, 21u);
+  EXPECT_EQ((*log)->readRange(5, 30).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(AuditLogTest, ProofsFromTheLogVerifyAgainstItsSignedTreeHead) {
+  auto log = AuditLog::open(dir_, node_, fakeClock());
+  ASSERT_TRUE(log.isOk());
+  for (int i = 0; i < 37; ++i)
+    ASSERT_TRUE((*log)->append(EntryKind::kQuery, query(i, true)).isOk());
+  const SignedTreeHead old = (*log)->signedTreeHead();
+  for (int i = 37; i < 100; ++i)
+    ASSERT_TRUE((*log)->append(EntryKind::kQuery, query(i, true)).isOk());
+  const SignedTreeHead sth = (*log)->signedTreeHead();
+  ASSERT_TRUE(verifyTreeHeadSignature(sth).isOk());
+  auto entries = (*log)->readRange(0, 100).value();
+  for (uint64_t i : {0u, 36u, 63u, 99u}) {
+    const auto& b = entries[i].bytes;
+    auto proof = (*log)->inclusionProof(i, 100);
+    ASSERT_TRUE(proof.isOk());
+    EXPECT_TRUE(verifyInclusion(i, 100,
+                                leafHash({reinterpret_cast<const uint8_t*>(b.data()), b.size()}),
+                                *proof, sth.root)
+                    .isOk());
+  }
+  auto consistency = (*log)->consistencyProof(37, 100);
+  ASSERT_TRUE(consistency.isOk());
+  EXPECT_TRUE(checkPeerHead(old, sth, *consistency).isOk());
+  EXPECT_TRUE(verifyLog(entries, sth, node_.pub, &old).isOk());
+}
+
+TEST_F(AuditLogTest, UntouchedStoreVerifies) {
+  const SignedTreeHead sth = writeLog(10);
+  EXPECT_TRUE(verifyStored(sth).isOk()) << verifyStored(sth).toString();
+}
+
+TEST_F(AuditLogTest, FlippedByteInStoredEntryIsNamed) {
+  const SignedTreeHead sth = writeLog(10);
+  editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    std::string v;
+    ASSERT_TRUE(db->Get({}, cf, key(4), &v).ok());
+    v[v.size() - 3] ^= 0x01;  // a byte of the reason text
+    ASSERT_TRUE(db->Put({}, cf, key(4), v).ok());
+  });
+  Status s = verifyStored(sth);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_EQ(s.message().rfind("entry 4: ", 0), 0u) << s.message();
+  // The node itself refuses to reopen the damaged log, naming the same entry.
+  auto reopened = AuditLog::open(dir_, node_);
+  ASSERT_FALSE(reopened.isOk());
+  EXPECT_NE(reopened.status().message().find("entry 4: "), std::string::npos);
+}
+
+TEST_F(AuditLogTest, FlippedByteInStoredHeaderIsNamed) {
+  const SignedTreeHead sth = writeLog(10);
+  editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    std::string v;
+    ASSERT_TRUE(db->Get({}, cf, key(7), &v).ok());
+    v[32 + 12] ^= 0x40;  // inside the timestamp
+    ASSERT_TRUE(db->Put({}, cf, key(7), v).ok());
+  });
+  Status s = verifyStored(sth);
+  EXPECT_EQ(s.message().rfind("entry 7: ", 0), 0u) << s.message();
+}
+
+TEST_F(AuditLogTest, DeletedEntryIsNamed) {
+  const SignedTreeHead sth = writeLog(10);
+  editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    ASSERT_TRUE(db->Delete({}, cf, key(3)).ok());
+  });
+  Status s = verifyStored(sth);
+  EXPECT_EQ(s.message().rfind("entry 3: records sequence number 4", 0), 0u) << s.message();
+}
+
+TEST_F(AuditLogTest, DeletedLastEntryIsCaughtByTheTreeHead) {
+  const SignedTreeHead sth = writeLog(10);
+  editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    ASSERT_TRUE(db->Delete({}, cf, key(9)).ok());
+  });
+  Status s = verifyStored(sth);
+  EXPECT_EQ(s.message().rfind("entry 9: missing", 0), 0u) << s.message();
+}
+
+TEST_F(AuditLogTest, SwappedEntriesAreNamed) {
+  const SignedTreeHead sth = writeLog(10);
+  editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    std::string a, b;
+    ASSERT_TRUE(db->Get({}, cf, key(2), &a).ok());
+    ASSERT_TRUE(db->Get({}, cf, key(6), &b).ok());
+    ASSERT_TRUE(db->Put({}, cf, key(2), b).ok());
+    ASSERT_TRUE(db->Put({}, cf, key(6), a).ok());
+  });
+  Status s = verifyStored(sth);
+  EXPECT_EQ(s.message().rfind("entry 2: records sequence number 6", 0), 0u) << s.message();
+}
+
+TEST_F(AuditLogTest, ConsistentRewriteIsCaughtByTheSignedRoot) {
+  const SignedTreeHead sth = writeLog(10);
+  // An attacker rewrites entry 5 and recomputes every stored root after it.
+  auto entries = AuditLog::readAllUnchecked(dir_).value();
+  auto e5 = decodeEntry({reinterpret_cast<const uint8_t*>(entries[5].bytes.data()),
+                         entries[5].bytes.size()})
+                .value();
+  std::get<QueryEvent>(e5.body).allowed = !std::get<QueryEvent>(e5.body).allowed;
+  entries[5].bytes = encodeEntry(e5).value();
+  MerkleTree t;
+  for (auto& e : entries) {
+    t.append(leafHash({reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size()}));
+    e.rootAfter = t.root();
+  }
+  Status s = verifyLog(entries, sth, node_.pub);
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_NE(s.message().find("but the signed tree head"), std::string::npos) << s.message();
+}
+
+TEST_F(AuditLogTest, ForgedOrForeignTreeHeadIsRefused) {
+  SignedTreeHead sth = writeLog(5);
+  auto entries = AuditLog::readAllUnchecked(dir_).value();
+  SignedTreeHead forged = sth;
+  forged.treeSize = 4;  // claims a shorter log without re-signing
+  Status s = verifyLog(entries, forged, node_.pub);
+  EXPECT_EQ(s.code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(s.message().find("invalid signature"), std::string::npos) << s.message();
+  // Signed by someone else's key, claiming to be this node.
+  const crypto::Identity mallory = crypto::generateIdentity();
+  SignedTreeHead other = signTreeHead(mallory, sth.treeSize, sth.timestampMs, sth.root);
+  EXPECT_EQ(verifyLog(entries, other, node_.pub).code(), StatusCode::kPermissionDenied);
+  other.logKey = node_.pub;
+  EXPECT_EQ(verifyLog(entries, other, node_.pub).code(), StatusCode::kPermissionDenied);
+  // The wire form round-trips and is 82 + 64 bytes.
+  const std::string wire = encodeTreeHead(sth);
+  EXPECT_EQ(wire.size(), 146u);
+  EXPECT_EQ(treeHeadBytes(sth).size(), 82u);
+  auto back = decodeTreeHead({reinterpret_cast<const uint8_t*>(wire.data()), wire.size()});
+  ASSERT_TRUE(back.isOk());
+  EXPECT_TRUE(verifyTreeHeadSignature(*back).isOk());
+  EXPECT_EQ(back->root, sth.root);
+}
+
+TEST_F(AuditLogTest, ForkBetweenLogsSharingAPrefixIsDetected) {
+  // Two logs under the same node key share 12 entries, then diverge: what peers see if a node
+  // shows one history to one peer and another history to another, or rewrites its history.
+  const std::string dirA = dir_ + "/a", dirB = dir_ + "/b";
+  std::filesystem::create_directories(dir_);
+  auto a = AuditLog::open(dirA, node_, fakeClock()).value();
+  auto b = AuditLog::open(dirB, node_, fakeClock()).value();
+  for (int i = 0; i < 12; ++i) {
+    ASSERT_TRUE(a->append(EntryKind::kQuery, query(i, true)).isOk());
+    now_ -= 1000;  // same timestamps in both logs
+    ASSERT_TRUE(b->append(EntryKind::kQuery, query(i, true)).isOk());
+  }
+  ASSERT_EQ(a->root(), b->root());
+  SignedTreeHead seen;  // what a peer saw of a, after the divergence point
+  for (int i = 12; i < 20; ++i) {
+    ASSERT_TRUE(a->append(EntryKind::kQuery, query(i, true)).isOk());
+    ASSERT_TRUE(b->append(EntryKind::kQuery, query(i + 100, false)).isOk());
+    if (i == 15) seen = a->signedTreeHead();
+  }
+  ASSERT_EQ(seen.treeSize, 16u);
+  // The honest continuation passes, the fork fails.
+  EXPECT_TRUE(checkPeerHead(seen, a->signedTreeHead(), a->consistencyProof(16, 20).value()).isOk());
+  const SignedTreeHead forked = b->signedTreeHead();
+  Status s = checkPeerHead(seen, forked, b->consistencyProof(16, 20).value());
+  EXPECT_EQ(s.code(), StatusCode::kCorruption);
+  EXPECT_EQ(s.message().rfind("fork detected: peer " + node_.pub.toText(), 0), 0u) << s.message();
+  // Even a proof made from a's honest tree cannot link seen to b's head.
+  EXPECT_FALSE(checkPeerHead(seen, forked, a->consistencyProof(16, 20).value()).isOk());
+  // Rollback: same key, smaller tree.
+  Status rb = checkPeerHead(a->signedTreeHead(), seen, {});
+  EXPECT_EQ(rb.code(), StatusCode::kCorruption);
+  EXPECT_NE(rb.message().find("rolled back"), std::string::npos) << rb.message();
+  // Same size, different root.
+  Status same = checkPeerHead(a->signedTreeHead(), forked, {});
+  EXPECT_EQ(same.message().rfind("fork detected", 0), 0u) << same.message();
+  // A forged new head is refused before any comparison.
+  SignedTreeHead tampered = a->signedTreeHead();
+  tampered.root[0] ^= 1;
+  EXPECT_EQ(checkPeerHead(seen, tampered, a->consistencyProof(16, 20).value()).code(),
+            StatusCode::kPermissionDenied);
+  // An ethics board holding `seen` catches b's history end to end, though b is self-consistent.
+  auto entriesB = b->readRange(0, 20).value();
+  EXPECT_TRUE(verifyLog(entriesB, forked, node_.pub).isOk());
+  Status board = verifyLog(entriesB, forked, node_.pub, &seen);
+  EXPECT_EQ(board.code(), StatusCode::kCorruption);
+  EXPECT_NE(board.message().find("rewritten since then"), std::string::npos) << board.message();
+}
+
+}  // namespace
+}  // namespace trialmesh::ethics
