@@ -22,13 +22,13 @@ enum class StatusCode : int {
   kInvalidArgument = 1,  // the caller's input is wrong (query, file, flag); do not retry as is
   kNotFound = 2,         // a named thing (dataset, variable, file) does not exist
   kAlreadyExists = 3,
-  kCorruption = 4,       // stored or received bytes fail a check; data needs attention
-  kIOError = 5,          // the operating system or RocksDB failed; may succeed later
-  kPermissionDenied = 6, // refused by policy (approval, role, file mode)
-  kUnavailable = 7,      // a peer or resource is temporarily unreachable; retry later
-  kResourceExhausted = 8,// a limit was hit (size, budget, concurrency)
+  kCorruption = 4,         // stored or received bytes fail a check; data needs attention
+  kIOError = 5,            // the operating system or RocksDB failed; may succeed later
+  kPermissionDenied = 6,   // refused by policy (approval, role, file mode)
+  kUnavailable = 7,        // a peer or resource is temporarily unreachable; retry later
+  kResourceExhausted = 8,  // a limit was hit (size, budget, concurrency)
   kFailedPrecondition = 9,
-  kInternal = 10,        // a bug in trialmesh; please report it
+  kInternal = 10,  // a bug in trialmesh; please report it
 };
 
 const char* statusCodeName(StatusCode code);
@@ -39,15 +39,23 @@ class [[nodiscard]] Status {
   Status(StatusCode code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status ok() { return Status(); }
-  static Status invalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+  static Status invalidArgument(std::string m) {
+    return {StatusCode::kInvalidArgument, std::move(m)};
+  }
   static Status notFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
   static Status alreadyExists(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
   static Status corruption(std::string m) { return {StatusCode::kCorruption, std::move(m)}; }
   static Status ioError(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
-  static Status permissionDenied(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
+  static Status permissionDenied(std::string m) {
+    return {StatusCode::kPermissionDenied, std::move(m)};
+  }
   static Status unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
-  static Status resourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
-  static Status failedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
+  static Status resourceExhausted(std::string m) {
+    return {StatusCode::kResourceExhausted, std::move(m)};
+  }
+  static Status failedPrecondition(std::string m) {
+    return {StatusCode::kFailedPrecondition, std::move(m)};
+  }
   static Status internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 
   bool isOk() const { return code_ == StatusCode::kOk; }
@@ -69,7 +77,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : v_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : v_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(v_).isOk());
   }
@@ -94,10 +102,10 @@ class [[nodiscard]] Result {
 }  // namespace trialmesh
 
 // Early return of a failed Status from a function that returns Status or Result<T>.
-#define TM_RETURN_IF_ERROR(expr)                 \
-  do {                                           \
-    ::trialmesh::Status tm_status_ = (expr);     \
-    if (!tm_status_.isOk()) return tm_status_;   \
+#define TM_RETURN_IF_ERROR(expr)               \
+  do {                                         \
+    ::trialmesh::Status tm_status_ = (expr);   \
+    if (!tm_status_.isOk()) return tm_status_; \
   } while (0)
 
 #define TM_CONCAT_INNER_(a, b) a##b

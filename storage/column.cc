@@ -15,13 +15,20 @@ bool fits(double lo, double hi) {
 
 ColumnValues emptyValues(PhysicalType type) {
   switch (type) {
-    case PhysicalType::kI8: return std::vector<int8_t>();
-    case PhysicalType::kI16: return std::vector<int16_t>();
-    case PhysicalType::kI32: return std::vector<int32_t>();
-    case PhysicalType::kI64: return std::vector<int64_t>();
-    case PhysicalType::kF64: return std::vector<double>();
-    case PhysicalType::kU8: return std::vector<uint8_t>();
-    case PhysicalType::kU16: return std::vector<uint16_t>();
+    case PhysicalType::kI8:
+      return std::vector<int8_t>();
+    case PhysicalType::kI16:
+      return std::vector<int16_t>();
+    case PhysicalType::kI32:
+      return std::vector<int32_t>();
+    case PhysicalType::kI64:
+      return std::vector<int64_t>();
+    case PhysicalType::kF64:
+      return std::vector<double>();
+    case PhysicalType::kU8:
+      return std::vector<uint8_t>();
+    case PhysicalType::kU16:
+      return std::vector<uint16_t>();
   }
   return std::vector<int64_t>();
 }
@@ -37,11 +44,14 @@ PhysicalType physicalTypeOf(const Variable& variable) {
       if (fits<int32_t>(*variable.min, *variable.max)) return PhysicalType::kI32;
       return PhysicalType::kI64;
     }
-    case VariableType::kReal: return PhysicalType::kF64;
+    case VariableType::kReal:
+      return PhysicalType::kF64;
     case VariableType::kCategorical:
       return variable.levels.size() <= 256 ? PhysicalType::kU8 : PhysicalType::kU16;
-    case VariableType::kBoolean: return PhysicalType::kU8;
-    case VariableType::kDate: return PhysicalType::kI32;
+    case VariableType::kBoolean:
+      return PhysicalType::kU8;
+    case VariableType::kDate:
+      return PhysicalType::kI32;
   }
   return PhysicalType::kF64;
 }
@@ -56,20 +66,27 @@ size_t ColumnChunk::memoryBytes() const {
   return bytes;
 }
 
-ColumnChunkBuilder::ColumnChunkBuilder(PhysicalType type) : type_(type), values_(emptyValues(type)) {
+ColumnChunkBuilder::ColumnChunkBuilder(PhysicalType type)
+    : type_(type), values_(emptyValues(type)) {
   std::visit([](auto& v) { v.reserve(kChunkRows); }, values_);
   missing_.assign(kChunkRows / 64, 0);
 }
 
 void ColumnChunkBuilder::appendInt(int64_t value) {
-  std::visit([value](auto& v) { v.push_back(static_cast<typename std::decay_t<decltype(v)>::value_type>(value)); },
-             values_);
+  std::visit(
+      [value](auto& v) {
+        v.push_back(static_cast<typename std::decay_t<decltype(v)>::value_type>(value));
+      },
+      values_);
   ++rows_;
 }
 
 void ColumnChunkBuilder::appendDouble(double value) {
-  std::visit([value](auto& v) { v.push_back(static_cast<typename std::decay_t<decltype(v)>::value_type>(value)); },
-             values_);
+  std::visit(
+      [value](auto& v) {
+        v.push_back(static_cast<typename std::decay_t<decltype(v)>::value_type>(value));
+      },
+      values_);
   ++rows_;
 }
 

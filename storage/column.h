@@ -21,7 +21,15 @@ namespace trialmesh::storage {
 inline constexpr uint32_t kChunkRows = 65536;
 
 // Frozen: the index of each alternative is written on disk.
-enum class PhysicalType : uint8_t { kI8 = 0, kI16 = 1, kI32 = 2, kI64 = 3, kF64 = 4, kU8 = 5, kU16 = 6 };
+enum class PhysicalType : uint8_t {
+  kI8 = 0,
+  kI16 = 1,
+  kI32 = 2,
+  kI64 = 3,
+  kF64 = 4,
+  kU8 = 5,
+  kU16 = 6
+};
 
 using ColumnValues = std::variant<std::vector<int8_t>, std::vector<int16_t>, std::vector<int32_t>,
                                   std::vector<int64_t>, std::vector<double>, std::vector<uint8_t>,
@@ -104,8 +112,7 @@ class InMemoryTable final : public ColumnSource {
 
   const Dictionary& dictionary() const override { return dictionary_; }
   uint64_t rowCount() const override { return rows_; }
-  Result<std::shared_ptr<const ColumnChunk>> column(size_t variable,
-                                                    uint32_t chunk) const override;
+  Result<std::shared_ptr<const ColumnChunk>> column(size_t variable, uint32_t chunk) const override;
 
  private:
   void sealChunk();

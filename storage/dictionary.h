@@ -44,7 +44,7 @@ struct Level {
 };
 
 struct Variable {
-  std::string name;       // query identifier: [A-Za-z_][A-Za-z0-9_]*, unique in the dictionary
+  std::string name;  // query identifier: [A-Za-z_][A-Za-z0-9_]*, unique in the dictionary
   VariableType type = VariableType::kReal;
   std::string csvColumn;  // CSV header this variable is read from; equals name unless declared
   std::string unit;       // informational ("kg/m2"); empty when not declared

@@ -33,7 +33,8 @@ TEST(StatusTest, ErrorCarriesCodeAndMessage) {
   EXPECT_FALSE(s.isOk());
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
   EXPECT_EQ(s.toString(), "NotFound: dataset 'trial' does not exist");
-  EXPECT_EQ(s.withContext("store /srv/tm").message(), "store /srv/tm: dataset 'trial' does not exist");
+  EXPECT_EQ(s.withContext("store /srv/tm").message(),
+            "store /srv/tm: dataset 'trial' does not exist");
   EXPECT_EQ(s.withContext("x").code(), StatusCode::kNotFound);
 }
 
