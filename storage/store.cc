@@ -80,10 +80,11 @@ uint64_t readBe64(std::string_view s) {
 
 rocksdb::ColumnFamilyOptions dataFamilyOptions() {
   rocksdb::ColumnFamilyOptions o;
-  // Chunks are large values read whole. LZ4 was measured against no compression on
-  // generated trial data (docs/storage-format.md): it shrinks files ~2x at no measurable
-  // import cost; decompression stays well above scan needs.
-  o.compression = rocksdb::kLZ4Compression;
+  // Chunks are large values read whole. No compression: LZ4 shrank the generated trial data
+  // ~1.6x but cost ~25% of the import's CPU (callgrind), and CPU is what limits import speed
+  // on a small site server (docs/storage-format.md, "Measurements"). Files written by older
+  // builds with LZ4 stay readable (each block records its compression).
+  o.compression = rocksdb::kNoCompression;
   o.write_buffer_size = size_t{16} << 20;
   o.max_write_buffer_number = 4;
   o.target_file_size_base = uint64_t{128} << 20;
@@ -369,6 +370,16 @@ Status Store::Impl::removeLeftovers() {
     TM_RETURN_IF_ERROR(fromRocks(it->status(), "store " + dir_ + ": scanning data"));
   }
   nextVersion_ = maxVersion + 1;
+  // SST files of imports killed before ingestion (the RocksDB LOCK says no import is running).
+  {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_ + "/" + std::string(internal::kImportTempDir), ec);
+    if (ec) {
+      return Status::ioError("store " + dir_ + ": cannot remove unfinished import files in " +
+                             dir_ + "/" + std::string(internal::kImportTempDir) + ": " +
+                             ec.message());
+    }
+  }
   if (cleanup.Count() > 0) {
     rocksdb::WriteOptions wo;
     wo.sync = true;

@@ -29,6 +29,9 @@ std::string versionBegin(std::string_view dataset, uint64_t version);
 std::string datasetRecordKey(std::string_view dataset);
 inline constexpr std::string_view kDatasetRecordPrefix = "dataset/";
 inline constexpr std::string_view kSequenceKey = "sequence";
+// Subdirectory of the store where an import writes its SST files before ingesting them;
+// whatever is in it at open belongs to an import that did not finish.
+inline constexpr std::string_view kImportTempDir = "import-tmp";
 
 struct DatasetRecord {
   DatasetInfo info;

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
 
+#include <charconv>
 #include <fstream>
 #include <thread>
 
@@ -236,6 +237,63 @@ TEST(StoreTest, AcceptsEverySpellingAndMissingForm) {
   }
   EXPECT_EQ((*age)->valueAsDouble(0), 100.0);
   EXPECT_FALSE((*age)->hasMissing());
+}
+
+// The import parses common value shapes on fast paths; every stored value must equal what the
+// general parsers (std::from_chars, parseIsoDate) give for the same text.
+TEST(StoreTest, FastPathValuesEqualGeneralParsers) {
+  TempDir tmp;
+  const std::string csv = tmp / "shapes.csv";
+  const char* reals[] = {"30",
+                         "30.0",
+                         "249.99999999999",
+                         "72.5",
+                         "0031.25",
+                         "99.123456789012",
+                         "123.45678901234567",
+                         "1.5e2",
+                         "+44.5",
+                         "45.",
+                         "200.1",
+                         "30.000000000000001",
+                         "57.3",
+                         "33.333333333333333"};
+  const char* dates[] = {"2020-01-01", "2020-02-29", "2020-12-31", "2020-03-01", "2020-07-15",
+                         "2020-11-30", "2020-06-01", "2020-01-31", "2020-09-09", "2020-10-10",
+                         "2020-02-28", "2020-04-30", "2020-05-05", "2020-08-31"};
+  const char* ages[] = {"0",  "100", "007", "+5", "42", "99", "1",
+                        "10", "18",  "65",  "3",  "77", "0",  "50"};
+  std::string text = "AGE,w,sex,smoker,visit\n";
+  for (int i = 0; i < 14; ++i) {
+    text +=
+        std::string(ages[i]) + "," + reals[i] + "," + (i % 2 ? "F" : "M") + ",1," + dates[i] + "\n";
+  }
+  writeFile(csv, text);
+  auto store = openStore(tmp / "store");
+  ASSERT_TRUE(store);
+  auto report = store->importCsv("shapes", smallDictionary(), csv);
+  ASSERT_TRUE(report.isOk()) << report.status().toString();
+  auto ds = store->openDataset("shapes");
+  ASSERT_TRUE(ds.isOk());
+  auto age = (*ds)->column(0, 0);
+  auto w = (*ds)->column(1, 0);
+  auto sex = (*ds)->column(2, 0);
+  auto visit = (*ds)->column(4, 0);
+  ASSERT_TRUE(age.isOk() && w.isOk() && sex.isOk() && visit.isOk());
+  for (uint32_t i = 0; i < 14; ++i) {
+    std::string_view r = reals[i];
+    if (r[0] == '+') r.remove_prefix(1);
+    double expected = 0;
+    ASSERT_EQ(std::from_chars(r.data(), r.data() + r.size(), expected).ec, std::errc()) << r;
+    EXPECT_EQ(std::get<std::vector<double>>((*w)->values)[i], expected) << reals[i];
+    EXPECT_EQ((*visit)->valueAsDouble(i), static_cast<double>(*parseIsoDate(dates[i]))) << dates[i];
+    std::string_view a = ages[i];
+    if (a[0] == '+') a.remove_prefix(1);
+    int64_t expectedAge = 0;
+    std::from_chars(a.data(), a.data() + a.size(), expectedAge);
+    EXPECT_EQ((*age)->valueAsDouble(i), static_cast<double>(expectedAge)) << ages[i];
+    EXPECT_EQ((*sex)->valueAsDouble(i), i % 2 ? 0.0 : 1.0);
+  }
 }
 
 TEST(StoreTest, ErrorListIsBounded) {
