@@ -1,0 +1,498 @@
+// bindQuery: resolves a Query against a dictionary into a detail::Plan.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "query/engine.h"
+#include "query/plan.h"
+
+namespace trialmesh::query {
+
+using storage::Dictionary;
+using storage::Variable;
+using storage::VariableType;
+
+const Query& BoundQuery::query() const { return plan_->query; }
+const std::string& BoundQuery::canonicalText() const { return plan_->canonical; }
+const std::string& BoundQuery::dictionaryHash() const { return plan_->dictionaryHash; }
+uint32_t BoundQuery::cellCount() const { return plan_->cells; }
+PartialShape BoundQuery::shape() const {
+  return PartialShape{plan_->dictionaryHash, plan_->canonical, plan_->cells,
+                      static_cast<uint32_t>(plan_->aggregates.size())};
+}
+
+namespace {
+
+constexpr uint32_t kMaxCells = 1u << 20;
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                                          std::tolower(static_cast<unsigned char>(b[j - 1]))
+                                      ? 0
+                                      : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+class Binder {
+ public:
+  explicit Binder(const Dictionary& dict) : dict_(dict) {}
+
+  Result<size_t> resolve(const std::string& name) const {
+    if (auto i = dict_.find(name)) return *i;
+    std::string best;
+    size_t bestDist = std::numeric_limits<size_t>::max();
+    for (const auto& v : dict_.variables()) {
+      size_t d = editDistance(name, v.name);
+      if (d < bestDist) {
+        bestDist = d;
+        best = v.name;
+      }
+    }
+    size_t limit = std::max<size_t>(1, std::min<size_t>(2, name.size() / 3));
+    if (!best.empty() && bestDist <= limit)
+      return Status::invalidArgument(
+          fmt::format("unknown variable '{}' (did you mean '{}'?)", name, best));
+    return Status::invalidArgument(fmt::format(
+        "unknown variable '{}' (the study {} has no such variable)", name, dict_.study()));
+  }
+
+  const Variable& var(size_t i) const { return dict_.variable(i); }
+
+  static std::string levelList(const Variable& v) {
+    std::string s;
+    for (size_t i = 0; i < v.levels.size(); ++i) {
+      if (i) s += ", ";
+      s += v.levels[i].code;
+      if (i == 20 && v.levels.size() > 22) {
+        s += fmt::format(", ... ({} levels)", v.levels.size());
+        break;
+      }
+    }
+    return s;
+  }
+
+  static std::string literalForMessage(const Literal& l) {
+    switch (l.kind) {
+      case Literal::Kind::kInteger:
+        return std::to_string(l.integer);
+      case Literal::Kind::kReal:
+        return fmt::format("{}", l.real);
+      case Literal::Kind::kString:
+        return fmt::format("\"{}\"", l.text);
+      case Literal::Kind::kDate:
+        return fmt::format("date \"{}\"", l.text);
+      case Literal::Kind::kBool:
+        return l.boolean ? "true" : "false";
+    }
+    return {};
+  }
+
+  // The literal as an exact integer in the column's domain, or a real for real variables.
+  struct Typed {
+    bool isInt = true;
+    int64_t i = 0;
+    double d = 0;
+  };
+
+  Result<Typed> typedValue(const Variable& v, const Literal& l) const {
+    Typed t;
+    switch (v.type) {
+      case VariableType::kInteger:
+      case VariableType::kReal:
+        if (l.kind == Literal::Kind::kInteger) {
+          t.isInt = true;
+          t.i = l.integer;
+          t.d = static_cast<double>(l.integer);
+          if (v.type == VariableType::kReal) t.isInt = false;
+          return t;
+        }
+        if (l.kind == Literal::Kind::kReal) {
+          t.isInt = false;
+          t.d = l.real;
+          return t;
+        }
+        return Status::invalidArgument(fmt::format("{} is {}: compare it with a number, not {}",
+                                                   v.name, storage::variableTypeName(v.type),
+                                                   literalForMessage(l)));
+      case VariableType::kCategorical: {
+        if (l.kind != Literal::Kind::kString)
+          return Status::invalidArgument(
+              fmt::format("{} is categorical: compare it with a quoted level (levels: {}), not {}",
+                          v.name, levelList(v), literalForMessage(l)));
+        auto idx = v.levelIndex(l.text);
+        if (!idx)
+          return Status::invalidArgument(
+              fmt::format("'{}' is not a level of {} (levels: {})", l.text, v.name, levelList(v)));
+        t.i = *idx;
+        return t;
+      }
+      case VariableType::kBoolean:
+        if (l.kind != Literal::Kind::kBool)
+          return Status::invalidArgument(
+              fmt::format("{} is boolean: compare it with true or false, not {}", v.name,
+                          literalForMessage(l)));
+        t.i = l.boolean ? 1 : 0;
+        return t;
+      case VariableType::kDate: {
+        if (l.kind != Literal::Kind::kDate && l.kind != Literal::Kind::kString)
+          return Status::invalidArgument(
+              fmt::format("{} is a date: compare it with date \"YYYY-MM-DD\", not {}", v.name,
+                          literalForMessage(l)));
+        auto days = storage::parseIsoDate(l.text);
+        if (!days)
+          return Status::invalidArgument(
+              fmt::format("'{}' is not a valid date for {}: write YYYY-MM-DD, e.g. \"2024-01-31\"",
+                          l.text, v.name));
+        t.i = *days;
+        return t;
+      }
+    }
+    return Status::internal("unknown variable type");
+  }
+
+  static int64_t saturate(double v) {
+    if (v >= 9.2e18) return std::numeric_limits<int64_t>::max();
+    if (v <= -9.2e18) return std::numeric_limits<int64_t>::min();
+    return static_cast<int64_t>(v);
+  }
+
+  // NNF conversion; `negated` = an odd number of NOTs above this node.
+  Result<detail::BoundFilter> bindFilter(const Filter& f, bool negated) const {
+    using BK = detail::BoundFilter::Kind;
+    detail::BoundFilter b;
+    switch (f.kind) {
+      case Filter::Kind::kNot:
+        if (f.children.size() != 1) return Status::invalidArgument("'not' needs one operand");
+        return bindFilter(f.children[0], !negated);
+      case Filter::Kind::kAnd:
+      case Filter::Kind::kOr: {
+        if (f.children.size() < 2)
+          return Status::invalidArgument("'and'/'or' need at least two operands");
+        bool isAnd = (f.kind == Filter::Kind::kAnd) != negated;
+        b.kind = isAnd ? BK::kAnd : BK::kOr;
+        for (const auto& c : f.children) {
+          TM_ASSIGN_OR_RETURN(detail::BoundFilter bc, bindFilter(c, negated));
+          b.children.push_back(std::move(bc));
+        }
+        return b;
+      }
+      case Filter::Kind::kIsMissing:
+      case Filter::Kind::kIsNotMissing: {
+        TM_ASSIGN_OR_RETURN(b.var, resolve(f.var));
+        b.kind = BK::kMissing;
+        b.negate = (f.kind == Filter::Kind::kIsNotMissing) != negated;
+        return b;
+      }
+      case Filter::Kind::kIn: {
+        TM_ASSIGN_OR_RETURN(b.var, resolve(f.var));
+        const Variable& v = var(b.var);
+        if (f.values.empty()) return Status::invalidArgument("'in' needs at least one value");
+        b.negate = negated;
+        b.kind = v.type == VariableType::kReal ? BK::kRealSet : BK::kIntSet;
+        for (const auto& l : f.values) {
+          TM_ASSIGN_OR_RETURN(Typed t, typedValue(v, l));
+          if (b.kind == BK::kRealSet) {
+            b.reals.push_back(t.d);
+          } else if (t.isInt) {
+            b.ints.push_back(t.i);
+          }  // a non-integral real never equals an integer variable
+        }
+        return b;
+      }
+      case Filter::Kind::kCompare: {
+        TM_ASSIGN_OR_RETURN(b.var, resolve(f.var));
+        const Variable& v = var(b.var);
+        if (f.values.size() != 1) return Status::invalidArgument("a comparison needs one value");
+        CompareOp op = f.op;
+        if ((v.type == VariableType::kCategorical || v.type == VariableType::kBoolean) &&
+            op != CompareOp::kEq && op != CompareOp::kNe) {
+          return Status::invalidArgument(
+              fmt::format("'{}' cannot compare {} variable {}: use =, != or in", compareOpText(op),
+                          storage::variableTypeName(v.type), v.name));
+        }
+        TM_ASSIGN_OR_RETURN(Typed t, typedValue(v, f.values[0]));
+        if (negated) {
+          static constexpr CompareOp kNeg[] = {CompareOp::kNe, CompareOp::kEq, CompareOp::kGe,
+                                               CompareOp::kGt, CompareOp::kLe, CompareOp::kLt};
+          op = kNeg[static_cast<int>(op)];
+        }
+        if (v.type == VariableType::kReal) {
+          b.kind = BK::kRealCmp;
+          b.op = op;
+          b.real = t.d;
+          return b;
+        }
+        b.kind = BK::kIntRange;
+        constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+        constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+        if (t.isInt) {
+          int64_t x = t.i;
+          switch (op) {
+            case CompareOp::kEq:
+              b.lo = b.hi = x;
+              break;
+            case CompareOp::kNe:
+              b.lo = b.hi = x;
+              b.negate = true;
+              break;
+            case CompareOp::kLt:
+              if (x == kMin) {
+                b.lo = 1;
+                b.hi = 0;
+              } else {
+                b.lo = kMin;
+                b.hi = x - 1;
+              }
+              break;
+            case CompareOp::kLe:
+              b.lo = kMin;
+              b.hi = x;
+              break;
+            case CompareOp::kGt:
+              if (x == kMax) {
+                b.lo = 1;
+                b.hi = 0;
+              } else {
+                b.lo = x + 1;
+                b.hi = kMax;
+              }
+              break;
+            case CompareOp::kGe:
+              b.lo = x;
+              b.hi = kMax;
+              break;
+          }
+        } else {
+          // A real literal against an integer variable: translate to integer bounds.
+          double x = t.d;
+          bool integral = std::floor(x) == x && std::fabs(x) < 9.2e18;
+          switch (op) {
+            case CompareOp::kEq:
+            case CompareOp::kNe:
+              if (integral) {
+                b.lo = b.hi = saturate(x);
+              } else {
+                b.lo = 1;
+                b.hi = 0;
+              }
+              b.negate = op == CompareOp::kNe;
+              break;
+            case CompareOp::kLt:  // x_col < x  <=>  x_col <= ceil(x) - 1
+              b.lo = kMin;
+              b.hi = saturate(std::ceil(x) - 1);
+              if (std::ceil(x) - 1 < -9.2e18) {
+                b.lo = 1;
+                b.hi = 0;
+              }
+              break;
+            case CompareOp::kLe:
+              b.lo = kMin;
+              b.hi = saturate(std::floor(x));
+              if (std::floor(x) < -9.2e18) {
+                b.lo = 1;
+                b.hi = 0;
+              }
+              break;
+            case CompareOp::kGt:
+              b.lo = saturate(std::floor(x) + 1);
+              b.hi = kMax;
+              if (std::floor(x) + 1 > 9.2e18) {
+                b.lo = 1;
+                b.hi = 0;
+              }
+              break;
+            case CompareOp::kGe:
+              b.lo = saturate(std::ceil(x));
+              b.hi = kMax;
+              if (std::ceil(x) > 9.2e18) {
+                b.lo = 1;
+                b.hi = 0;
+              }
+              break;
+          }
+        }
+        return b;
+      }
+    }
+    return Status::internal("unknown filter kind");
+  }
+
+  static bool isNumeric(VariableType t) {
+    return t == VariableType::kInteger || t == VariableType::kReal;
+  }
+
+  Result<detail::BoundAggregate> bindAggregate(const Aggregate& a) const {
+    detail::BoundAggregate b;
+    b.fn = a.fn;
+    if (a.fn == AggFn::kCount && a.var.empty()) return b;
+    TM_ASSIGN_OR_RETURN(b.var, resolve(a.var));
+    b.hasVar = true;
+    const Variable& v = var(b.var);
+    b.type = v.type;
+    std::string what = aggregateText(a);
+    const char* fn = aggFnName(a.fn);
+    auto typeError = [&](const char* needs) {
+      return Status::invalidArgument(fmt::format("{}: {} is {}; {} needs {}", what, v.name,
+                                                 storage::variableTypeName(v.type), fn, needs));
+    };
+    switch (a.fn) {
+      case AggFn::kCount:
+        break;
+      case AggFn::kSum:
+      case AggFn::kMean:
+      case AggFn::kVar:
+      case AggFn::kSd:
+        if (!isNumeric(v.type)) return typeError("an integer or real variable");
+        break;
+      case AggFn::kMin:
+      case AggFn::kMax:
+        if (!isNumeric(v.type) && v.type != VariableType::kDate)
+          return typeError("an integer, real or date variable");
+        break;
+      case AggFn::kHist: {
+        if (!isNumeric(v.type)) return typeError("an integer or real variable");
+        if (a.uniformBins) {
+          if (!(a.to > a.from) || !(a.width > 0))
+            return Status::invalidArgument(fmt::format("{}: needs from < to and width > 0", what));
+          double span = (a.to - a.from) / a.width;
+          double rounded = std::round(span);
+          double count =
+              std::fabs(span - rounded) <= 1e-9 * std::max(1.0, span) ? rounded : std::ceil(span);
+          if (count > 1e6)
+            return Status::invalidArgument(
+                fmt::format("{}: more than 1000000 bins; use a larger width", what));
+          uint32_t bins = static_cast<uint32_t>(std::max(1.0, count));
+          b.uniform = true;
+          b.from = a.from;
+          b.width = a.width;
+          for (uint32_t k = 0; k < bins; ++k) b.breaks.push_back(a.from + k * a.width);
+          b.breaks.push_back(a.to);
+        } else {
+          if (a.breaks.size() < 2 || !std::is_sorted(a.breaks.begin(), a.breaks.end()) ||
+              std::adjacent_find(a.breaks.begin(), a.breaks.end()) != a.breaks.end())
+            return Status::invalidArgument(
+                fmt::format("{}: needs at least two strictly increasing breaks", what));
+          b.breaks = a.breaks;
+        }
+        break;
+      }
+      case AggFn::kKm: {
+        if (!isNumeric(v.type))
+          return Status::invalidArgument(
+              fmt::format("{}: the time variable {} is {}; km needs an integer or real time", what,
+                          v.name, storage::variableTypeName(v.type)));
+        TM_ASSIGN_OR_RETURN(b.event, resolve(a.event));
+        const Variable& e = var(b.event);
+        if (e.type != VariableType::kBoolean && e.type != VariableType::kInteger)
+          return Status::invalidArgument(fmt::format(
+              "{}: the event variable {} is {}; km needs a boolean (true = event) or an integer "
+              "(0 = censored, otherwise event)",
+              what, e.name, storage::variableTypeName(e.type)));
+        break;
+      }
+    }
+    return b;
+  }
+
+ private:
+  const Dictionary& dict_;
+};
+
+}  // namespace
+
+Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dictionary) {
+  if (query.select.empty()) return Status::invalidArgument("a query needs at least one statistic");
+  auto plan = std::make_shared<detail::Plan>();
+  plan->query = query;
+  plan->canonical = canonicalQueryText(query);
+  plan->dictionary = dictionary;
+  plan->dictionaryHash = dictionary.hashHex();
+  Binder binder(dictionary);
+  std::vector<size_t> columns;
+
+  for (const auto& a : query.select) {
+    if ((a.fn == AggFn::kHist || a.fn == AggFn::kKm) && query.select.size() > 1) {
+      return Status::invalidArgument(fmt::format(
+          "{} must be the only statistic of its query (it produces its own rows); run the "
+          "other statistics as a separate query",
+          aggregateText(a)));
+    }
+    TM_ASSIGN_OR_RETURN(detail::BoundAggregate b, binder.bindAggregate(a));
+    if (b.hasVar) columns.push_back(b.var);
+    if (b.fn == AggFn::kKm) columns.push_back(b.event);
+    auto momentLike = [](AggFn f) {
+      return f == AggFn::kMean || f == AggFn::kVar || f == AggFn::kSd;
+    };
+    for (size_t j = 0; j < plan->aggregates.size(); ++j) {
+      const auto& p = plan->aggregates[j];
+      if (p.sameStateAs < 0 && p.hasVar && b.hasVar && p.var == b.var &&
+          (p.fn == b.fn || (momentLike(p.fn) && momentLike(b.fn)))) {
+        b.sameStateAs = static_cast<int>(j);
+        break;
+      }
+    }
+    plan->aggregates.push_back(std::move(b));
+  }
+
+  uint64_t cells = 1;
+  for (const auto& name : query.by) {
+    TM_ASSIGN_OR_RETURN(size_t idx, binder.resolve(name));
+    const Variable& v = dictionary.variable(idx);
+    for (const auto& g : plan->groups) {
+      if (g.var == idx)
+        return Status::invalidArgument(fmt::format("'{}' appears twice after 'by'", name));
+    }
+    if (v.type != VariableType::kCategorical && v.type != VariableType::kBoolean) {
+      return Status::invalidArgument(
+          fmt::format("cannot group by {}: {} is {}; group-by needs a categorical or boolean "
+                      "variable",
+                      v.name, v.name, storage::variableTypeName(v.type)));
+    }
+    detail::GroupVar g;
+    g.var = idx;
+    g.levels = v.type == VariableType::kBoolean ? 2 : static_cast<uint32_t>(v.levels.size());
+    g.hasNa = v.missingAllowed;
+    cells *= g.width();
+    if (cells > kMaxCells)
+      return Status::invalidArgument(fmt::format(
+          "grouping by {} gives more than {} cells; group by fewer variables", name, kMaxCells));
+    plan->groups.push_back(g);
+    columns.push_back(idx);
+  }
+  plan->cells = static_cast<uint32_t>(cells);
+
+  if (query.where) {
+    TM_ASSIGN_OR_RETURN(plan->filter, binder.bindFilter(*query.where, false));
+    plan->hasFilter = true;
+    std::vector<const detail::BoundFilter*> stack{&plan->filter};
+    while (!stack.empty()) {
+      const auto* f = stack.back();
+      stack.pop_back();
+      if (f->kind == detail::BoundFilter::Kind::kAnd || f->kind == detail::BoundFilter::Kind::kOr) {
+        for (const auto& c : f->children) stack.push_back(&c);
+      } else {
+        columns.push_back(f->var);
+      }
+    }
+  }
+  std::sort(columns.begin(), columns.end());
+  columns.erase(std::unique(columns.begin(), columns.end()), columns.end());
+  plan->columns = std::move(columns);
+
+  BoundQuery bq;
+  bq.plan_ = std::move(plan);
+  return bq;
+}
+
+}  // namespace trialmesh::query

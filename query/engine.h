@@ -1,0 +1,66 @@
+// Binding a query to a study's dictionary and running it over one site's rows.
+//
+//   TM_ASSIGN_OR_RETURN(Query q, parseQuery("count, mean(bmi) by arm"));
+//   TM_ASSIGN_OR_RETURN(BoundQuery b, bindQuery(q, table.dictionary()));
+//   TM_ASSIGN_OR_RETURN(PartialResult p, execute(b, table, {}));
+//   // ... merge partials of other sites with mergeInto ...
+//   TM_ASSIGN_OR_RETURN(ResultTable t, finalize(p, b));
+//
+// The engine scans chunk by chunk (storage::kChunkRows rows), reads only the columns the query
+// names, and splits the chunks over worker threads; it does not depend on RocksDB.
+//
+// Thread-safety: a BoundQuery is immutable and may be shared; execute may run concurrently.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "query/partial.h"
+#include "query/query.h"
+#include "storage/column.h"
+#include "storage/dictionary.h"
+
+namespace trialmesh::query {
+
+namespace detail {
+struct Plan;
+}
+
+// A query whose names are resolved against one dictionary, with typed filter constants.
+class BoundQuery {
+ public:
+  const Query& query() const;
+  const std::string& canonicalText() const;
+  const std::string& dictionaryHash() const;
+  uint32_t cellCount() const;
+  // The shape every partial of this query carries.
+  PartialShape shape() const;
+
+  // Implementation access for the engine and finalize.
+  const detail::Plan& plan() const { return *plan_; }
+
+ private:
+  friend Result<BoundQuery> bindQuery(const Query&, const storage::Dictionary&);
+  std::shared_ptr<const detail::Plan> plan_;
+};
+
+// Resolves names and checks types. Errors (InvalidArgument), for example:
+//   unknown variable 'bmii' (did you mean 'bmi'?)
+//   mean(arm): arm is categorical; mean needs an integer or real variable
+//   'X' is not a level of sex (levels: F, M)
+//   cannot group by bmi: bmi is real; group-by needs a categorical or boolean variable
+Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dictionary);
+
+struct ExecOptions {
+  unsigned threads = 0;  // worker threads; 0 = std::thread::hardware_concurrency()
+};
+
+// Computes the partial aggregates of `source`'s rows. Errors: FailedPrecondition when the
+// source's dictionary is not the one the query was bound to; Corruption/IOError from the
+// source, or Corruption when a stored value contradicts the dictionary (a level code out of
+// range, a missing value where none is allowed).
+Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSource& source,
+                              const ExecOptions& options = {});
+
+}  // namespace trialmesh::query

@@ -1,0 +1,108 @@
+// Mergeable partial aggregates: what one site (or one thread, or one slice of rows) computes
+// for a bound query, and how partials of any split of the rows combine into the result of all
+// of them. This is the contract the federation builds on: partials are plain vectors of
+// numbers (no pointers) so they can travel as Cap'n Proto messages and be secret-shared.
+//
+// Cells: a query `... by a, b` has one cell per combination of levels, in dictionary order,
+// with the last `by` variable varying fastest (cell = code_a * levels_b + code_b). A group
+// variable whose dictionary allows missing values gets one extra level "NA" after its declared
+// levels. Without `by` there is one cell. Empty cells are kept.
+//
+// Merging is exact for counts, bins, integer sums, min/max and km, and agrees with a single
+// pass over all rows to about 1e-12 relative for sums and moments (Chan et al.'s pairwise
+// update); for data whose mean dwarfs its spread (1e9 + unit noise) moments agree to ~1e-9,
+// because a mean is stored as one double.
+//
+// Thread-safety: plain values. mergeInto mutates only `acc`.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "common/status.h"
+
+namespace trialmesh::query {
+
+class BoundQuery;
+
+// What a partial is a partial of. Partials merge only when their shapes are equal.
+struct PartialShape {
+  std::string dictionaryHash;  // storage::Dictionary::hashHex() of the study
+  std::string queryText;       // canonicalQueryText of the query
+  uint32_t cells = 0;          // group combinations
+  uint32_t statistics = 0;     // entries of the select list
+  bool operator==(const PartialShape&) const = default;
+};
+
+// One distinct time of a Kaplan–Meier statistic. At-risk counts are derived in finalize.
+struct KmPoint {
+  double time = 0;
+  uint64_t events = 0;
+  uint64_t censored = 0;
+  bool operator==(const KmPoint&) const = default;
+};
+
+// The state of one statistic of the select list, per cell. Only the vectors the statistic
+// needs are filled (the others stay empty):
+//   count          n (rows; count(x): non-missing x)
+//   count(x)       n, missing
+//   sum            n, missing, sum, intSum (integer variables only)
+//   mean, var, sd  n, missing, mean, m2 (M2 = sum of squared deviations from the mean)
+//   min / max      n, missing, min / max (+inf / -inf in a cell without values)
+//   hist           n, missing, bins, binCounts
+//   km             n (rows with both time and event), missing, km
+struct StatPartial {
+  std::vector<uint64_t> n;
+  std::vector<uint64_t> missing;  // rows that passed the filter but lacked the variable(s)
+  std::vector<double> sum;
+  std::vector<int64_t> intSum;  // exact modulo 2^64; exact outright while |sum| < 2^62
+  std::vector<double> mean;
+  std::vector<double> m2;
+  std::vector<double> min;
+  std::vector<double> max;
+  uint32_t bins = 0;                     // hist: bins per cell; slot `bins` counts values outside
+  std::vector<uint64_t> binCounts;       // hist: cells * (bins + 1), cell-major
+  std::vector<std::vector<KmPoint>> km;  // km: per cell, strictly ascending time
+  bool operator==(const StatPartial&) const = default;
+};
+
+struct PartialResult {
+  PartialShape shape;
+  std::vector<uint64_t> cellRows;  // rows passing the filter, per cell
+  uint64_t rowsScanned = 0;
+  std::vector<StatPartial> stats;  // one per select entry, in order
+  bool operator==(const PartialResult&) const = default;
+};
+
+// Adds `other` into `acc`. Errors: InvalidArgument when the shapes differ or a vector has the
+// wrong length (a malformed partial from a peer); `acc` is unchanged then.
+Status mergeInto(PartialResult& acc, const PartialResult& other);
+
+// --- finalized results -----------------------------------------------------------------
+
+// null (a statistic undefined for the cell, e.g. the mean of no values), integer, real, text.
+using ResultValue = std::variant<std::monostate, int64_t, double, std::string>;
+
+// A display-ready table. Plain query: one row per cell, columns = the group variables (code,
+// plus "<var>_label" when the dictionary declares labels) then one column per statistic named
+// by its canonical text. hist: one row per cell and bin ("bin", "from", "to", "count") plus an
+// "outside" and a "missing" row per cell. km: one row per cell and distinct time ("time",
+// "n_risk", "n_event", "n_censor", "survival", "std_err").
+struct ResultTable {
+  enum class Kind : uint8_t { kCells, kHistogram, kSurvival };
+  Kind kind = Kind::kCells;
+  std::vector<std::string> columns;
+  size_t groupColumns = 0;               // leading columns that name the cell
+  std::vector<std::string> byVariables;  // the query's `by` list
+  std::vector<std::string> statistics;   // canonical text of each statistic
+  std::vector<std::vector<ResultValue>> rows;
+  std::vector<std::string> notes;  // e.g. how many missing values were skipped
+};
+
+// Turns a (merged) partial into the table. Errors: InvalidArgument when the partial's shape
+// is not the bound query's.
+Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& query);
+
+}  // namespace trialmesh::query

@@ -1,0 +1,676 @@
+#include "query/query.h"
+
+#include <fmt/format.h>
+
+#include <cctype>
+#include <charconv>
+#include <cmath>
+
+namespace trialmesh::query {
+
+namespace {
+
+// Words with a meaning inside a filter or between clauses. A variable with one of these names
+// must be written in backticks (`by`); canonical text does that.
+constexpr std::string_view kReserved[] = {"and",   "or", "not",  "in",    "is",  "missing",
+                                          "where", "by", "true", "false", "date"};
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(a[i])) !=
+        std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  }
+  return true;
+}
+
+bool isReserved(std::string_view word) {
+  for (auto r : kReserved)
+    if (iequals(word, r)) return true;
+  return false;
+}
+
+bool isPlainIdentifier(std::string_view s) {
+  if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+  return true;
+}
+
+constexpr AggFn kAllFns[] = {AggFn::kCount, AggFn::kSum, AggFn::kMean, AggFn::kVar, AggFn::kSd,
+                             AggFn::kMin,   AggFn::kMax, AggFn::kHist, AggFn::kKm};
+
+struct Token {
+  enum class Kind { kIdent, kNumber, kString, kPunct, kEnd };
+  Kind kind = Kind::kEnd;
+  std::string text;  // identifier (unquoted), number text, string value, punctuation
+  size_t offset = 0;
+  size_t length = 0;
+  bool quotedIdent = false;  // written in backticks: never a keyword
+};
+
+class Parser {
+ public:
+  explicit Parser(std::string_view src) : src_(src) {}
+
+  Result<Query> parse() {
+    TM_RETURN_IF_ERROR(tokenize());
+    Query q;
+    TM_RETURN_IF_ERROR(parseSelect(q));
+    bool sawWhere = false, sawBy = false;
+    while (peek().kind != Token::Kind::kEnd) {
+      if (isKeyword(peek(), "where")) {
+        if (sawWhere) return error(peek(), "a query has at most one 'where' clause");
+        sawWhere = true;
+        next();
+        TM_ASSIGN_OR_RETURN(Filter f, parseOr());
+        q.where = std::move(f);
+      } else if (isKeyword(peek(), "by")) {
+        if (sawBy) return error(peek(), "a query has at most one 'by' clause");
+        sawBy = true;
+        next();
+        while (true) {
+          TM_ASSIGN_OR_RETURN(std::string name, expectVariable("after 'by'"));
+          q.by.push_back(std::move(name));
+          if (!isPunct(peek(), ",")) break;
+          next();
+        }
+      } else {
+        return error(peek(), fmt::format("expected ',', 'where', 'by' or the end of the query, "
+                                         "found {}",
+                                         describe(peek())));
+      }
+    }
+    return q;
+  }
+
+ private:
+  // --- tokens ---------------------------------------------------------------------------
+  Status tokenize() {
+    size_t i = 0;
+    while (i < src_.size()) {
+      char c = src_[i];
+      if (std::isspace(static_cast<unsigned char>(c))) {
+        ++i;
+        continue;
+      }
+      Token t;
+      t.offset = i;
+      if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
+        size_t j = i;
+        while (j < src_.size() &&
+               (std::isalnum(static_cast<unsigned char>(src_[j])) || src_[j] == '_'))
+          ++j;
+        t.kind = Token::Kind::kIdent;
+        t.text = std::string(src_.substr(i, j - i));
+        i = j;
+      } else if (c == '`') {
+        size_t j = src_.find('`', i + 1);
+        if (j == std::string_view::npos)
+          return errorAt(i, 1, "unterminated `quoted name`: add the closing backtick");
+        t.kind = Token::Kind::kIdent;
+        t.quotedIdent = true;
+        t.text = std::string(src_.substr(i + 1, j - i - 1));
+        if (t.text.empty()) return errorAt(i, 2, "empty `quoted name`");
+        i = j + 1;
+      } else if (std::isdigit(static_cast<unsigned char>(c)) ||
+                 ((c == '-' || c == '+' || c == '.') && i + 1 < src_.size() &&
+                  (std::isdigit(static_cast<unsigned char>(src_[i + 1])) ||
+                   (src_[i + 1] == '.' && c != '.')))) {
+        size_t j = i + 1;
+        while (j < src_.size()) {
+          char d = src_[j];
+          if (std::isalnum(static_cast<unsigned char>(d)) || d == '.' || d == '_') {
+            ++j;
+          } else if ((d == '-' || d == '+') && (src_[j - 1] == 'e' || src_[j - 1] == 'E')) {
+            ++j;
+          } else {
+            break;
+          }
+        }
+        t.kind = Token::Kind::kNumber;
+        t.text = std::string(src_.substr(i, j - i));
+        i = j;
+      } else if (c == '"' || c == '\'') {
+        std::string value;
+        size_t j = i + 1;
+        bool closed = false;
+        while (j < src_.size()) {
+          if (src_[j] == '\\' && j + 1 < src_.size()) {
+            value.push_back(src_[j + 1]);
+            j += 2;
+          } else if (src_[j] == c) {
+            closed = true;
+            ++j;
+            break;
+          } else {
+            value.push_back(src_[j++]);
+          }
+        }
+        if (!closed)
+          return errorAt(i, 1, fmt::format("unterminated string: add the closing {}", c));
+        t.kind = Token::Kind::kString;
+        t.text = std::move(value);
+        i = j;
+      } else {
+        static constexpr std::string_view kTwo[] = {"!=", "<>", "<=", ">=", "=="};
+        t.kind = Token::Kind::kPunct;
+        std::string_view two = src_.substr(i, 2);
+        bool matched = false;
+        for (auto p : kTwo) {
+          if (two == p) {
+            t.text = std::string(p);
+            matched = true;
+          }
+        }
+        if (!matched) {
+          if (std::string_view("(),[]=<>").find(c) == std::string_view::npos)
+            return errorAt(i, 1, fmt::format("unexpected character '{}'", c));
+          t.text = std::string(1, c);
+        }
+        i += t.text.size();
+      }
+      t.length = i - t.offset;
+      tokens_.push_back(std::move(t));
+    }
+    Token end;
+    end.kind = Token::Kind::kEnd;
+    end.offset = src_.size();
+    tokens_.push_back(end);
+    return Status::ok();
+  }
+
+  const Token& peek(size_t ahead = 0) const {
+    return tokens_[std::min(pos_ + ahead, tokens_.size() - 1)];
+  }
+  const Token& next() {
+    const Token& t = tokens_[pos_];
+    if (pos_ + 1 < tokens_.size()) ++pos_;
+    return t;
+  }
+  static bool isKeyword(const Token& t, std::string_view word) {
+    return t.kind == Token::Kind::kIdent && !t.quotedIdent && iequals(t.text, word);
+  }
+  static bool isPunct(const Token& t, std::string_view p) {
+    return t.kind == Token::Kind::kPunct && t.text == p;
+  }
+  std::string describe(const Token& t) const {
+    if (t.kind == Token::Kind::kEnd) return "the end of the query";
+    return fmt::format("'{}'", src_.substr(t.offset, t.length));
+  }
+
+  // --- errors ---------------------------------------------------------------------------
+  Status errorAt(size_t offset, size_t length, const std::string& message) const {
+    (void)length;
+    size_t line = 1, lineStart = 0;
+    for (size_t i = 0; i < offset && i < src_.size(); ++i) {
+      if (src_[i] == '\n') {
+        ++line;
+        lineStart = i + 1;
+      }
+    }
+    size_t lineEnd = src_.find('\n', lineStart);
+    if (lineEnd == std::string_view::npos) lineEnd = src_.size();
+    std::string_view lineText = src_.substr(lineStart, lineEnd - lineStart);
+    size_t column = offset - lineStart + 1;
+    std::string caretPad;
+    for (size_t i = lineStart; i < offset; ++i) caretPad.push_back(src_[i] == '\t' ? '\t' : ' ');
+    return Status::invalidArgument(
+        fmt::format("query:{}:{}: {}\n  {}\n  {}^", line, column, message, lineText, caretPad));
+  }
+  Status error(const Token& t, const std::string& message) const {
+    return errorAt(t.offset, t.length, message);
+  }
+
+  // --- grammar --------------------------------------------------------------------------
+  Result<std::string> expectVariable(std::string_view where) {
+    const Token& t = peek();
+    if (t.kind != Token::Kind::kIdent)
+      return error(t, fmt::format("expected a variable name {}, found {}", where, describe(t)));
+    if (!t.quotedIdent && isReserved(t.text))
+      return error(t, fmt::format("expected a variable name {}, found the keyword {} (write "
+                                  "`{}` in backticks if it is a variable)",
+                                  where, describe(t), t.text));
+    next();
+    return t.text;
+  }
+
+  Status expectPunct(std::string_view p, std::string_view context) {
+    if (!isPunct(peek(), p))
+      return error(peek(), fmt::format("expected '{}' {}, found {}", p, context, describe(peek())));
+    next();
+    return Status::ok();
+  }
+
+  Result<double> expectNumber(std::string_view context) {
+    const Token& t = peek();
+    if (t.kind != Token::Kind::kNumber)
+      return error(t, fmt::format("expected a number {}, found {}", context, describe(t)));
+    double v = 0;
+    const char* b = t.text.data();
+    const char* e = b + t.text.size();
+    if (*b == '+') ++b;
+    auto [ptr, ec] = std::from_chars(b, e, v);
+    if (ec != std::errc() || ptr != e || !std::isfinite(v))
+      return error(t, fmt::format("'{}' is not a valid number", t.text));
+    next();
+    return v;
+  }
+
+  Status parseSelect(Query& q) {
+    while (true) {
+      TM_ASSIGN_OR_RETURN(Aggregate a, parseAggregate());
+      q.select.push_back(std::move(a));
+      if (!isPunct(peek(), ",")) break;
+      next();
+    }
+    return Status::ok();
+  }
+
+  Result<Aggregate> parseAggregate() {
+    const Token& t = peek();
+    std::optional<AggFn> fn;
+    if (t.kind == Token::Kind::kIdent && !t.quotedIdent) {
+      for (AggFn f : kAllFns)
+        if (iequals(t.text, aggFnName(f))) fn = f;
+    }
+    if (!fn) {
+      return error(t, fmt::format("expected a statistic (count, sum, mean, var, sd, min, max, "
+                                  "hist, km), found {}",
+                                  describe(t)));
+    }
+    next();
+    Aggregate a;
+    a.fn = *fn;
+    std::string context = fmt::format("after '{}'", aggFnName(*fn));
+    if (*fn == AggFn::kCount && !isPunct(peek(), "(")) return a;  // bare count: rows
+    TM_RETURN_IF_ERROR(expectPunct("(", context));
+    std::string argContext = fmt::format("as the first argument of {}()", aggFnName(*fn));
+    TM_ASSIGN_OR_RETURN(a.var, expectVariable(argContext));
+    if (*fn == AggFn::kKm) {
+      TM_RETURN_IF_ERROR(expectPunct(",", "after the time variable of km(time, event)"));
+      TM_ASSIGN_OR_RETURN(a.event, expectVariable("as the event variable of km(time, event)"));
+    } else if (*fn == AggFn::kHist) {
+      TM_RETURN_IF_ERROR(expectPunct(
+          ",", "after the variable of hist(var, from, to, width) or hist(var, [breaks])"));
+      if (isPunct(peek(), "[")) {
+        const Token& open = next();
+        a.uniformBins = false;
+        while (true) {
+          TM_ASSIGN_OR_RETURN(double b, expectNumber("in the list of histogram breaks"));
+          if (!a.breaks.empty() && b <= a.breaks.back())
+            return error(tokens_[pos_ - 1], "histogram breaks must be strictly increasing");
+          a.breaks.push_back(b);
+          if (!isPunct(peek(), ",")) break;
+          next();
+        }
+        TM_RETURN_IF_ERROR(expectPunct("]", "to close the list of histogram breaks"));
+        if (a.breaks.size() < 2) return error(open, "a histogram needs at least two breaks");
+      } else {
+        const Token& fromTok = peek();
+        TM_ASSIGN_OR_RETURN(a.from, expectNumber("(from) in hist(var, from, to, width)"));
+        TM_RETURN_IF_ERROR(expectPunct(",", "after 'from' in hist(var, from, to, width)"));
+        TM_ASSIGN_OR_RETURN(a.to, expectNumber("(to) in hist(var, from, to, width)"));
+        TM_RETURN_IF_ERROR(expectPunct(",", "after 'to' in hist(var, from, to, width)"));
+        const Token& widthTok = peek();
+        TM_ASSIGN_OR_RETURN(a.width, expectNumber("(width) in hist(var, from, to, width)"));
+        if (!(a.to > a.from)) return error(fromTok, "hist(var, from, to, width) needs from < to");
+        if (!(a.width > 0)) return error(widthTok, "the histogram width must be positive");
+        if ((a.to - a.from) / a.width > 1e6)
+          return error(widthTok, "more than 1000000 histogram bins: use a larger width");
+      }
+    }
+    TM_RETURN_IF_ERROR(expectPunct(")", fmt::format("to close {}(", aggFnName(*fn))));
+    return a;
+  }
+
+  Result<Filter> parseOr() {
+    TM_ASSIGN_OR_RETURN(Filter first, parseAnd());
+    if (!isKeyword(peek(), "or")) return first;
+    Filter f;
+    f.kind = Filter::Kind::kOr;
+    f.children.push_back(std::move(first));
+    while (isKeyword(peek(), "or")) {
+      next();
+      TM_ASSIGN_OR_RETURN(Filter c, parseAnd());
+      f.children.push_back(std::move(c));
+    }
+    return f;
+  }
+
+  Result<Filter> parseAnd() {
+    TM_ASSIGN_OR_RETURN(Filter first, parseNot());
+    if (!isKeyword(peek(), "and")) return first;
+    Filter f;
+    f.kind = Filter::Kind::kAnd;
+    f.children.push_back(std::move(first));
+    while (isKeyword(peek(), "and")) {
+      next();
+      TM_ASSIGN_OR_RETURN(Filter c, parseNot());
+      f.children.push_back(std::move(c));
+    }
+    return f;
+  }
+
+  Result<Filter> parseNot() {
+    if (isKeyword(peek(), "not")) {
+      next();
+      TM_ASSIGN_OR_RETURN(Filter inner, parseNot());
+      Filter f;
+      f.kind = Filter::Kind::kNot;
+      f.children.push_back(std::move(inner));
+      return f;
+    }
+    if (isPunct(peek(), "(")) {
+      next();
+      TM_ASSIGN_OR_RETURN(Filter inner, parseOr());
+      TM_RETURN_IF_ERROR(expectPunct(")", "to close the parenthesis"));
+      return inner;
+    }
+    return parsePredicate();
+  }
+
+  Result<Filter> parsePredicate() {
+    TM_ASSIGN_OR_RETURN(std::string var, expectVariable("in the filter"));
+    Filter f;
+    f.var = var;
+    const Token& t = peek();
+    if (isKeyword(t, "is")) {
+      next();
+      bool negated = false;
+      if (isKeyword(peek(), "not")) {
+        next();
+        negated = true;
+      }
+      if (!isKeyword(peek(), "missing"))
+        return error(peek(), fmt::format("expected 'missing' after '{} is{}', found {}", var,
+                                         negated ? " not" : "", describe(peek())));
+      next();
+      f.kind = negated ? Filter::Kind::kIsNotMissing : Filter::Kind::kIsMissing;
+      return f;
+    }
+    bool negatedIn = false;
+    if (isKeyword(t, "not") && isKeyword(peek(1), "in")) {
+      next();
+      negatedIn = true;
+    }
+    if (isKeyword(peek(), "in")) {
+      next();
+      f.kind = Filter::Kind::kIn;
+      TM_RETURN_IF_ERROR(expectPunct("(", fmt::format("after '{} in'", var)));
+      while (true) {
+        TM_ASSIGN_OR_RETURN(Literal lit, parseLiteral(var));
+        f.values.push_back(std::move(lit));
+        if (!isPunct(peek(), ",")) break;
+        next();
+      }
+      TM_RETURN_IF_ERROR(expectPunct(")", "to close the 'in' list"));
+      if (!negatedIn) return f;
+      Filter n;
+      n.kind = Filter::Kind::kNot;
+      n.children.push_back(std::move(f));
+      return n;
+    }
+    static constexpr std::pair<std::string_view, CompareOp> kOps[] = {
+        {"=", CompareOp::kEq},  {"==", CompareOp::kEq}, {"!=", CompareOp::kNe},
+        {"<>", CompareOp::kNe}, {"<", CompareOp::kLt},  {"<=", CompareOp::kLe},
+        {">", CompareOp::kGt},  {">=", CompareOp::kGe}};
+    std::optional<CompareOp> op;
+    if (t.kind == Token::Kind::kPunct) {
+      for (auto& [text, o] : kOps)
+        if (t.text == text) op = o;
+    }
+    if (!op) {
+      return error(
+          t, fmt::format("expected a comparison operator after '{}', found {}", var, describe(t)));
+    }
+    next();
+    f.kind = Filter::Kind::kCompare;
+    f.op = *op;
+    TM_ASSIGN_OR_RETURN(Literal lit, parseLiteral(var));
+    f.values.push_back(std::move(lit));
+    return f;
+  }
+
+  Result<Literal> parseLiteral(const std::string& var) {
+    const Token& t = peek();
+    switch (t.kind) {
+      case Token::Kind::kString:
+        next();
+        return Literal::ofString(t.text);
+      case Token::Kind::kNumber: {
+        const char* b = t.text.data();
+        const char* e = b + t.text.size();
+        if (*b == '+') ++b;
+        if (t.text.find_first_of(".eE") == std::string::npos) {
+          int64_t v = 0;
+          auto [ptr, ec] = std::from_chars(b, e, v);
+          if (ec == std::errc() && ptr == e) {
+            next();
+            return Literal::ofInteger(v);
+          }
+        }
+        double d = 0;
+        auto [ptr, ec] = std::from_chars(b, e, d);
+        if (ec != std::errc() || ptr != e || !std::isfinite(d))
+          return error(t, fmt::format("'{}' is not a valid number", t.text));
+        next();
+        return Literal::ofReal(d);
+      }
+      case Token::Kind::kIdent:
+        if (!t.quotedIdent) {
+          if (iequals(t.text, "true") || iequals(t.text, "false")) {
+            next();
+            return Literal::ofBool(iequals(t.text, "true"));
+          }
+          if (iequals(t.text, "date")) {
+            next();
+            const Token& s = peek();
+            if (s.kind != Token::Kind::kString)
+              return error(s, fmt::format("expected a quoted date like \"2024-01-31\" after "
+                                          "'date', found {}",
+                                          describe(s)));
+            next();
+            return Literal::ofDate(s.text);
+          }
+        }
+        break;
+      default:
+        break;
+    }
+    return error(t, fmt::format("expected a value to compare '{}' with (a number, a quoted "
+                                "level, date \"YYYY-MM-DD\", true or false), found {}",
+                                var, describe(t)));
+  }
+
+  std::string_view src_;
+  std::vector<Token> tokens_;
+  size_t pos_ = 0;
+};
+
+// --- canonical text -----------------------------------------------------------------------
+
+std::string quoteName(const std::string& name) {
+  if (isPlainIdentifier(name) && !isReserved(name)) return name;
+  return "`" + name + "`";
+}
+
+std::string quoteString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out.push_back('\\');
+    out.push_back(c);
+  }
+  out.push_back('"');
+  return out;
+}
+
+// Shortest text that reads back to the same double, always with a '.' or exponent so that a
+// real literal stays real.
+std::string realText(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string numberText(double v) { return fmt::format("{}", v); }
+
+std::string literalText(const Literal& l) {
+  switch (l.kind) {
+    case Literal::Kind::kInteger:
+      return std::to_string(l.integer);
+    case Literal::Kind::kReal:
+      return realText(l.real);
+    case Literal::Kind::kString:
+      return quoteString(l.text);
+    case Literal::Kind::kDate:
+      return "date " + quoteString(l.text);
+    case Literal::Kind::kBool:
+      return l.boolean ? "true" : "false";
+  }
+  return {};
+}
+
+// Precedence: or = 1, and = 2, not and predicates = 3.
+void filterText(const Filter& f, std::string& out);
+
+void childText(const Filter& child, Filter::Kind parent, std::string& out) {
+  bool paren =
+      child.kind == parent || (parent == Filter::Kind::kAnd && child.kind == Filter::Kind::kOr);
+  if (paren) out += "(";
+  filterText(child, out);
+  if (paren) out += ")";
+}
+
+void filterText(const Filter& f, std::string& out) {
+  switch (f.kind) {
+    case Filter::Kind::kCompare:
+      out += fmt::format("{} {} {}", quoteName(f.var), compareOpText(f.op),
+                         f.values.empty() ? std::string("?") : literalText(f.values[0]));
+      return;
+    case Filter::Kind::kIn: {
+      out += quoteName(f.var) + " in (";
+      for (size_t i = 0; i < f.values.size(); ++i) {
+        if (i) out += ", ";
+        out += literalText(f.values[i]);
+      }
+      out += ")";
+      return;
+    }
+    case Filter::Kind::kIsMissing:
+      out += quoteName(f.var) + " is missing";
+      return;
+    case Filter::Kind::kIsNotMissing:
+      out += quoteName(f.var) + " is not missing";
+      return;
+    case Filter::Kind::kAnd:
+    case Filter::Kind::kOr:
+      for (size_t i = 0; i < f.children.size(); ++i) {
+        if (i) out += f.kind == Filter::Kind::kAnd ? " and " : " or ";
+        childText(f.children[i], f.kind, out);
+      }
+      return;
+    case Filter::Kind::kNot: {
+      out += "not ";
+      const Filter& c = f.children.empty() ? f : f.children[0];
+      bool paren = c.kind != Filter::Kind::kNot;
+      if (paren) out += "(";
+      if (!f.children.empty()) filterText(c, out);
+      if (paren) out += ")";
+      return;
+    }
+  }
+}
+
+}  // namespace
+
+const char* aggFnName(AggFn fn) {
+  switch (fn) {
+    case AggFn::kCount:
+      return "count";
+    case AggFn::kSum:
+      return "sum";
+    case AggFn::kMean:
+      return "mean";
+    case AggFn::kVar:
+      return "var";
+    case AggFn::kSd:
+      return "sd";
+    case AggFn::kMin:
+      return "min";
+    case AggFn::kMax:
+      return "max";
+    case AggFn::kHist:
+      return "hist";
+    case AggFn::kKm:
+      return "km";
+  }
+  return "?";
+}
+
+const char* compareOpText(CompareOp op) {
+  switch (op) {
+    case CompareOp::kEq:
+      return "=";
+    case CompareOp::kNe:
+      return "!=";
+    case CompareOp::kLt:
+      return "<";
+    case CompareOp::kLe:
+      return "<=";
+    case CompareOp::kGt:
+      return ">";
+    case CompareOp::kGe:
+      return ">=";
+  }
+  return "?";
+}
+
+Result<Query> parseQuery(std::string_view text) {
+  size_t first = text.find_first_not_of(" \t\r\n");
+  if (first != std::string_view::npos && text[first] == '{') return parseQueryJson(text);
+  return Parser(text).parse();
+}
+
+std::string aggregateText(const Aggregate& a) {
+  std::string s = aggFnName(a.fn);
+  if (a.fn == AggFn::kCount && a.var.empty()) return s;
+  s += "(" + quoteName(a.var);
+  if (a.fn == AggFn::kKm) s += ", " + quoteName(a.event);
+  if (a.fn == AggFn::kHist) {
+    if (a.uniformBins) {
+      s += fmt::format(", {}, {}, {}", numberText(a.from), numberText(a.to), numberText(a.width));
+    } else {
+      s += ", [";
+      for (size_t i = 0; i < a.breaks.size(); ++i) {
+        if (i) s += ", ";
+        s += numberText(a.breaks[i]);
+      }
+      s += "]";
+    }
+  }
+  return s + ")";
+}
+
+std::string canonicalQueryText(const Query& query) {
+  std::string out;
+  for (size_t i = 0; i < query.select.size(); ++i) {
+    if (i) out += ", ";
+    out += aggregateText(query.select[i]);
+  }
+  if (query.where) {
+    out += " where ";
+    filterText(*query.where, out);
+  }
+  if (!query.by.empty()) {
+    out += " by ";
+    for (size_t i = 0; i < query.by.size(); ++i) {
+      if (i) out += ", ";
+      out += quoteName(query.by[i]);
+    }
+  }
+  return out;
+}
+
+}  // namespace trialmesh::query

@@ -1,0 +1,101 @@
+// The coordinator query language: its syntax tree, the text and JSON parsers and the canonical
+// text every site hashes. Grammar and examples: docs/query-language.md.
+//
+//   count where age >= 65 and sex = "F"
+//   count, mean(bmi), var(bmi) by arm
+//   hist(age, 0, 120, 10)
+//   km(os_days, death) by arm
+//
+// A Query is only syntax: names are not checked against a dictionary until bindQuery
+// (query/engine.h). Parse errors come back as InvalidArgument whose message names the line and
+// 1-based column and shows the text with a caret under the offending token.
+//
+// Thread-safety: plain values; the functions are pure.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace trialmesh::query {
+
+// Frozen: the names below are part of the canonical text.
+enum class AggFn : uint8_t { kCount, kSum, kMean, kVar, kSd, kMin, kMax, kHist, kKm };
+
+// "count", "sum", ... as written in queries.
+const char* aggFnName(AggFn fn);
+
+// One statistic of the select list.
+struct Aggregate {
+  AggFn fn = AggFn::kCount;
+  std::string var;    // empty only for bare `count` (rows); km: the time variable
+  std::string event;  // km only: the event indicator variable
+  // hist only: either uniform bins [from, to) of `width`, or explicit `breaks` (ascending).
+  bool uniformBins = true;
+  double from = 0, to = 0, width = 0;
+  std::vector<double> breaks;
+
+  // min and max reveal individual values: a policy layer may refuse them.
+  bool disclosive() const { return fn == AggFn::kMin || fn == AggFn::kMax; }
+  bool operator==(const Aggregate&) const = default;
+};
+
+struct Literal {
+  enum class Kind : uint8_t { kInteger, kReal, kString, kDate, kBool };
+  Kind kind = Kind::kInteger;
+  int64_t integer = 0;   // kInteger
+  double real = 0;       // kReal
+  std::string text;      // kString; kDate as written (YYYY-MM-DD)
+  bool boolean = false;  // kBool
+
+  static Literal ofInteger(int64_t v) { return {Kind::kInteger, v, 0, {}, false}; }
+  static Literal ofReal(double v) { return {Kind::kReal, 0, v, {}, false}; }
+  static Literal ofString(std::string v) { return {Kind::kString, 0, 0, std::move(v), false}; }
+  static Literal ofDate(std::string v) { return {Kind::kDate, 0, 0, std::move(v), false}; }
+  static Literal ofBool(bool v) { return {Kind::kBool, 0, 0, {}, v}; }
+  bool operator==(const Literal&) const = default;
+};
+
+enum class CompareOp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe };
+const char* compareOpText(CompareOp op);  // "=", "!=", "<", ...
+
+// A row filter. Three-valued logic: a comparison or IN on a missing value is "unknown", NOT of
+// unknown is unknown, AND/OR follow Kleene's rules, and a row is kept only when the whole
+// filter is true. `is missing` / `is not missing` are never unknown.
+struct Filter {
+  enum class Kind : uint8_t { kCompare, kIn, kIsMissing, kIsNotMissing, kAnd, kOr, kNot };
+  Kind kind = Kind::kCompare;
+  std::string var;                // kCompare, kIn, kIsMissing, kIsNotMissing
+  CompareOp op = CompareOp::kEq;  // kCompare
+  std::vector<Literal> values;    // kCompare: exactly one; kIn: one or more
+  std::vector<Filter> children;   // kAnd, kOr: two or more; kNot: exactly one
+
+  bool operator==(const Filter&) const = default;
+};
+
+struct Query {
+  std::vector<Aggregate> select;  // at least one
+  std::optional<Filter> where;
+  std::vector<std::string> by;  // group-by variables, outermost first
+
+  bool operator==(const Query&) const = default;
+};
+
+// Parses the text form, or the JSON form when the first non-blank character is '{'.
+Result<Query> parseQuery(std::string_view text);
+Result<Query> parseQueryJson(std::string_view json);
+
+// Normalised text (lower-case keywords, single spaces, minimal parentheses, shortest
+// round-trip numbers). parseQuery(canonicalQueryText(q)) == q for every parsed q.
+// This is the text sites hash to check they run the same query.
+std::string canonicalQueryText(const Query& query);
+// Canonical text of one statistic ("mean(bmi)"); used as its result column name.
+std::string aggregateText(const Aggregate& aggregate);
+// The JSON form (docs/query-language.md); parseQueryJson(toJson(q)) == q.
+std::string toJson(const Query& query);
+
+}  // namespace trialmesh::query

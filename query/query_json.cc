@@ -1,0 +1,279 @@
+// The JSON form of a query (docs/query-language.md), read and written with nlohmann::json.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "query/query.h"
+
+namespace trialmesh::query {
+
+namespace {
+
+using nlohmann::json;
+
+Status jsonError(const std::string& path, const std::string& message) {
+  return Status::invalidArgument(fmt::format("query JSON: {}: {}", path, message));
+}
+
+Result<std::string> getString(const json& obj, const char* key, const std::string& path) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return jsonError(path, fmt::format("missing key \"{}\"", key));
+  if (!it->is_string()) return jsonError(path + "." + key, "must be a string");
+  return it->get<std::string>();
+}
+
+Result<double> getNumber(const json& v, const std::string& path) {
+  if (!v.is_number()) return jsonError(path, "must be a number");
+  double d = v.get<double>();
+  if (!std::isfinite(d)) return jsonError(path, "must be a finite number");
+  return d;
+}
+
+Result<Literal> parseLiteral(const json& v, const std::string& path) {
+  if (v.is_boolean()) return Literal::ofBool(v.get<bool>());
+  if (v.is_number_integer()) {
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+      return Literal::ofReal(v.get<double>());
+    return Literal::ofInteger(v.get<int64_t>());
+  }
+  if (v.is_number_float()) {
+    TM_ASSIGN_OR_RETURN(double d, getNumber(v, path));
+    return Literal::ofReal(d);
+  }
+  if (v.is_string()) return Literal::ofString(v.get<std::string>());
+  if (v.is_object() && v.size() == 1 && v.contains("date") && v["date"].is_string())
+    return Literal::ofDate(v["date"].get<std::string>());
+  return jsonError(path,
+                   "a value must be a number, a string, true/false or {\"date\": "
+                   "\"YYYY-MM-DD\"}");
+}
+
+Result<Filter> parseFilter(const json& j, const std::string& path) {
+  if (!j.is_object()) return jsonError(path, "a filter must be an object");
+  Filter f;
+  for (const char* logic : {"and", "or"}) {
+    if (!j.contains(logic)) continue;
+    if (j.size() != 1) return jsonError(path, fmt::format("\"{}\" must be the only key", logic));
+    const json& list = j[logic];
+    if (!list.is_array() || list.empty())
+      return jsonError(path + "." + logic, "must be a non-empty array of filters");
+    if (list.size() == 1) return parseFilter(list[0], fmt::format("{}.{}[0]", path, logic));
+    f.kind = std::string_view(logic) == "and" ? Filter::Kind::kAnd : Filter::Kind::kOr;
+    for (size_t i = 0; i < list.size(); ++i) {
+      TM_ASSIGN_OR_RETURN(Filter c, parseFilter(list[i], fmt::format("{}.{}[{}]", path, logic, i)));
+      f.children.push_back(std::move(c));
+    }
+    return f;
+  }
+  if (j.contains("not")) {
+    if (j.size() != 1) return jsonError(path, "\"not\" must be the only key");
+    TM_ASSIGN_OR_RETURN(Filter c, parseFilter(j["not"], path + ".not"));
+    f.kind = Filter::Kind::kNot;
+    f.children.push_back(std::move(c));
+    return f;
+  }
+  TM_ASSIGN_OR_RETURN(f.var, getString(j, "var", path));
+  TM_ASSIGN_OR_RETURN(std::string op, getString(j, "op", path));
+  for (char& c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (op == "is missing" || op == "is not missing") {
+    f.kind = op == "is missing" ? Filter::Kind::kIsMissing : Filter::Kind::kIsNotMissing;
+    return f;
+  }
+  if (op == "in" || op == "not in") {
+    auto it = j.find("values");
+    if (it == j.end() || !it->is_array() || it->empty())
+      return jsonError(path, "\"in\" needs \"values\": a non-empty array");
+    f.kind = Filter::Kind::kIn;
+    for (size_t i = 0; i < it->size(); ++i) {
+      TM_ASSIGN_OR_RETURN(Literal l, parseLiteral((*it)[i], fmt::format("{}.values[{}]", path, i)));
+      f.values.push_back(std::move(l));
+    }
+    if (op == "in") return f;
+    Filter n;
+    n.kind = Filter::Kind::kNot;
+    n.children.push_back(std::move(f));
+    return n;
+  }
+  static constexpr std::pair<std::string_view, CompareOp> kOps[] = {
+      {"=", CompareOp::kEq},  {"==", CompareOp::kEq}, {"!=", CompareOp::kNe},
+      {"<>", CompareOp::kNe}, {"<", CompareOp::kLt},  {"<=", CompareOp::kLe},
+      {">", CompareOp::kGt},  {">=", CompareOp::kGe}};
+  for (auto& [text, o] : kOps) {
+    if (op != text) continue;
+    f.kind = Filter::Kind::kCompare;
+    f.op = o;
+    if (!j.contains("value")) return jsonError(path, "a comparison needs \"value\"");
+    TM_ASSIGN_OR_RETURN(Literal l, parseLiteral(j["value"], path + ".value"));
+    f.values.push_back(std::move(l));
+    return f;
+  }
+  return jsonError(path + ".op", fmt::format("unknown operator \"{}\" (use =, !=, <, <=, >, >=, "
+                                             "in, not in, is missing, is not missing)",
+                                             op));
+}
+
+Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
+  if (!j.is_object())
+    return jsonError(path, "a statistic must be an object like {\"fn\": \"count\"}");
+  TM_ASSIGN_OR_RETURN(std::string fn, getString(j, "fn", path));
+  Aggregate a;
+  bool found = false;
+  for (AggFn f : {AggFn::kCount, AggFn::kSum, AggFn::kMean, AggFn::kVar, AggFn::kSd, AggFn::kMin,
+                  AggFn::kMax, AggFn::kHist, AggFn::kKm}) {
+    if (fn == aggFnName(f)) {
+      a.fn = f;
+      found = true;
+    }
+  }
+  if (!found)
+    return jsonError(path + ".fn", fmt::format("unknown statistic \"{}\" (count, sum, mean, var, "
+                                               "sd, min, max, hist, km)",
+                                               fn));
+  if (a.fn == AggFn::kKm) {
+    TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
+    TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
+    return a;
+  }
+  if (a.fn == AggFn::kCount && !j.contains("var")) return a;
+  TM_ASSIGN_OR_RETURN(a.var, getString(j, "var", path));
+  if (a.fn != AggFn::kHist) return a;
+  if (j.contains("breaks")) {
+    const json& b = j["breaks"];
+    if (!b.is_array() || b.size() < 2)
+      return jsonError(path + ".breaks", "must be an array of at least two numbers");
+    a.uniformBins = false;
+    for (size_t i = 0; i < b.size(); ++i) {
+      TM_ASSIGN_OR_RETURN(double v, getNumber(b[i], fmt::format("{}.breaks[{}]", path, i)));
+      if (!a.breaks.empty() && v <= a.breaks.back())
+        return jsonError(path + ".breaks", "must be strictly increasing");
+      a.breaks.push_back(v);
+    }
+    return a;
+  }
+  for (const char* key : {"from", "to", "width"}) {
+    if (!j.contains(key))
+      return jsonError(path, fmt::format("hist needs \"from\", \"to\" and \"width\", or "
+                                         "\"breaks\"; \"{}\" is missing",
+                                         key));
+  }
+  TM_ASSIGN_OR_RETURN(a.from, getNumber(j["from"], path + ".from"));
+  TM_ASSIGN_OR_RETURN(a.to, getNumber(j["to"], path + ".to"));
+  TM_ASSIGN_OR_RETURN(a.width, getNumber(j["width"], path + ".width"));
+  if (!(a.to > a.from)) return jsonError(path, "hist needs from < to");
+  if (!(a.width > 0)) return jsonError(path + ".width", "must be positive");
+  if ((a.to - a.from) / a.width > 1e6)
+    return jsonError(path + ".width", "more than 1000000 histogram bins: use a larger width");
+  return a;
+}
+
+json literalJson(const Literal& l) {
+  switch (l.kind) {
+    case Literal::Kind::kInteger:
+      return l.integer;
+    case Literal::Kind::kReal:
+      return l.real;
+    case Literal::Kind::kString:
+      return l.text;
+    case Literal::Kind::kDate:
+      return json{{"date", l.text}};
+    case Literal::Kind::kBool:
+      return l.boolean;
+  }
+  return nullptr;
+}
+
+json filterJson(const Filter& f) {
+  switch (f.kind) {
+    case Filter::Kind::kCompare:
+      return json{{"var", f.var},
+                  {"op", compareOpText(f.op)},
+                  {"value", f.values.empty() ? json() : literalJson(f.values[0])}};
+    case Filter::Kind::kIn: {
+      json values = json::array();
+      for (const auto& v : f.values) values.push_back(literalJson(v));
+      return json{{"var", f.var}, {"op", "in"}, {"values", values}};
+    }
+    case Filter::Kind::kIsMissing:
+      return json{{"var", f.var}, {"op", "is missing"}};
+    case Filter::Kind::kIsNotMissing:
+      return json{{"var", f.var}, {"op", "is not missing"}};
+    case Filter::Kind::kAnd:
+    case Filter::Kind::kOr: {
+      json list = json::array();
+      for (const auto& c : f.children) list.push_back(filterJson(c));
+      return json{{f.kind == Filter::Kind::kAnd ? "and" : "or", list}};
+    }
+    case Filter::Kind::kNot:
+      return json{{"not", f.children.empty() ? json::object() : filterJson(f.children[0])}};
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+Result<Query> parseQueryJson(std::string_view text) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    return Status::invalidArgument(
+        fmt::format("query JSON: not valid JSON at byte {}: {}", e.byte, e.what()));
+  }
+  if (!j.is_object()) return jsonError("(top)", "a query must be a JSON object");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() != "select" && it.key() != "where" && it.key() != "by")
+      return jsonError("(top)",
+                       fmt::format("unknown key \"{}\" (allowed: select, where, by)", it.key()));
+  }
+  Query q;
+  auto sel = j.find("select");
+  if (sel == j.end() || !sel->is_array() || sel->empty())
+    return jsonError("select", "must be a non-empty array of statistics");
+  for (size_t i = 0; i < sel->size(); ++i) {
+    TM_ASSIGN_OR_RETURN(Aggregate a, parseAggregate((*sel)[i], fmt::format("select[{}]", i)));
+    q.select.push_back(std::move(a));
+  }
+  if (auto w = j.find("where"); w != j.end() && !w->is_null()) {
+    TM_ASSIGN_OR_RETURN(Filter f, parseFilter(*w, "where"));
+    q.where = std::move(f);
+  }
+  if (auto b = j.find("by"); b != j.end()) {
+    if (!b->is_array()) return jsonError("by", "must be an array of variable names");
+    for (size_t i = 0; i < b->size(); ++i) {
+      if (!(*b)[i].is_string()) return jsonError(fmt::format("by[{}]", i), "must be a string");
+      q.by.push_back((*b)[i].get<std::string>());
+    }
+  }
+  return q;
+}
+
+std::string toJson(const Query& query) {
+  json j;
+  json sel = json::array();
+  for (const auto& a : query.select) {
+    json s{{"fn", aggFnName(a.fn)}};
+    if (a.fn == AggFn::kKm) {
+      s["time"] = a.var;
+      s["event"] = a.event;
+    } else if (!a.var.empty()) {
+      s["var"] = a.var;
+    }
+    if (a.fn == AggFn::kHist) {
+      if (a.uniformBins) {
+        s["from"] = a.from;
+        s["to"] = a.to;
+        s["width"] = a.width;
+      } else {
+        s["breaks"] = a.breaks;
+      }
+    }
+    sel.push_back(std::move(s));
+  }
+  j["select"] = std::move(sel);
+  if (query.where) j["where"] = filterJson(*query.where);
+  if (!query.by.empty()) j["by"] = query.by;
+  return j.dump();
+}
+
+}  // namespace trialmesh::query
