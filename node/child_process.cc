@@ -1,0 +1,146 @@
+#include "node/child_process.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <thread>
+
+extern char** environ;
+
+namespace trialmesh::node {
+
+Result<ChildProcess> ChildProcess::spawn(const std::string& program,
+                                         const std::vector<std::string>& args,
+                                         const std::string& outputFile) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(program.c_str()));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  if (!outputFile.empty()) {
+    posix_spawn_file_actions_addopen(&actions, 1, outputFile.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  }
+  // The child must not inherit signals blocked by our event loop (kj captureSignal).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  pid_t pid = -1;
+  int rc = program.find('/') != std::string::npos
+               ? posix_spawn(&pid, program.c_str(), &actions, &attr, argv.data(), environ)
+               : posix_spawnp(&pid, program.c_str(), &actions, &attr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    return (rc == ENOENT ? Status::notFound("cannot start '" + program + "': no such program")
+                         : Status::ioError("cannot start '" + program + "': " + std::strerror(rc)));
+  }
+  return ChildProcess(pid);
+}
+
+ChildProcess::ChildProcess(ChildProcess&& other) noexcept
+    : pid_(other.pid_), status_(other.status_) {
+  other.pid_ = -1;
+}
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& other) noexcept {
+  if (this != &other) {
+    if (pid_ > 0 && !status_) {
+      ::kill(pid_, SIGKILL);
+      reap(true);
+    }
+    pid_ = other.pid_;
+    status_ = other.status_;
+    other.pid_ = -1;
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !status_) {
+    ::kill(pid_, SIGKILL);
+    reap(true);
+  }
+}
+
+bool ChildProcess::reap(bool block) {
+  if (pid_ <= 0 || status_) return true;
+  int wstatus = 0;
+  pid_t r;
+  do {
+    r = ::waitpid(pid_, &wstatus, block ? 0 : WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r == pid_) {
+    status_ = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus)
+                                 : (WIFSIGNALED(wstatus) ? 128 + WTERMSIG(wstatus) : 255);
+    return true;
+  }
+  if (r < 0) {
+    status_ = 255;  // not our child any more (ECHILD); nothing left to reap
+    return true;
+  }
+  return false;
+}
+
+bool ChildProcess::running() { return !reap(false); }
+
+void ChildProcess::signal(int signum) {
+  if (pid_ > 0 && !status_) ::kill(pid_, signum);
+}
+
+std::optional<int> ChildProcess::waitFor(std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (!reap(false)) {
+    if (std::chrono::steady_clock::now() >= end) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return status_;
+}
+
+int ChildProcess::stop(std::chrono::milliseconds grace) {
+  signal(SIGTERM);
+  if (auto s = waitFor(grace)) return *s;
+  signal(SIGKILL);
+  reap(true);
+  return status_.value_or(255);
+}
+
+std::string executableDirectory() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : p.parent_path().string();
+}
+
+Result<uint16_t> pickFreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Status::ioError(std::string("socket: ") + std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof(addr);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::ioError(std::string("bind 127.0.0.1:0: ") + std::strerror(e));
+  }
+  ::close(fd);
+  return static_cast<uint16_t>(ntohs(addr.sin_port));
+}
+
+}  // namespace trialmesh::node

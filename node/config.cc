@@ -1,0 +1,357 @@
+#include "node/config.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+namespace trialmesh::node {
+namespace {
+
+constexpr size_t kMaxMembers = 10'000;
+
+Result<std::string> readFile(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return Status::notFound(std::string(what) + " '" + path + "' cannot be opened (" +
+                            (std::filesystem::exists(path) ? "permission denied" : "no such file") +
+                            ")");
+  }
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+Result<toml::table> parseToml(const std::string& text, const std::string& source) {
+  try {
+    return toml::parse(text, source);
+  } catch (const toml::parse_error& e) {
+    return Status::invalidArgument(source + ":" + std::to_string(e.source().begin.line) + ":" +
+                                   std::to_string(e.source().begin.column) +
+                                   ": TOML syntax error: " + std::string(e.description()));
+  }
+}
+
+std::string lineOf(const toml::node& n) {
+  return n.source().begin ? ":" + std::to_string(n.source().begin.line) : std::string();
+}
+
+// Refuses keys not in `allowed`.
+Status checkKeys(const toml::table& t, const std::set<std::string>& allowed,
+                 const std::string& where) {
+  for (const auto& [key, value] : t) {
+    if (allowed.count(std::string(key.str())) == 0) {
+      std::string list;
+      for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+      return Status::invalidArgument(where + lineOf(value) + ": unknown key '" +
+                                     std::string(key.str()) + "' (allowed: " + list + ")");
+    }
+  }
+  return Status::ok();
+}
+
+Result<std::string> getString(const toml::table& t, const std::string& key,
+                              const std::string& where, bool required) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) {
+    if (required) return Status::invalidArgument(where + ": missing required key '" + key + "'");
+    return std::string();
+  }
+  if (!n->is_string()) {
+    return Status::invalidArgument(where + lineOf(*n) + ": key '" + key + "' must be a string");
+  }
+  return std::string(*n->value<std::string>());
+}
+
+Result<int64_t> getInt(const toml::table& t, const std::string& key, const std::string& where,
+                       int64_t def, int64_t min, int64_t max) {
+  const toml::node* n = t.get(key);
+  if (n == nullptr) return def;
+  if (!n->is_integer()) {
+    return Status::invalidArgument(where + lineOf(*n) + ": key '" + key + "' must be an integer");
+  }
+  int64_t v = *n->value<int64_t>();
+  if (v < min || v > max) {
+    return Status::invalidArgument(where + lineOf(*n) + ": key '" + key +
+                                   "' = " + std::to_string(v) + " is outside " +
+                                   std::to_string(min) + ".." + std::to_string(max));
+  }
+  return v;
+}
+
+bool validName(const std::string& s) {
+  if (s.empty() || s.size() > 64) return false;
+  for (char c : s) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string resolve(const std::string& baseDir, const std::string& p) {
+  if (p.empty() || std::filesystem::path(p).is_absolute()) return p;
+  return (std::filesystem::path(baseDir) / p).lexically_normal().string();
+}
+
+}  // namespace
+
+const char* roleName(Role role) {
+  switch (role) {
+    case Role::kSite:
+      return "site";
+    case Role::kCoordinator:
+      return "coordinator";
+    case Role::kEthicsBoard:
+      return "ethics-board";
+  }
+  return "?";
+}
+
+Status checkHostPort(const std::string& address, const std::string& what) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size()) {
+    return Status::invalidArgument(what + " '" + address +
+                                   "' must be host:port, e.g. 127.0.0.1:7401");
+  }
+  const std::string port = address.substr(colon + 1);
+  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) > 65535) {
+    return Status::invalidArgument(what + " '" + address + "': port '" + port +
+                                   "' must be a number 0..65535");
+  }
+  return Status::ok();
+}
+
+const Member* Members::findByName(const std::string& name) const {
+  for (const auto& m : members) {
+    if (m.name == name) return &m;
+  }
+  return nullptr;
+}
+
+const Member* Members::findByKey(const crypto::PublicKey& key) const {
+  for (const auto& m : members) {
+    if (m.publicKey == key) return &m;
+  }
+  return nullptr;
+}
+
+std::vector<crypto::PublicKey> Members::keys() const {
+  std::vector<crypto::PublicKey> out;
+  for (const auto& m : members) out.push_back(m.publicKey);
+  return out;
+}
+
+std::vector<const Member*> Members::sitesOf(const std::string& study) const {
+  std::vector<const Member*> out;
+  for (const auto& m : members) {
+    if (m.role != Role::kSite) continue;
+    bool serves = m.studies.empty();
+    for (const auto& s : m.studies) serves = serves || s == study;
+    if (serves) out.push_back(&m);
+  }
+  return out;
+}
+
+Result<Members> parseMembers(const std::string& text, const std::string& source) {
+  TM_ASSIGN_OR_RETURN(toml::table root, parseToml(text, source));
+  TM_RETURN_IF_ERROR(checkKeys(root, {"federation", "member"}, source));
+  Members out;
+  TM_ASSIGN_OR_RETURN(out.federation, getString(root, "federation", source, true));
+  if (!validName(out.federation)) {
+    return Status::invalidArgument(source + ": federation '" + out.federation +
+                                   "' must be 1-64 characters of A-Z a-z 0-9 _ . -");
+  }
+  const toml::node* list = root.get("member");
+  if (list == nullptr || !list->is_array_of_tables()) {
+    return Status::invalidArgument(source + ": needs [[member]] entries (name, role, public_key)");
+  }
+  const toml::array& arr = *list->as_array();
+  if (arr.size() > kMaxMembers) {
+    return Status::invalidArgument(source + ": more than " + std::to_string(kMaxMembers) +
+                                   " members");
+  }
+  std::set<std::string> names;
+  std::set<crypto::PublicKey> keys;
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const toml::table& t = *arr[i].as_table();
+    std::string where = source + ": member[" + std::to_string(i + 1) + "]";
+    TM_RETURN_IF_ERROR(checkKeys(t, {"name", "role", "public_key", "address", "studies"}, where));
+    Member m;
+    TM_ASSIGN_OR_RETURN(m.name, getString(t, "name", where, true));
+    if (!validName(m.name)) {
+      return Status::invalidArgument(where + ": name '" + m.name +
+                                     "' must be 1-64 characters of A-Z a-z 0-9 _ . -");
+    }
+    where += " (name '" + m.name + "')";
+    TM_ASSIGN_OR_RETURN(std::string role, getString(t, "role", where, true));
+    if (role == "site") {
+      m.role = Role::kSite;
+    } else if (role == "coordinator") {
+      m.role = Role::kCoordinator;
+    } else if (role == "ethics-board") {
+      m.role = Role::kEthicsBoard;
+    } else {
+      return Status::invalidArgument(where + ": role '" + role +
+                                     "' must be site, coordinator or ethics-board");
+    }
+    TM_ASSIGN_OR_RETURN(std::string keyText, getString(t, "public_key", where, true));
+    auto key = crypto::parsePublicKey(keyText);
+    if (!key) return Status::invalidArgument(where + ": public_key: " + key.status().message());
+    m.publicKey = *key;
+    TM_ASSIGN_OR_RETURN(m.address, getString(t, "address", where, false));
+    if (m.role == Role::kSite) {
+      if (m.address.empty()) {
+        return Status::invalidArgument(where + ": a site needs address = \"host:port\"");
+      }
+      TM_RETURN_IF_ERROR(checkHostPort(m.address, where + ": address"));
+    } else if (!m.address.empty()) {
+      return Status::invalidArgument(where + ": address is only for sites (role is " + role + ")");
+    }
+    if (const toml::node* studies = t.get("studies")) {
+      const toml::array* sa = studies->as_array();
+      if (sa == nullptr || m.role != Role::kSite) {
+        return Status::invalidArgument(where + lineOf(*studies) +
+                                       ": studies must be a list of strings, for sites only");
+      }
+      for (const auto& s : *sa) {
+        if (!s.is_string()) {
+          return Status::invalidArgument(where + ": studies must be a list of strings");
+        }
+        m.studies.push_back(*s.value<std::string>());
+      }
+    }
+    if (!names.insert(m.name).second) {
+      return Status::invalidArgument(where + ": duplicate member name '" + m.name + "'");
+    }
+    if (!keys.insert(m.publicKey).second) {
+      return Status::invalidArgument(where + ": public_key is already used by another member");
+    }
+    out.members.push_back(std::move(m));
+  }
+  return out;
+}
+
+Result<Members> loadMembers(const std::string& path) {
+  TM_ASSIGN_OR_RETURN(std::string text, readFile(path, "members file"));
+  return parseMembers(text, path);
+}
+
+Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& source,
+                                   const std::string& baseDir) {
+  TM_ASSIGN_OR_RETURN(toml::table root, parseToml(text, source));
+  TM_RETURN_IF_ERROR(checkKeys(
+      root,
+      {"name", "identity", "identity_passphrase_file", "listen", "data_dir", "members",
+       "ops_listen", "log_format", "log_file", "log_level", "limits", "dataset", "testing"},
+      source));
+  NodeConfig c;
+  c.path = source;
+  TM_ASSIGN_OR_RETURN(c.name, getString(root, "name", source, true));
+  TM_ASSIGN_OR_RETURN(std::string identity, getString(root, "identity", source, true));
+  c.identityPath = resolve(baseDir, identity);
+  TM_ASSIGN_OR_RETURN(std::string pass, getString(root, "identity_passphrase_file", source, false));
+  if (!pass.empty()) c.identityPassphraseFile = resolve(baseDir, pass);
+  TM_ASSIGN_OR_RETURN(c.listen, getString(root, "listen", source, true));
+  TM_RETURN_IF_ERROR(checkHostPort(c.listen, source + ": listen"));
+  TM_ASSIGN_OR_RETURN(std::string dataDir, getString(root, "data_dir", source, true));
+  c.dataDir = resolve(baseDir, dataDir);
+  TM_ASSIGN_OR_RETURN(std::string members, getString(root, "members", source, true));
+  c.membersPath = resolve(baseDir, members);
+  TM_ASSIGN_OR_RETURN(c.opsListen, getString(root, "ops_listen", source, false));
+  if (!c.opsListen.empty()) TM_RETURN_IF_ERROR(checkHostPort(c.opsListen, source + ": ops_listen"));
+  TM_ASSIGN_OR_RETURN(std::string format, getString(root, "log_format", source, false));
+  if (!format.empty()) c.logFormat = format;
+  if (c.logFormat != "plain" && c.logFormat != "json") {
+    return Status::invalidArgument(source + ": log_format '" + c.logFormat +
+                                   "' must be \"plain\" or \"json\"");
+  }
+  TM_ASSIGN_OR_RETURN(std::string logFile, getString(root, "log_file", source, false));
+  c.logFile = resolve(baseDir, logFile);
+  TM_ASSIGN_OR_RETURN(std::string level, getString(root, "log_level", source, false));
+  if (!level.empty()) c.logLevel = level;
+
+  if (const toml::node* ln = root.get("limits")) {
+    const toml::table* lt = ln->as_table();
+    const std::string where = source + ": [limits]";
+    if (lt == nullptr) return Status::invalidArgument(source + ": limits must be a table");
+    TM_RETURN_IF_ERROR(checkKeys(*lt,
+                                 {"max_message_bytes", "max_concurrent_queries", "max_connections",
+                                  "query_timeout_ms", "worker_threads", "scan_threads",
+                                  "max_query_age_ms", "clock_skew_ms", "handshake_timeout_ms"},
+                                 where));
+    NodeLimits& l = c.limits;
+    TM_ASSIGN_OR_RETURN(
+        int64_t v, getInt(*lt, "max_message_bytes", where, static_cast<int64_t>(l.maxMessageBytes),
+                          64 << 10, 1 << 30));
+    l.maxMessageBytes = static_cast<uint64_t>(v);
+    TM_ASSIGN_OR_RETURN(
+        v, getInt(*lt, "max_concurrent_queries", where, l.maxConcurrentQueries, 1, 10'000));
+    l.maxConcurrentQueries = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "max_connections", where, l.maxConnections, 1, 100'000));
+    l.maxConnections = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "query_timeout_ms", where, l.queryTimeoutMs, 1, 86'400'000));
+    l.queryTimeoutMs = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "worker_threads", where, l.workerThreads, 0, 1024));
+    l.workerThreads = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "scan_threads", where, l.scanThreads, 1, 1024));
+    l.scanThreads = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v,
+                        getInt(*lt, "max_query_age_ms", where, l.maxQueryAgeMs, 1'000, 86'400'000));
+    l.maxQueryAgeMs = v;
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "clock_skew_ms", where, l.clockSkewMs, 0, 3'600'000));
+    l.clockSkewMs = v;
+    TM_ASSIGN_OR_RETURN(
+        v, getInt(*lt, "handshake_timeout_ms", where, l.handshakeTimeoutMs, 100, 600'000));
+    l.handshakeTimeoutMs = static_cast<uint32_t>(v);
+  }
+
+  if (const toml::node* tn = root.get("testing")) {
+    const toml::table* tt = tn->as_table();
+    const std::string where = source + ": [testing]";
+    if (tt == nullptr) return Status::invalidArgument(source + ": testing must be a table");
+    TM_RETURN_IF_ERROR(checkKeys(*tt, {"scan_delay_ms"}, where));
+    TM_ASSIGN_OR_RETURN(int64_t d, getInt(*tt, "scan_delay_ms", where, 0, 0, 600'000));
+    c.testScanDelayMs = static_cast<uint32_t>(d);
+  }
+
+  const toml::node* ds = root.get("dataset");
+  if (ds == nullptr || !ds->is_array_of_tables()) {
+    return Status::invalidArgument(source +
+                                   ": needs at least one [[dataset]] with study and name, e.g. "
+                                   "study = \"LUNG-7\", name = \"lung7\"");
+  }
+  std::set<std::string> studies;
+  const toml::array& arr = *ds->as_array();
+  for (size_t i = 0; i < arr.size(); ++i) {
+    const toml::table& t = *arr[i].as_table();
+    const std::string where = source + ": dataset[" + std::to_string(i + 1) + "]";
+    TM_RETURN_IF_ERROR(checkKeys(t, {"study", "name"}, where));
+    DatasetBinding b;
+    TM_ASSIGN_OR_RETURN(b.study, getString(t, "study", where, true));
+    TM_ASSIGN_OR_RETURN(b.dataset, getString(t, "name", where, true));
+    if (b.study.empty() || !validName(b.dataset)) {
+      return Status::invalidArgument(where +
+                                     ": study must be non-empty and name 1-64 characters "
+                                     "of A-Z a-z 0-9 _ . -");
+    }
+    if (!studies.insert(b.study).second) {
+      return Status::invalidArgument(where + ": study '" + b.study + "' is bound twice");
+    }
+    c.datasets.push_back(std::move(b));
+  }
+  return c;
+}
+
+Result<NodeConfig> loadNodeConfig(const std::string& path) {
+  TM_ASSIGN_OR_RETURN(std::string text, readFile(path, "node config"));
+  std::string base = std::filesystem::path(path).parent_path().string();
+  if (base.empty()) base = ".";
+  return parseNodeConfig(text, path, base);
+}
+
+}  // namespace trialmesh::node

@@ -1,0 +1,92 @@
+// Federation membership (the members file) and a site node's configuration (node.toml), both
+// TOML, loaded strictly: an unknown key, a missing required key or a bad value is an error
+// naming the file, the key and the rule, and the node refuses to start rather than guess.
+// Every key and its default: docs/deployment.md.
+//
+// Thread-safety: plain values; the loaders are pure apart from reading files.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "crypto/identity.h"
+
+namespace trialmesh::node {
+
+enum class Role { kSite, kCoordinator, kEthicsBoard };
+const char* roleName(Role role);  // "site", "coordinator", "ethics-board"
+
+struct Member {
+  std::string name;  // unique, [A-Za-z0-9_.-]{1,64}
+  Role role = Role::kSite;
+  crypto::PublicKey publicKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string address;               // sites only: "host:port" the node listens on
+  std::vector<std::string> studies;  // sites only, optional: studies it answers (empty: all)
+};
+
+struct Members {
+  std::string federation;
+  std::vector<Member> members;  // in file order
+
+  const Member* findByName(const std::string& name) const;
+  const Member* findByKey(const crypto::PublicKey& key) const;
+  std::vector<crypto::PublicKey> keys() const;
+  // Sites that answer `study`, in file order.
+  std::vector<const Member*> sitesOf(const std::string& study) const;
+};
+
+// Parses a members file. `sourceName` prefixes errors ("members.toml: member[2] (name
+// 'west-china'): public_key: checksum mismatch ..."). Names and keys must be unique; sites
+// need an address; at most 10,000 members.
+Result<Members> parseMembers(const std::string& text, const std::string& sourceName);
+Result<Members> loadMembers(const std::string& path);
+
+struct NodeLimits {
+  uint64_t maxMessageBytes = 16ull << 20;  // largest RPC message from a peer (64 KiB..1 GiB)
+  uint32_t maxConcurrentQueries = 8;       // queries scanning at once; more are refused
+  uint32_t maxConnections = 64;            // open peer connections; more are closed at accept
+  uint32_t queryTimeoutMs = 60'000;        // a scan running longer is answered with an error
+  uint32_t workerThreads = 0;              // scan thread pool size; 0 = hardware threads
+  uint32_t scanThreads = 1;                // threads one query's scan may use
+  int64_t maxQueryAgeMs = 300'000;         // longest query validity (expires - issued)
+  int64_t clockSkewMs = 30'000;            // tolerated coordinator/site clock difference
+  uint32_t handshakeTimeoutMs = 10'000;    // time a new connection has to authenticate
+};
+
+struct DatasetBinding {
+  std::string study;    // e.g. "LUNG-7"
+  std::string dataset;  // store dataset name answering it, e.g. "lung7"
+};
+
+struct NodeConfig {
+  std::string path;  // the config file itself
+  std::string name;  // this node's member name (role site)
+  std::string identityPath;
+  std::optional<std::string> identityPassphraseFile;
+  std::string listen;  // "host:port"
+  std::string dataDir;
+  std::string membersPath;
+  std::string opsListen;  // "" = no ops endpoint
+  std::string logFormat = "plain";
+  std::string logFile;  // "" = stderr
+  std::string logLevel = "info";
+  NodeLimits limits;
+  std::vector<DatasetBinding> datasets;
+  // [testing] scan_delay_ms: fault injection for the end-to-end tests: every scan waits this
+  // long before it starts (interrupted by shutdown), so a test can act while a query is in
+  // flight. Default 0; never set it in production.
+  uint32_t testScanDelayMs = 0;
+};
+
+// Parses node.toml; relative paths are resolved against `baseDir` (the file's directory).
+Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& sourceName,
+                                   const std::string& baseDir);
+Result<NodeConfig> loadNodeConfig(const std::string& path);
+
+// Checks "host:port" (port 0..65535, host non-empty); `what` names the key in errors.
+Status checkHostPort(const std::string& address, const std::string& what);
+
+}  // namespace trialmesh::node

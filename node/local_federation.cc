@@ -1,0 +1,151 @@
+#include "node/local_federation.h"
+
+#include <signal.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "node/coordinator.h"
+#include "storage/dictionary.h"
+#include "storage/store.h"
+#include "tools/gen/gen.h"
+
+namespace trialmesh::node {
+namespace {
+
+Status writeText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) return Status::ioError("cannot write " + path);
+  return Status::ok();
+}
+
+std::string tail(const std::string& path, size_t bytes = 2000) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  std::string t = s.str();
+  return t.size() > bytes ? t.substr(t.size() - bytes) : t;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
+    const LocalFederationOptions& options) {
+  namespace fs = std::filesystem;
+  if (options.directory.empty()) return Status::invalidArgument("LocalFederation: no directory");
+  std::error_code ec;
+  fs::create_directories(options.directory, ec);
+  if (ec) return Status::ioError("cannot create " + options.directory + ": " + ec.message());
+
+  gen::GenOptions g;
+  g.rows = options.rows;
+  g.seed = options.seed;
+  g.sites = options.sites;
+  TM_ASSIGN_OR_RETURN(std::vector<std::string> csvs,
+                      gen::writeTrialDatasetPerSite(g, options.directory));
+  TM_ASSIGN_OR_RETURN(storage::Dictionary dict,
+                      storage::Dictionary::loadFile(options.directory + "/dictionary.toml"));
+
+  std::unique_ptr<LocalFederation> fed(new LocalFederation(options, crypto::generateIdentity()));
+  TM_RETURN_IF_ERROR(crypto::saveIdentity(fed->coordinatorKeyPath(), fed->coordinator_,
+                                          std::nullopt, {.overwrite = true}));
+
+  std::string members =
+      "federation = \"local-demo\"\n\n[[member]]\nname = \"coordinator\"\n"
+      "role = \"coordinator\"\npublic_key = \"" +
+      fed->coordinator_.pub.toText() + "\"\n";
+  for (uint32_t i = 0; i < options.sites; ++i) {
+    Site site;
+    std::string code = gen::siteCode(i);  // "S01"
+    for (auto& c : code) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    site.name = "site-" + code;
+    site.dir = options.directory + "/" + site.name;
+    site.csv = csvs[i];
+    fs::create_directories(site.dir, ec);
+    if (ec) return Status::ioError("cannot create " + site.dir + ": " + ec.message());
+    crypto::Identity id = crypto::generateIdentity();
+    TM_RETURN_IF_ERROR(crypto::saveIdentity(site.dir + "/" + site.name + ".key", id, std::nullopt,
+                                            {.overwrite = true}));
+    {
+      storage::StoreOptions so;
+      so.cacheBytes = 16 << 20;
+      TM_ASSIGN_OR_RETURN(auto store, storage::Store::open(site.dir + "/store", so));
+      TM_ASSIGN_OR_RETURN(auto report, store->importCsv(kDataset, dict, site.csv));
+      (void)report;
+    }
+    TM_ASSIGN_OR_RETURN(site.port, pickFreeLoopbackPort());
+    TM_ASSIGN_OR_RETURN(site.opsPort, pickFreeLoopbackPort());
+    members += "\n[[member]]\nname = \"" + site.name + "\"\nrole = \"site\"\npublic_key = \"" +
+               id.pub.toText() + "\"\naddress = \"127.0.0.1:" + std::to_string(site.port) +
+               "\"\nstudies = [\"" + kStudy + "\"]\n";
+    std::string config = "name = \"" + site.name + "\"\nidentity = \"" + site.name +
+                         ".key\"\nlisten = \"127.0.0.1:" + std::to_string(site.port) +
+                         "\"\ndata_dir = \"store\"\nmembers = \"../members.toml\"\n"
+                         "ops_listen = \"127.0.0.1:" +
+                         std::to_string(site.opsPort) + "\"\nlog_format = \"" + options.logFormat +
+                         "\"\nlog_file = \"node.log\"\n\n[limits]\nworker_threads = 2\n" +
+                         options.extraLimits + "\n\n[[dataset]]\nstudy = \"" + kStudy +
+                         "\"\nname = \"" + kDataset + "\"\n";
+    TM_RETURN_IF_ERROR(writeText(site.dir + "/node.toml", config));
+    fed->sites_.push_back(std::move(site));
+  }
+  TM_RETURN_IF_ERROR(writeText(fed->membersPath(), members));
+  TM_ASSIGN_OR_RETURN(fed->members_, loadMembers(fed->membersPath()));
+  if (fed->options_.nodeBinary.empty()) {
+    std::string sibling = executableDirectory() + "/trialmesh-node";
+    fed->options_.nodeBinary = fs::exists(sibling) ? sibling : "trialmesh-node";
+  }
+  return fed;
+}
+
+LocalFederation::~LocalFederation() { stop(); }
+
+Status LocalFederation::startSite(size_t i, std::chrono::milliseconds timeout) {
+  Site& site = sites_[i];
+  if (site.process && site.process->running()) return Status::ok();
+  TM_ASSIGN_OR_RETURN(ChildProcess p, ChildProcess::spawn(options_.nodeBinary,
+                                                          {"--config", site.dir + "/node.toml"},
+                                                          site.dir + "/output.log"));
+  site.process = std::make_unique<ChildProcess>(std::move(p));
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  Status last;
+  while (std::chrono::steady_clock::now() < end) {
+    if (!site.process->running()) {
+      return Status::unavailable(site.name + " exited with status " +
+                                 std::to_string(site.process->exitStatus().value_or(-1)) +
+                                 " during startup:\n" + tail(site.dir + "/output.log") +
+                                 tail(site.dir + "/node.log"));
+    }
+    auto info = fetchSiteInfo(coordinator_, members_, site.name, std::chrono::seconds(2));
+    if (info) return Status::ok();
+    last = info.status();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return Status::unavailable(site.name + " did not become ready within " +
+                             std::to_string(timeout.count()) + " ms: " + last.message());
+}
+
+Status LocalFederation::start(std::chrono::milliseconds timeout) {
+  for (size_t i = 0; i < sites_.size(); ++i) TM_RETURN_IF_ERROR(startSite(i, timeout));
+  return Status::ok();
+}
+
+std::vector<int> LocalFederation::stop(std::chrono::milliseconds grace) {
+  std::vector<int> statuses;
+  for (auto& s : sites_) {
+    if (s.process && s.process->running()) s.process->signal(SIGTERM);
+  }
+  for (auto& s : sites_) {
+    if (s.process) {
+      statuses.push_back(s.process->stop(grace));
+      s.process.reset();
+    }
+  }
+  return statuses;
+}
+
+}  // namespace trialmesh::node

@@ -1,0 +1,114 @@
+# The trialmesh wire protocol: what federation members say to each other over the secure
+# channel (crypto/channel.h; docs/channel.md) with Cap'n Proto RPC on top.
+#
+# Compatibility rules: field and method ordinals are frozen; new fields are added at the end
+# with new ordinals; a peer ignores fields it does not know. A breaking change bumps
+# `protocolVersion` below, and a site refuses requests of another version with a reason.
+# Overview and the rules a site applies to every query: docs/protocol.md.
+
+@0xdf93b9d5d1d6753b;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("trialmesh::protocol::wire");
+
+const protocolVersion :UInt32 = 1;
+# The version a QueryRequest carries and a NodeInfo reports.
+
+struct NodeInfo {
+  # What a site says about itself (Site.info). Public metadata, no patient data.
+  name @0 :Text;             # its member name in the federation's members file
+  federation @1 :Text;       # the members file's `federation`
+  role @2 :Text;             # "site"
+  protocolVersion @3 :UInt32;
+  softwareVersion @4 :Text;  # e.g. "trialmesh 0.1.0"
+  studies @5 :List(Text);    # studies this site answers queries for
+}
+
+struct QueryRequest {
+  # The part of a query the coordinator signs. It travels as bytes (SignedQuery.request) in
+  # the Cap'n Proto canonical encoding (capnp::canonicalize: a single segment, no padding,
+  # pointers in pre-order), so the bytes signed are exactly the bytes verified and a site can
+  # check canonicity instead of re-encoding.
+  protocolVersion @0 :UInt32;  # must equal `protocolVersion`
+  federation @1 :Text;         # the members file's `federation`; a query is not valid elsewhere
+  study @2 :Text;              # the study whose dataset answers, e.g. "LUNG-7"
+  queryText @3 :Text;          # query::canonicalQueryText of the query (docs/query-language.md)
+  coordinatorKey @4 :Data;     # the signer: 32-byte Ed25519 key of a member with role coordinator
+  siteKey @5 :Data;            # the one site this copy is for (32 bytes): another site that
+                               # receives it (e.g. relayed by a peer) refuses it
+  nonce @6 :Data;              # 16..64 random bytes; a site accepts each nonce once
+  issuedAtMs @7 :Int64;        # coordinator clock, Unix milliseconds
+  expiresAtMs @8 :Int64;       # after this a site refuses the query; expiresAtMs > issuedAtMs
+}
+
+struct SignedQuery {
+  request @0 :Data;    # canonical encoding of a QueryRequest (see above)
+  signature @1 :Data;  # Ed25519 (64 bytes) by request.coordinatorKey over
+                       # "trialmesh-query-v1\0" || request
+}
+
+struct KmPoint {
+  time @0 :Float64;
+  events @1 :UInt64;
+  censored @2 :UInt64;
+}
+
+struct KmCell {
+  points @0 :List(KmPoint);  # strictly ascending time
+}
+
+struct StatPartial {
+  # Mirror of query::StatPartial (query/partial.h): per-cell vectors; only the vectors the
+  # statistic needs are non-empty.
+  n @0 :List(UInt64);
+  missing @1 :List(UInt64);
+  sum @2 :List(Float64);
+  intSum @3 :List(Int64);
+  mean @4 :List(Float64);
+  m2 @5 :List(Float64);
+  min @6 :List(Float64);
+  max @7 :List(Float64);
+  bins @8 :UInt32;
+  binCounts @9 :List(UInt64);
+  km @10 :List(KmCell);
+}
+
+struct PartialResult {
+  # Mirror of query::PartialResult: aggregates only, never rows. The receiver validates every
+  # vector length against `cells`/`statistics` before merging.
+  dictionaryHash @0 :Text;  # storage::Dictionary::hashHex() of the site's dictionary
+  queryText @1 :Text;       # canonical query text
+  cells @2 :UInt32;
+  statistics @3 :UInt32;
+  cellRows @4 :List(UInt64);
+  rowsScanned @5 :UInt64;
+  stats @6 :List(StatPartial);
+}
+
+struct QueryResponse {
+  site @0 :Text;             # the answering site's member name
+  partial @1 :PartialResult;
+  dictionary @2 :Text;       # the study's data dictionary (TOML): metadata the coordinator
+                             # needs to bind the query and label the result; no patient data
+  datasetVersion @3 :UInt64; # storage version of the dataset that answered
+  elapsedUs @4 :UInt64;      # scan time at the site, microseconds
+}
+
+interface Site {
+  # Served by every site node to authenticated members over the secure channel. Refusals come
+  # back as exceptions whose description is "<StatusCode>: <reason>" (protocol/status_map),
+  # e.g. "PermissionDenied: query signature does not verify", so a coordinator can show it.
+
+  info @0 () -> (info :NodeInfo);
+  # Always allowed for a member; used for readiness checks.
+
+  runQuery @1 (query :SignedQuery) -> (response :QueryResponse);
+  # Verifies the signature, that the signer is a member with role coordinator and is the
+  # authenticated peer of this connection, the federation, site key, protocol version,
+  # freshness and the nonce, then runs the query on the study's dataset and returns its
+  # partial aggregates.
+
+  # Reserved for issue #4 (ethics approvals and the audit log), ordinals @2.. :
+  #   submitApproval @2 (approval :SignedApproval) -> (receipt :ApprovalReceipt);
+  #   auditLog @3 (fromIndex :UInt64, limit :UInt32) -> (entries :List(AuditEntry), head :SignedTreeHead);
+}

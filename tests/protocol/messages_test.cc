@@ -1,0 +1,178 @@
+#include "protocol/messages.h"
+
+#include <capnp/message.h>
+#include <gtest/gtest.h>
+
+#include <limits>
+
+namespace trialmesh::protocol {
+namespace {
+
+query::PartialResult samplePartial() {
+  query::PartialResult p;
+  p.shape = {"abc123", "count, mean(bmi), hist(age, 0, 100, 50), km(time, event) by arm", 2, 4};
+  p.cellRows = {10, 20};
+  p.rowsScanned = 35;
+  query::StatPartial count;
+  count.n = {10, 20};
+  query::StatPartial mean;
+  mean.n = {9, 19};
+  mean.missing = {1, 1};
+  mean.mean = {24.5, 27.25};
+  mean.m2 = {12.0, 30.5};
+  query::StatPartial hist;
+  hist.n = {10, 20};
+  hist.missing = {0, 0};
+  hist.bins = 2;
+  hist.binCounts = {3, 7, 0, 10, 9, 1};
+  query::StatPartial km;
+  km.n = {10, 20};
+  km.missing = {0, 0};
+  km.km = {{{1.0, 1, 0}, {5.5, 0, 2}}, {{2.0, 3, 1}}};
+  p.stats = {count, mean, hist, km};
+  return p;
+}
+
+query::PartialResult roundTrip(const query::PartialResult& p, Status* status = nullptr) {
+  capnp::MallocMessageBuilder message;
+  partialToWire(p, message.initRoot<wire::PartialResult>());
+  auto back = partialFromWire(message.getRoot<wire::PartialResult>().asReader());
+  if (status != nullptr) *status = back.status();
+  return back.isOk() ? *back : query::PartialResult{};
+}
+
+TEST(PartialWire, RoundTripIsExact) {
+  const query::PartialResult p = samplePartial();
+  Status s;
+  EXPECT_EQ(roundTrip(p, &s), p);
+  EXPECT_TRUE(s.isOk()) << s.toString();
+}
+
+TEST(PartialWire, WrongVectorLengthIsInvalidArgument) {
+  query::PartialResult p = samplePartial();
+  p.stats[1].mean.push_back(1.0);
+  Status s;
+  roundTrip(p, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("field mean has 3 entries, expected 2"), std::string::npos)
+      << s.message();
+}
+
+TEST(PartialWire, StatisticCountMismatchIsInvalidArgument) {
+  query::PartialResult p = samplePartial();
+  p.shape.statistics = 5;
+  Status s;
+  roundTrip(p, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("4 statistics, shape says 5"), std::string::npos) << s.message();
+}
+
+TEST(PartialWire, HugeBinCountClaimIsRefusedWithoutAllocating) {
+  query::PartialResult p = samplePartial();
+  p.stats[2].bins = std::numeric_limits<uint32_t>::max();
+  Status s;
+  roundTrip(p, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("bin counts"), std::string::npos) << s.message();
+}
+
+TEST(PartialWire, UnorderedKmTimesAreRefused) {
+  query::PartialResult p = samplePartial();
+  p.stats[3].km[0] = {{5.0, 1, 0}, {1.0, 1, 0}};
+  Status s;
+  roundTrip(p, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("strictly ascending"), std::string::npos) << s.message();
+}
+
+TEST(PartialWire, ZeroCellsIsRefused) {
+  query::PartialResult p;
+  Status s;
+  roundTrip(p, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+}
+
+QueryRequestFields sampleRequest(const crypto::Identity& coordinator) {
+  QueryRequestFields f;
+  f.federation = "fed";
+  f.study = "LUNG-7";
+  f.queryText = "count";
+  f.coordinatorKey = coordinator.pub;
+  f.siteKey = crypto::generateIdentity().pub;
+  f.nonce = newNonce();
+  f.issuedAtMs = 1'000'000;
+  f.expiresAtMs = 1'060'000;
+  return f;
+}
+
+TEST(SignedQuery, SignThenVerifyReturnsTheFields) {
+  crypto::Identity id = crypto::generateIdentity();
+  QueryRequestFields f = sampleRequest(id);
+  SignedQueryBytes q = signQuery(id, f);
+  EXPECT_EQ(q.request.size() % 8, 0u);
+  auto v = verifySignedQuery(q);
+  ASSERT_TRUE(v.isOk()) << v.status().toString();
+  EXPECT_EQ(*v, f);
+}
+
+TEST(SignedQuery, ModifiedRequestOrSignatureIsRefused) {
+  crypto::Identity id = crypto::generateIdentity();
+  SignedQueryBytes q = signQuery(id, sampleRequest(id));
+  SignedQueryBytes badSig = q;
+  badSig.signature[0] ^= 1;
+  EXPECT_EQ(verifySignedQuery(badSig).status().code(), StatusCode::kPermissionDenied);
+  // Change the study text "LUNG-7" -> "LUNG-8" inside the canonical bytes: still a valid
+  // message, but the signature no longer matches.
+  SignedQueryBytes badReq = q;
+  bool changed = false;
+  for (size_t i = 0; i + 6 <= badReq.request.size(); ++i) {
+    if (std::equal(badReq.request.begin() + i, badReq.request.begin() + i + 6, "LUNG-7")) {
+      badReq.request[i + 5] = '8';
+      changed = true;
+    }
+  }
+  ASSERT_TRUE(changed);
+  auto r = verifySignedQuery(badReq);
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("does not verify"), std::string::npos);
+}
+
+TEST(SignedQuery, SignatureByAnotherKeyIsRefused) {
+  crypto::Identity coordinator = crypto::generateIdentity();
+  crypto::Identity forger = crypto::generateIdentity();
+  // Claims to come from `coordinator`, signed by `forger`.
+  SignedQueryBytes q = signQuery(forger, sampleRequest(coordinator));
+  EXPECT_EQ(verifySignedQuery(q).status().code(), StatusCode::kPermissionDenied);
+}
+
+TEST(SignedQuery, GarbageAndShortNoncesAreInvalidArgument) {
+  crypto::Identity id = crypto::generateIdentity();
+  SignedQueryBytes garbage{std::vector<uint8_t>(24, 0xff), std::vector<uint8_t>(64, 0)};
+  EXPECT_EQ(verifySignedQuery(garbage).status().code(), StatusCode::kInvalidArgument);
+  SignedQueryBytes odd{std::vector<uint8_t>(13, 0), std::vector<uint8_t>(64, 0)};
+  EXPECT_EQ(verifySignedQuery(odd).status().code(), StatusCode::kInvalidArgument);
+  QueryRequestFields f = sampleRequest(id);
+  f.nonce.resize(8);
+  auto r = verifySignedQuery(signQuery(id, f));
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("nonce has 8 bytes"), std::string::npos);
+}
+
+TEST(StatusMapping, RoundTripsCodeAndMessageThroughRemoteException) {
+  const Status original = Status::permissionDenied("query expired (site clock 5)");
+  kj::Exception e = statusToException(original);
+  EXPECT_EQ(e.getType(), kj::Exception::Type::FAILED);
+  // What a Cap'n Proto peer sees.
+  kj::Exception remote(e.getType(), "(remote)", 0,
+                       kj::str("remote exception: ", e.getDescription()));
+  Status back = exceptionToStatus(remote);
+  EXPECT_EQ(back.code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(back.message(), "query expired (site clock 5)");
+  EXPECT_EQ(statusToException(Status::resourceExhausted("busy")).getType(),
+            kj::Exception::Type::OVERLOADED);
+  kj::Exception lost(kj::Exception::Type::DISCONNECTED, "x", 0, kj::str("Peer disconnected."));
+  EXPECT_EQ(exceptionToStatus(lost).code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace trialmesh::protocol
