@@ -1,0 +1,222 @@
+// Federation commands: keygen, the federated query, the federation demo.
+#include "tools/trialmesh/federation_commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "crypto/identity.h"
+#include "node/config.h"
+#include "node/coordinator.h"
+#include "node/local_federation.h"
+#include "query/format.h"
+
+namespace trialmesh::cli {
+namespace {
+
+constexpr int kExitFailed = 1;
+constexpr int kExitPartial = 3;
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return kExitFailed;
+}
+
+Result<std::string> readPassphraseFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::notFound("passphrase file '" + path + "' cannot be read");
+  std::string line;
+  std::getline(in, line);
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line.empty()) return Status::invalidArgument("passphrase file '" + path + "' is empty");
+  return line;
+}
+
+crypto::PassphraseProvider passphraseProvider(const std::string& file) {
+  return [file]() -> Result<std::string> {
+    if (!file.empty()) return readPassphraseFile(file);
+    if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
+    return Status::failedPrecondition(
+        "the key file is passphrase-protected: pass --passphrase-file or set "
+        "TRIALMESH_PASSPHRASE");
+  };
+}
+
+void printSites(const node::FederatedResult& r, FILE* out) {
+  std::fprintf(out, "\nSites (%zu of %zu answered%s):\n", r.answered(), r.sites.size(),
+               r.partial() ? "; PARTIAL RESULT" : "");
+  for (const auto& s : r.sites) {
+    if (s.outcome == node::SiteOutcomeKind::kAnswered) {
+      std::fprintf(out, "  %-20s answered     %llu rows scanned, %.1f ms\n", s.site.c_str(),
+                   static_cast<unsigned long long>(s.rowsScanned), s.elapsedMs);
+    } else {
+      std::fprintf(out, "  %-20s %-12s %s\n", s.site.c_str(), node::outcomeName(s.outcome),
+                   s.reason.c_str());
+    }
+  }
+}
+
+}  // namespace
+
+int runFederatedQueryCommand(const FederatedQueryArgs& a) {
+  if (a.study.empty() || a.members.empty() || a.identity.empty()) {
+    return fail(Status::invalidArgument(
+        "a federated query needs --study S --members members.toml --identity coordinator.key"));
+  }
+  if (a.deadlineMs <= 0) return fail(Status::invalidArgument("--deadline-ms must be positive"));
+  auto members = node::loadMembers(a.members);
+  if (!members) return fail(members.status());
+  auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
+  if (!identity) return fail(identity.status().withContext(a.identity));
+  const node::Member* me = members->findByKey(identity->pub);
+  if (me == nullptr || me->role != node::Role::kCoordinator) {
+    return fail(Status::permissionDenied(a.identity + " (" + identity->pub.toText() +
+                                         ") is not a coordinator in " + a.members +
+                                         "; sites refuse queries from anyone else"));
+  }
+  node::FederatedQueryOptions options;
+  options.deadline = std::chrono::milliseconds(a.deadlineMs);
+  auto result = node::runFederatedQuery(*identity, *members, a.study, a.text, options);
+  if (!result) return fail(result.status());
+  if (a.json) {
+    nlohmann::json sites = nlohmann::json::array();
+    for (const auto& s : result->sites) {
+      sites.push_back({{"site", s.site},
+                       {"outcome", node::outcomeName(s.outcome)},
+                       {"reason", s.reason},
+                       {"rows_scanned", s.rowsScanned},
+                       {"elapsed_ms", s.elapsedMs}});
+    }
+    nlohmann::json out;
+    out["query"] = result->canonicalQuery;
+    out["study"] = a.study;
+    out["partial"] = result->partial();
+    out["sites"] = sites;
+    out["result"] = result->table ? nlohmann::json::parse(query::formatJson(*result->table))
+                                  : nlohmann::json(nullptr);
+    std::printf("%s\n", out.dump(2).c_str());
+  } else if (a.csv) {
+    if (result->table) std::fputs(query::formatCsv(*result->table).c_str(), stdout);
+    printSites(*result, stderr);
+  } else {
+    std::printf("Study %s: %s\n\n", a.study.c_str(), result->canonicalQuery.c_str());
+    if (result->table) {
+      std::fputs(query::formatTable(*result->table).c_str(), stdout);
+    } else {
+      std::printf("(no site answered; no result)\n");
+    }
+    printSites(*result, stdout);
+  }
+  if (result->answered() == 0) return kExitFailed;
+  return result->partial() ? kExitPartial : 0;
+}
+
+int runFederationDemo(const FederationDemoArgs& a) {
+  namespace fs = std::filesystem;
+  std::string dir = a.workdir;
+  bool removeDir = false;
+  if (dir.empty()) {
+    std::string tmpl = (fs::temp_directory_path() / "trialmesh-federation-XXXXXX").string();
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      return fail(Status::ioError("cannot create a temporary directory in " +
+                                  fs::temp_directory_path().string()));
+    }
+    dir = tmpl;
+    removeDir = !a.keep;
+  }
+  std::printf("Setting up a %u-site federation on 127.0.0.1 in %s\n", a.sites, dir.c_str());
+  std::printf("  generating %llu subjects of study LUNG-7, split across the sites; fresh keys\n",
+              static_cast<unsigned long long>(a.rows));
+  node::LocalFederationOptions options;
+  options.directory = dir;
+  options.sites = a.sites;
+  options.rows = a.rows;
+  options.seed = a.seed;
+  int status = 0;
+  {
+    auto fed = node::LocalFederation::create(options);
+    if (!fed) return fail(fed.status());
+    for (size_t i = 0; i < (*fed)->siteCount(); ++i) {
+      std::printf("  %s: %s (log %s)\n", (*fed)->siteName(i).c_str(),
+                  (*fed)->members().findByName((*fed)->siteName(i))->address.c_str(),
+                  (*fed)->siteLogPath(i).c_str());
+    }
+    std::printf("Starting %zu trialmesh-node processes...\n", (*fed)->siteCount());
+    Status started = (*fed)->start();
+    if (!started.isOk()) {
+      (*fed)->stop();
+      return fail(started);
+    }
+    std::printf("All sites ready. Running a federated query as the coordinator:\n\n");
+    FederatedQueryArgs q;
+    q.text = a.query;
+    q.study = node::LocalFederation::kStudy;
+    q.members = (*fed)->membersPath();
+    q.identity = (*fed)->coordinatorKeyPath();
+    std::printf("$ trialmesh query --study %s --members %s --identity %s '%s'\n\n", q.study.c_str(),
+                q.members.c_str(), q.identity.c_str(), q.text.c_str());
+    std::fflush(stdout);
+    status = runFederatedQueryCommand(q);
+    std::printf("\nShutting the federation down (SIGTERM)...\n");
+    std::vector<int> exits = (*fed)->stop();
+    bool clean = true;
+    for (int e : exits) clean = clean && e == 0;
+    std::printf("  %zu nodes exited %s\n", exits.size(), clean ? "cleanly" : "WITH ERRORS");
+    if (!clean && status == 0) status = kExitFailed;
+  }
+  if (removeDir) {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  } else {
+    std::printf("Kept %s (members.toml, keys, node configs, logs)\n", dir.c_str());
+  }
+  return status;
+}
+
+void addFederationCommands(CLI::App& app, int& exitCode) {
+  struct KeygenArgs {
+    std::string out;
+    std::string passphraseFile;
+    bool force = false;
+  };
+  auto args = std::make_shared<KeygenArgs>();
+  CLI::App* k = app.add_subcommand(
+      "keygen",
+      "Create an Ed25519 identity: NAME.key (secret, mode 0600) and NAME.key.pub, and print\n"
+      "the public key to put in the federation's members file. Example:\n"
+      "  trialmesh keygen --out west-china.key --passphrase-file pass.txt");
+  k->add_option("--out", args->out, "Secret key file to write")->required();
+  k->add_option("--passphrase-file", args->passphraseFile,
+                "Encrypt the key with the passphrase in this file (first line)");
+  k->add_flag("--force", args->force, "Replace existing key files");
+  k->callback([args, &exitCode] {
+    std::optional<std::string> passphrase;
+    if (!args->passphraseFile.empty()) {
+      auto p = readPassphraseFile(args->passphraseFile);
+      if (!p) {
+        exitCode = fail(p.status());
+        return;
+      }
+      passphrase = *p;
+    }
+    crypto::Identity id = crypto::generateIdentity();
+    crypto::KeyFileOptions options;
+    options.overwrite = args->force;
+    Status s = crypto::saveIdentity(
+        args->out, id, passphrase ? std::optional<std::string_view>(*passphrase) : std::nullopt,
+        options);
+    if (!s.isOk()) {
+      exitCode = fail(s);
+      return;
+    }
+    std::printf("%s\n", id.pub.toText().c_str());
+    std::fprintf(stderr, "wrote %s (secret, mode 0600) and %s.pub\n", args->out.c_str(),
+                 args->out.c_str());
+  });
+}
+
+}  // namespace trialmesh::cli

@@ -1,0 +1,115 @@
+// Coordinator commands: query.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "query/engine.h"
+#include "query/format.h"
+#include "query/query.h"
+#include "storage/store.h"
+#include "tools/trialmesh/commands.h"
+#include "tools/trialmesh/federation_commands.h"
+
+namespace trialmesh::cli {
+namespace {
+
+struct QueryArgs {
+  std::string text;
+  bool local = false;
+  std::string store;
+  std::string dataset;
+  bool json = false;
+  bool csv = false;
+  unsigned threads = 0;
+  FederatedQueryArgs federated;  // without --local (tools/trialmesh/cmd_federation.cc)
+};
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return kExitFailure;
+}
+
+void printResult(const query::ResultTable& table, const QueryArgs& a) {
+  if (a.json) {
+    std::printf("%s\n", query::formatJson(table).c_str());
+  } else if (a.csv) {
+    std::fputs(query::formatCsv(table).c_str(), stdout);
+  } else {
+    std::fputs(query::formatTable(table).c_str(), stdout);
+  }
+}
+
+int runLocalQuery(const QueryArgs& a) {
+  auto parsed = query::parseQuery(a.text);
+  if (!parsed) return fail(parsed.status());
+  storage::StoreOptions storeOptions;
+  storeOptions.createIfMissing = false;
+  auto store = storage::Store::open(a.store, storeOptions);
+  if (!store) return fail(store.status());
+  auto source = (*store)->openDataset(a.dataset);
+  if (!source) return fail(source.status());
+  auto bound = query::bindQuery(*parsed, (*source)->dictionary());
+  if (!bound) return fail(bound.status());
+  auto start = std::chrono::steady_clock::now();
+  query::ExecOptions options;
+  options.threads = a.threads;
+  auto partial = query::execute(*bound, **source, options);
+  if (!partial) return fail(partial.status());
+  auto table = query::finalize(*partial, *bound);
+  if (!table) return fail(table.status());
+  double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  printResult(*table, a);
+  if (!a.json && !a.csv) {
+    std::printf("\n%llu rows of dataset '%s' scanned locally in %.1f ms\n",
+                static_cast<unsigned long long>(partial->rowsScanned), a.dataset.c_str(), ms);
+  }
+  return 0;
+}
+
+}  // namespace
+
+void addQueryCommands(CLI::App& app, int& exitCode) {
+  auto args = std::make_shared<QueryArgs>();
+  CLI::App* q = app.add_subcommand(
+      "query",
+      "Run an aggregate query. Examples:\n"
+      "  trialmesh query --local --store site1 --dataset lung7 'count, mean(bmi) by arm'\n"
+      "  trialmesh query --local --store site1 --dataset lung7 --json \\\n"
+      "      'count where age >= 65 and sex = \"F\"'\n"
+      "Language: docs/query-language.md (also accepts the JSON form).");
+  q->add_option("query", args->text, "The query, e.g. 'count, mean(bmi), var(bmi) by arm'")
+      ->required();
+  q->add_option("--study", args->federated.study, "Federated: the study to query, e.g. LUNG-7");
+  q->add_option("--members", args->federated.members, "Federated: the federation's members file");
+  q->add_option("--identity", args->federated.identity, "Federated: the coordinator's key file");
+  q->add_option("--passphrase-file", args->federated.passphraseFile,
+                "Federated: file holding the key's passphrase (else env TRIALMESH_PASSPHRASE)");
+  q->add_option("--deadline-ms", args->federated.deadlineMs,
+                "Federated: wait at most this long for the sites")
+      ->capture_default_str();
+  q->add_flag("--local", args->local, "Run against this site's own store (needs --store)");
+  q->add_option("--store", args->store, "Site store directory (with --local)");
+  q->add_option("--dataset", args->dataset, "Dataset to query (with --local)");
+  auto* json = q->add_flag("--json", args->json, "Print JSON");
+  auto* csv = q->add_flag("--csv", args->csv, "Print CSV");
+  json->excludes(csv);
+  q->add_option("--threads", args->threads, "Scan threads (0 = all cores)")->capture_default_str();
+  q->callback([args, &exitCode] {
+    if (!args->local) {
+      args->federated.text = args->text;
+      args->federated.json = args->json;
+      args->federated.csv = args->csv;
+      exitCode = runFederatedQueryCommand(args->federated);
+      return;
+    }
+    if (args->store.empty() || args->dataset.empty()) {
+      exitCode = fail(Status::invalidArgument("--local needs --store DIR and --dataset NAME"));
+      return;
+    }
+    exitCode = runLocalQuery(*args);
+  });
+}
+
+}  // namespace trialmesh::cli
