@@ -74,7 +74,10 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
   auto args = std::make_shared<QueryArgs>();
   CLI::App* q = app.add_subcommand(
       "query",
-      "Run an aggregate query. Examples:\n"
+      "Run an aggregate query, federated across a study's sites (coordinators) or against "
+      "this site's own store (--local). Examples:\n"
+      "  trialmesh query --study LUNG-7 --members members.toml --identity coord.key \\\n"
+      "      'count, mean(bmi), var(bmi) by arm'\n"
       "  trialmesh query --local --store site1 --dataset lung7 'count, mean(bmi) by arm'\n"
       "  trialmesh query --local --store site1 --dataset lung7 --json \\\n"
       "      'count where age >= 65 and sex = \"F\"'\n"
