@@ -2,22 +2,31 @@
 //
 // Work is done a chunk (storage::kChunkRows rows) at a time so every intermediate stays in
 // cache: the filter becomes a byte mask (one per filter node, combined with & and |), the
-// group variables become a small cell index per row, and each statistic runs a kernel
+// group variables become a cell code per row (one byte when the query has fewer than 256
+// cells, computed once and shared by every statistic), and each statistic runs a kernel
 // templated on the column's physical type, selected by one std::visit per chunk. Loops are
-// branch-free so the compiler vectorises them; scattered accumulations (counts per cell) use
-// several accumulator copies to avoid store-to-load stalls. Chunks are split into contiguous
-// ranges, one per thread, and the per-thread partials merged in thread order, so a given
-// thread count always gives bit-identical results.
+// branch-free so the compiler vectorises them: rows of up to 32 cells are counted by comparing
+// 16 codes at once, means and variances of up to 8 cells take one pass that updates every
+// cell's shifted sums at each row (SSE2 vectors, masked by the cell comparison); beyond that,
+// scattered accumulations use several accumulator copies to avoid store-to-load stalls. Chunks
+// are split into contiguous ranges, one per thread, and the per-thread partials merged in
+// thread order, so a given thread count always gives bit-identical results.
 #include "query/engine.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <thread>
 
 #include "query/plan.h"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace trialmesh::query {
 
@@ -52,9 +61,24 @@ void clearMissing(uint8_t* m, const ColumnChunk& c) {
   forEachMissing(c, [m](uint32_t row) { m[row] = 0; });
 }
 
+typedef uint8_t U8x16 __attribute__((vector_size(16)));
+
+// Number of ones in a 0/1 byte mask: 16 bytes at a time into byte counters, which hold at most
+// 255 additions and are folded into the total before they could wrap.
 uint64_t sumBytes(const uint8_t* m, uint32_t n) {
-  uint32_t s = 0;  // n <= 65536, so no overflow
-  for (uint32_t i = 0; i < n; ++i) s += m[i];
+  uint64_t s = 0;
+  uint32_t i = 0;
+  while (i + 16 <= n) {
+    const uint32_t blocks = std::min<uint32_t>(255, (n - i) / 16);
+    U8x16 acc = {};
+    for (uint32_t b = 0; b < blocks; ++b, i += 16) {
+      U8x16 v;
+      std::memcpy(&v, m + i, sizeof v);
+      acc += v;
+    }
+    for (int b = 0; b < 16; ++b) s += acc[b];
+  }
+  for (; i < n; ++i) s += m[i];
   return s;
 }
 
@@ -188,23 +212,6 @@ double firstSelected(const T* x, const uint8_t* m, uint32_t n) {
 }
 
 template <class T, bool kMasked>
-double sumSquaredDeviations(const T* x, const uint8_t* m, uint32_t n, double mean) {
-  double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  uint32_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; ++j) {
-      double d = static_cast<double>(x[i + j]) - mean;
-      a[j] += kMasked ? (m[i + j] ? d * d : 0.0) : d * d;
-    }
-  }
-  for (; i < n; ++i) {
-    double d = static_cast<double>(x[i]) - mean;
-    a[0] += kMasked ? (m[i] ? d * d : 0.0) : d * d;
-  }
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-
-template <class T, bool kMasked>
 uint64_t intSumSelected(const T* x, const uint8_t* m, uint32_t n) {
   uint64_t s = 0;  // wraps modulo 2^64 by design (see StatPartial::intSum)
   for (uint32_t i = 0; i < n; ++i) {
@@ -309,26 +316,210 @@ double sumInCell(const T* x, const uint8_t* m, const uint32_t* cell, uint32_t ta
   return horizontal(a) + rest;
 }
 
-template <class T, bool kMasked>
-double squaredDeviationsInCell(const T* x, const uint8_t* m, const uint32_t* cell, uint32_t target,
-                               uint32_t n, double mean) {
-  V2 a[4] = {};
-  const V2 mv = {mean, mean};
+// --- one-pass moments for few cells ---------------------------------------------------------
+
+// Up to this many cells, means and variances take one vectorised pass per chunk that updates
+// every cell's sums at each row (branch-free: compare the row's cell code, mask, add); above
+// it, two scatter passes (sums, then squared deviations).
+constexpr uint32_t kMomentCells = 8;
+
+typedef int64_t I2 __attribute__((vector_size(16)));
+
+// Two cell codes (< 2^31: at most 2^20 cells) as doubles. GCC scalarises the generic vector
+// conversion of two int32, so on x86-64 use SSE2's cvtdq2pd directly.
+inline V2 codePair(const uint32_t* code) {
+#if defined(__SSE2__)
+  return reinterpret_cast<V2>(
+      _mm_cvtepi32_pd(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(code))));
+#else
+  typedef int32_t I32x2 __attribute__((vector_size(8)));
+  I32x2 ci;
+  std::memcpy(&ci, code, sizeof ci);
+  return __builtin_convertvector(ci, V2);
+#endif
+}
+
+// Per cell c in [0, NC): S[c] = sum of (x - K[c]) and Q[c] = sum of (x - K[c])^2 over the rows
+// whose code is base + c. Without codes (kCoded false) every row belongs to cell 0. Codes that
+// match no cell (e.g. a "not selected" sentinel) contribute nothing. Masking is a bitwise AND,
+// so even non-finite values in rows of other cells cannot leak in. kUnroll independent
+// accumulators per cell hide the latency of the additions when registers allow.
+template <class T, int NC, bool kCoded>
+void shiftedSums(const T* x, const uint32_t* code, uint32_t base, uint32_t n, const double* K,
+                 double* S, double* Q) {
+  constexpr int kUnroll = NC <= 2 ? 2 : 1;
+  V2 s[NC][kUnroll] = {}, q[NC][kUnroll] = {};
+  V2 k[NC], cc[NC];
+  for (int c = 0; c < NC; ++c) {
+    k[c] = V2{K[c], K[c]};
+    const double cd = static_cast<double>(base + static_cast<uint32_t>(c));
+    cc[c] = V2{cd, cd};
+  }
   uint32_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (uint32_t j = 0; j < 4; ++j) {
-      const V2 d =
-          (pairOf<T, kMasked>(x, i + 2 * j) - mv) * keepPair(cell, m, target, i + 2 * j, kMasked);
-      a[j] += d * d;
+  for (; i + 2 * kUnroll <= n; i += 2 * kUnroll) {
+    for (int u = 0; u < kUnroll; ++u) {
+      const uint32_t r = i + 2 * static_cast<uint32_t>(u);
+      V2 xv;
+      if constexpr (std::is_same_v<T, double>) {
+        std::memcpy(&xv, x + r, sizeof xv);
+      } else {
+        xv = V2{static_cast<double>(x[r]), static_cast<double>(x[r + 1])};
+      }
+      if constexpr (kCoded) {
+        const V2 cd = codePair(code + r);
+        for (int c = 0; c < NC; ++c) {
+          const V2 d = reinterpret_cast<V2>(reinterpret_cast<I2>(xv - k[c]) & (cd == cc[c]));
+          s[c][u] += d;
+          q[c][u] += d * d;
+        }
+      } else {
+        const V2 d = xv - k[0];
+        s[0][u] += d;
+        q[0][u] += d * d;
+      }
     }
   }
-  double rest = 0;
+  double ts[NC] = {}, tq[NC] = {};
   for (; i < n; ++i) {
-    const uint32_t keep = (cell[i] == target) & (kMasked ? m[i] : 1u);
-    const double d = (static_cast<double>(x[i]) - mean) * static_cast<double>(keep);
-    rest += d * d;
+    const uint32_t c = kCoded ? code[i] - base : 0;  // wraps for codes below base
+    if (c < static_cast<uint32_t>(NC)) {
+      const double d = static_cast<double>(x[i]) - K[c];
+      ts[c] += d;
+      tq[c] += d * d;
+    }
   }
-  return horizontal(a) + rest;
+  for (int c = 0; c < NC; ++c) {
+    V2 sv = s[c][0], qv = q[c][0];
+    for (int u = 1; u < kUnroll; ++u) {
+      sv += s[c][u];
+      qv += q[c][u];
+    }
+    S[c] = (sv[0] + sv[1]) + ts[c];
+    Q[c] = (qv[0] + qv[1]) + tq[c];
+  }
+}
+
+template <class T, bool kCoded>
+void shiftedSumsFor(uint32_t cells, const T* x, const uint32_t* code, uint32_t base, uint32_t n,
+                    const double* K, double* S, double* Q) {
+  switch (cells) {
+    case 1:
+      return shiftedSums<T, 1, kCoded>(x, code, base, n, K, S, Q);
+    case 2:
+      if constexpr (kCoded) return shiftedSums<T, 2, true>(x, code, base, n, K, S, Q);
+      break;
+    case 3:
+      if constexpr (kCoded) return shiftedSums<T, 3, true>(x, code, base, n, K, S, Q);
+      break;
+    case 4:
+      if constexpr (kCoded) return shiftedSums<T, 4, true>(x, code, base, n, K, S, Q);
+      break;
+    case 5:
+      if constexpr (kCoded) return shiftedSums<T, 5, true>(x, code, base, n, K, S, Q);
+      break;
+    case 6:
+      if constexpr (kCoded) return shiftedSums<T, 6, true>(x, code, base, n, K, S, Q);
+      break;
+    case 7:
+      if constexpr (kCoded) return shiftedSums<T, 7, true>(x, code, base, n, K, S, Q);
+      break;
+    case 8:
+      if constexpr (kCoded) return shiftedSums<T, 8, true>(x, code, base, n, K, S, Q);
+      break;
+    default:
+      break;
+  }
+  std::abort();  // callers pass 1..kMomentCells cells (1 when uncoded)
+}
+
+// When the shift K lies this far from a cell's mean, in units of the cell's spread
+// (n (mean - K)^2 > kCancellationLimit * M2), the shifted sum of squares has cancelled too many
+// digits and M2 is recomputed around the mean with a second pass.
+constexpr double kCancellationLimit = 64;
+
+// --- counting by cell code ------------------------------------------------------------------
+
+// Up to this many cells, rows are counted per cell by comparing 16 one-byte codes at a time
+// (a few vector instructions per 16 rows and cell) instead of scattering increments.
+constexpr uint32_t kCompareCountCells = 32;
+
+// out[base + j] += number of rows (selected by m, when given) with code base + j, j < K.
+template <int K, bool kMasked>
+void countByCompare(const uint8_t* code, const uint8_t* m, uint32_t n, uint32_t base,
+                    uint32_t cells, uint64_t* out) {
+  U8x16 want[K];
+  for (int j = 0; j < K; ++j) {
+    // Slots past the last cell look for 255, which no code of a query this small takes.
+    const uint32_t c = base + static_cast<uint32_t>(j);
+    const uint8_t w = c < cells ? static_cast<uint8_t>(c) : uint8_t{255};
+    want[j] = U8x16{} + w;  // broadcast
+  }
+  uint64_t total[K] = {};
+  uint32_t i = 0;
+  while (i + 16 <= n) {
+    // Byte counters hold at most 255 increments: fold them into `total` every 255 blocks.
+    const uint32_t blocks = std::min<uint32_t>(255, (n - i) / 16);
+    U8x16 acc[K] = {};
+    for (uint32_t b = 0; b < blocks; ++b, i += 16) {
+      U8x16 v;
+      std::memcpy(&v, code + i, sizeof v);
+      U8x16 sel;
+      if constexpr (kMasked) std::memcpy(&sel, m + i, sizeof sel);
+      for (int j = 0; j < K; ++j) {
+        const U8x16 eq = reinterpret_cast<U8x16>(v == want[j]);  // 0xff where equal
+        if constexpr (kMasked) {
+          acc[j] += eq & sel;  // sel is 0 or 1
+        } else {
+          acc[j] -= eq;
+        }
+      }
+    }
+    for (int j = 0; j < K; ++j)
+      for (int b = 0; b < 16; ++b) total[j] += acc[j][b];
+  }
+  for (; i < n; ++i) {
+    const uint32_t j = code[i] - base;  // wraps for codes below base
+    if (j < static_cast<uint32_t>(K) && (!kMasked || m[i])) ++total[j];
+  }
+  for (int j = 0; j < K && base + static_cast<uint32_t>(j) < cells; ++j) out[base + j] += total[j];
+}
+
+// out[code[i]] += m[i] (or 1): one-byte codes of a query with fewer than 256 cells.
+void countCodes8(const uint8_t* code, const uint8_t* m, uint32_t n, uint32_t cells, uint64_t* out,
+                 std::vector<uint32_t>& scratch) {
+  if (cells <= kCompareCountCells) {
+    for (uint32_t base = 0; base < cells;) {
+      const uint32_t left = cells - base;
+      if (left > 4) {
+        m ? countByCompare<8, true>(code, m, n, base, cells, out)
+          : countByCompare<8, false>(code, m, n, base, cells, out);
+        base += 8;
+      } else if (left > 2) {
+        m ? countByCompare<4, true>(code, m, n, base, cells, out)
+          : countByCompare<4, false>(code, m, n, base, cells, out);
+        base += 4;
+      } else {
+        m ? countByCompare<2, true>(code, m, n, base, cells, out)
+          : countByCompare<2, false>(code, m, n, base, cells, out);
+        base += 2;
+      }
+    }
+    return;
+  }
+  scratch.assign(4 * size_t{cells}, 0);
+  uint32_t* a0 = scratch.data();
+  uint32_t* a1 = a0 + cells;
+  uint32_t* a2 = a1 + cells;
+  uint32_t* a3 = a2 + cells;
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    a0[code[i]] += m ? m[i] : 1;
+    a1[code[i + 1]] += m ? m[i + 1] : 1;
+    a2[code[i + 2]] += m ? m[i + 2] : 1;
+    a3[code[i + 3]] += m ? m[i + 3] : 1;
+  }
+  for (; i < n; ++i) a0[code[i]] += m ? m[i] : 1;
+  for (uint32_t c = 0; c < cells; ++c) out[c] += uint64_t{a0[c]} + a1[c] + a2[c] + a3[c];
 }
 
 // The bin of v: k with breaks[k] <= v < breaks[k+1], or bins (= outside).
@@ -515,33 +706,46 @@ class Worker {
     if (col.hasMissing()) clearMissing(out, col);  // unknown is not true
   }
 
+  // The cell of every row of the chunk: one byte per row when the query has fewer than 256
+  // cells (less memory traffic, and counting can compare 16 codes at once), else 32 bits.
   Status groupIndex(uint32_t chunkIndex, uint32_t n) {
+    g32Ready_ = false;
+    if (plan_.cells < 256) {
+      g8_.resize(kChunkRows);
+      return buildCodes(g8_.data(), chunkIndex, n);
+    }
     g_.resize(kChunkRows);
-    uint32_t* g = g_.data();
+    g32Ready_ = true;
+    return buildCodes(g_.data(), chunkIndex, n);
+  }
+
+  template <class C>
+  Status buildCodes(C* g, uint32_t chunkIndex, uint32_t n) {
     bool first = true;
     for (const auto& gv : plan_.groups) {
       const ColumnChunk& col = *cols_[gv.var];
-      const uint32_t levels = gv.levels, width = gv.width();
+      const uint32_t levels = gv.levels;
+      const C width = static_cast<C>(gv.width());
       bool ok = visitValues(col, [&](const auto* x) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
         if constexpr (std::is_integral_v<T>) {
-          T mx = 0;
-          for (uint32_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+          // Validate first (vectorised min/max), so the code arithmetic below cannot overflow.
+          T mx = 0, mn = 0;
+          for (uint32_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
           if constexpr (std::is_signed_v<T>) {
-            T mn = 0;
-            for (uint32_t i = 0; i < n; ++i) mn = std::min(mn, x[i]);
-            if (mn < 0) return false;
+            for (uint32_t i = 0; i < n; ++i) mn = x[i] < mn ? x[i] : mn;
           }
-          if (static_cast<uint64_t>(mx) >= levels) return false;
+          if (mn < 0 || static_cast<uint64_t>(mx) >= levels) return false;
           if (first) {
-            for (uint32_t i = 0; i < n; ++i) g[i] = static_cast<uint32_t>(x[i]);
+            for (uint32_t i = 0; i < n; ++i) g[i] = static_cast<C>(x[i]);
           } else {
-            for (uint32_t i = 0; i < n; ++i) g[i] = g[i] * width + static_cast<uint32_t>(x[i]);
+            for (uint32_t i = 0; i < n; ++i)
+              g[i] = static_cast<C>(g[i] * width + static_cast<C>(x[i]));
           }
           if (col.hasMissing()) {
             if (!gv.hasNa) return false;
             forEachMissing(col, [&](uint32_t row) {
-              g[row] = g[row] - static_cast<uint32_t>(x[row]) + levels;
+              g[row] = static_cast<C>(g[row] - static_cast<C>(x[row]) + levels);
             });
           }
           return true;
@@ -561,6 +765,29 @@ class Worker {
     return Status::ok();
   }
 
+  // The chunk's cell codes as 32-bit values (widened from the one-byte codes on first use).
+  const uint32_t* cells32(uint32_t n) {
+    if (!g32Ready_) {
+      g_.resize(kChunkRows);
+      for (uint32_t i = 0; i < n; ++i) g_[i] = g8_[i];
+      g32Ready_ = true;
+    }
+    return g_.data();
+  }
+
+  uint32_t codeAt(uint32_t row) const { return plan_.cells < 256 ? g8_[row] : g_[row]; }
+
+  // out[cell] += rows selected by m (every row when m is null), per cell of this chunk.
+  void countPerCell(const uint8_t* m, uint32_t n, uint64_t* out) {
+    if (plan_.groups.empty()) {
+      out[0] += m ? sumBytes(m, n) : n;
+    } else if (plan_.cells < 256) {
+      countCodes8(g8_.data(), m, n, plan_.cells, out, scratch32_);
+    } else {
+      countCells(g_.data(), m, n, plan_.cells, out, scratch32_);
+    }
+  }
+
   Status chunk(uint32_t c) {
     const uint64_t start = uint64_t{c} * kChunkRows;
     const uint32_t n =
@@ -572,15 +799,12 @@ class Worker {
       evalFilter(plan_.filter, n, m, 0);
       sel = m;
     }
-    const uint32_t* cell = nullptr;
-    if (!plan_.groups.empty()) {
-      TM_RETURN_IF_ERROR(groupIndex(c, n));
-      cell = g_.data();
-    }
+    const bool grouped = !plan_.groups.empty();
+    if (grouped) TM_RETURN_IF_ERROR(groupIndex(c, n));
     const uint32_t cells = plan_.cells;
     result_.rowsScanned += n;
     chunkRows_.assign(cells, 0);
-    countCells(cell, sel, n, cells, chunkRows_.data(), scratch32_);
+    countPerCell(sel, n, chunkRows_.data());
     for (uint32_t k = 0; k < cells; ++k) result_.cellRows[k] += chunkRows_[k];
     sel_ = sel;
 
@@ -590,7 +814,7 @@ class Worker {
       StatPartial& s = result_.stats[ai];
       const ColumnChunk& col = *cols_[a.var];
       if (a.fn == AggFn::kKm) {
-        collectKm(ai, col, *cols_[a.event], sel, cell, n);
+        collectKm(ai, col, *cols_[a.event], sel, grouped ? cells32(n) : nullptr, n);
         continue;
       }
       // valid = selected and known
@@ -603,15 +827,16 @@ class Worker {
           std::fill(v, v + n, uint8_t{1});
         }
         forEachMissing(col, [&](uint32_t row) {
-          s.missing[cell ? cell[row] : 0] += v[row];
+          s.missing[grouped ? codeAt(row) : 0] += v[row];
           v[row] = 0;
         });
         valid = v;
       }
       if (a.fn == AggFn::kCount) {
-        countCells(cell, valid, n, cells, s.n.data(), scratch32_);
+        countPerCell(valid, n, s.n.data());
         continue;
       }
+      const uint32_t* cell = grouped ? cells32(n) : nullptr;
       if (a.fn == AggFn::kHist) {
         hist(ai, a, col, valid, cell, n);
         continue;
@@ -645,14 +870,9 @@ class Worker {
           break;
         case AggFn::kMean:
         case AggFn::kVar:
-        case AggFn::kSd: {
-          const double shift = firstSelected<T, kMasked>(x, m, n);
-          const double mean =
-              shift + sumSelected<T, kMasked>(x, m, n, shift) / static_cast<double>(cnt);
-          const double m2 = sumSquaredDeviations<T, kMasked>(x, m, n, mean);
-          detail::mergeMoments(s.n[0], s.mean[0], s.m2[0], cnt, mean, m2);
+        case AggFn::kSd:
+          momentsFewCells<kMasked>(s, x, m, nullptr, n, &cnt);
           break;
-        }
         case AggFn::kMin:
         case AggFn::kMax: {
           const bool isMin = a.fn == AggFn::kMin;
@@ -718,28 +938,19 @@ class Worker {
       case AggFn::kMean:
       case AggFn::kVar:
       case AggFn::kSd: {
+        if (cells <= kMomentCells) {
+          momentsFewCells<kMasked>(s, x, m, cell, n, chunkN_.data());
+          break;
+        }
         chunkSum_.resize(cells);
         chunkMean_.resize(cells);
         chunkM2_.resize(cells);
         const double shift = firstSelected<T, kMasked>(x, m, n);
-        const bool perCell = cells <= kPerCellPassLimit;
-        if (perCell) {
-          for (uint32_t c = 0; c < cells; ++c)
-            chunkSum_[c] = chunkN_[c] ? sumInCell<T, kMasked>(x, m, cell, c, n, shift) : 0.0;
-        } else {
-          scatterSum<T, kMasked>(x, m, cell, n, cells, chunkSum_.data(), scratchD_, shift);
-        }
+        scatterSum<T, kMasked>(x, m, cell, n, cells, chunkSum_.data(), scratchD_, shift);
         for (uint32_t c = 0; c < cells; ++c)
           chunkMean_[c] = chunkN_[c] ? shift + chunkSum_[c] / static_cast<double>(chunkN_[c]) : 0.0;
-        if (perCell) {
-          for (uint32_t c = 0; c < cells; ++c)
-            chunkM2_[c] = chunkN_[c]
-                              ? squaredDeviationsInCell<T, kMasked>(x, m, cell, c, n, chunkMean_[c])
-                              : 0.0;
-        } else {
-          scatterSquaredDeviations<T, kMasked>(x, m, cell, n, cells, chunkMean_.data(),
-                                               chunkM2_.data(), scratchD_);
-        }
+        scatterSquaredDeviations<T, kMasked>(x, m, cell, n, cells, chunkMean_.data(),
+                                             chunkM2_.data(), scratchD_);
         for (uint32_t c = 0; c < cells; ++c)
           detail::mergeMoments(s.n[c], s.mean[c], s.m2[c], chunkN_[c], chunkMean_[c], chunkM2_[c]);
         break;
@@ -759,6 +970,67 @@ class Worker {
       }
       default:
         break;
+    }
+  }
+
+  // Means and M2 of up to kMomentCells cells in one pass: sums around a per-cell shift K (the
+  // cell's first value in this chunk, so within the data's spread of the mean), M2 =
+  // sum (x-K)^2 - (sum (x-K))^2 / n, then Chan's merge into the running state. `cnt` holds the
+  // number of values per cell in this chunk; `cell` is null for a query without groups.
+  template <bool kMasked, class T>
+  void momentsFewCells(StatPartial& s, const T* x, const uint8_t* m, const uint32_t* cell,
+                       uint32_t n, const uint64_t* cnt) {
+    const uint32_t cells = cell ? plan_.cells : 1;
+    // Rows that are not selected get the code `cells`, which matches no cell.
+    const uint32_t* code = cell;
+    if (kMasked) {
+      codes_.resize(kChunkRows);
+      uint32_t* cs = codes_.data();
+      if (cell) {
+        for (uint32_t i = 0; i < n; ++i) cs[i] = m[i] ? cell[i] : cells;
+      } else {
+        for (uint32_t i = 0; i < n; ++i) cs[i] = m[i] ? 0u : 1u;
+      }
+      code = cs;
+    }
+    uint32_t need = 0;
+    for (uint32_t c = 0; c < cells; ++c) need += cnt[c] != 0;
+    if (need == 0) return;
+    bool found[kMomentCells] = {};
+    for (uint32_t i = 0; need > 0 && i < n; ++i) {
+      const uint32_t c = code ? code[i] : 0;
+      if (c < cells && !found[c]) {
+        found[c] = true;
+        shiftK_[c] = static_cast<double>(x[i]);
+        --need;
+      }
+    }
+    for (uint32_t c = 0; c < cells; ++c)
+      if (!found[c]) shiftK_[c] = 0;  // empty cell: its sums stay 0 and are not used
+    if (code) {
+      shiftedSumsFor<T, true>(cells, x, code, 0, n, shiftK_, sumS_, sumQ_);
+    } else {
+      shiftedSumsFor<T, false>(1, x, nullptr, 0, n, shiftK_, sumS_, sumQ_);
+    }
+    for (uint32_t c = 0; c < cells; ++c) {
+      if (cnt[c] == 0) continue;
+      const double nc = static_cast<double>(cnt[c]);
+      double mean = shiftK_[c] + sumS_[c] / nc;
+      const double between = sumS_[c] * (sumS_[c] / nc);  // n (mean - K)^2
+      double m2 = sumQ_[c] - between;
+      if (!(between <= kCancellationLimit * m2) && between > 0) {
+        // K was far from this cell's mean compared with its spread: recompute around the mean
+        // (the corrected two-pass algorithm, which also refines the mean).
+        double s1 = 0, q1 = 0;
+        if (code) {
+          shiftedSumsFor<T, true>(1, x, code, c, n, &mean, &s1, &q1);
+        } else {
+          shiftedSumsFor<T, false>(1, x, nullptr, 0, n, &mean, &s1, &q1);
+        }
+        m2 = q1 - s1 * (s1 / nc);
+        mean += s1 / nc;
+      }
+      detail::mergeMoments(s.n[c], s.mean[c], s.m2[c], cnt[c], mean, std::max(m2, 0.0));
     }
   }
 
@@ -831,7 +1103,11 @@ class Worker {
   PartialResult result_;
   std::vector<std::shared_ptr<const ColumnChunk>> cols_;
   std::vector<std::vector<uint8_t>> masks_;
-  std::vector<uint32_t> g_, idx_, scratch32_;
+  std::vector<uint8_t> g8_;                    // cell codes when the query has fewer than 256 cells
+  std::vector<uint32_t> g_, idx_, scratch32_;  // g_: 32-bit cell codes (see cells32)
+  bool g32Ready_ = false;
+  std::vector<uint32_t> codes_;  // cell codes with a "not selected" sentinel (moments)
+  double shiftK_[kMomentCells], sumS_[kMomentCells], sumQ_[kMomentCells];
   std::vector<uint64_t> chunkN_, chunkRows_;
   const uint8_t* sel_ = nullptr;  // this chunk's selection mask (null: every row)
   std::vector<double> chunkSum_, chunkMean_, chunkM2_, scratchD_;
