@@ -244,11 +244,11 @@ Result<Members> loadMembers(const std::string& path) {
 Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& source,
                                    const std::string& baseDir) {
   TM_ASSIGN_OR_RETURN(toml::table root, parseToml(text, source));
-  TM_RETURN_IF_ERROR(checkKeys(
-      root,
-      {"name", "identity", "identity_passphrase_file", "listen", "data_dir", "members",
-       "ops_listen", "log_format", "log_file", "log_level", "limits", "dataset", "testing"},
-      source));
+  TM_RETURN_IF_ERROR(checkKeys(root,
+                               {"name", "identity", "identity_passphrase_file", "listen",
+                                "data_dir", "members", "ops_listen", "log_format", "log_file",
+                                "log_level", "limits", "dataset", "testing", "ethics"},
+                               source));
   NodeConfig c;
   c.path = source;
   TM_ASSIGN_OR_RETURN(c.name, getString(root, "name", source, true));
@@ -308,6 +308,55 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     TM_ASSIGN_OR_RETURN(
         v, getInt(*lt, "handshake_timeout_ms", where, l.handshakeTimeoutMs, 100, 600'000));
     l.handshakeTimeoutMs = static_cast<uint32_t>(v);
+  }
+
+  c.ethics.auditDir = c.dataDir + "/ethics-audit";
+  c.ethics.approvalsDir = c.dataDir + "/ethics-approvals";
+  if (const toml::node* en = root.get("ethics")) {
+    const toml::table* et = en->as_table();
+    const std::string where = source + ": [ethics]";
+    if (et == nullptr) return Status::invalidArgument(source + ": ethics must be a table");
+    TM_RETURN_IF_ERROR(checkKeys(
+        *et, {"audit_dir", "approvals_dir", "recognised_committees", "own_committee"}, where));
+    TM_ASSIGN_OR_RETURN(std::string audit, getString(*et, "audit_dir", where, false));
+    if (!audit.empty()) c.ethics.auditDir = resolve(baseDir, audit);
+    TM_ASSIGN_OR_RETURN(std::string approvals, getString(*et, "approvals_dir", where, false));
+    if (!approvals.empty()) c.ethics.approvalsDir = resolve(baseDir, approvals);
+    if (const toml::node* rc = et->get("recognised_committees")) {
+      const toml::array* ra = rc->as_array();
+      if (ra == nullptr) {
+        return Status::invalidArgument(where + lineOf(*rc) +
+                                       ": recognised_committees must be a list of committee "
+                                       "public keys (\"tmpk1...\")");
+      }
+      for (size_t i = 0; i < ra->size(); ++i) {
+        auto text = (*ra)[i].value<std::string>();
+        if (!text) {
+          return Status::invalidArgument(where + lineOf((*ra)[i]) + ": recognised_committees[" +
+                                         std::to_string(i + 1) + "] must be a string");
+        }
+        auto key = crypto::parsePublicKey(*text);
+        if (!key) {
+          return Status::invalidArgument(where + lineOf((*ra)[i]) + ": recognised_committees[" +
+                                         std::to_string(i + 1) + "]: " + key.status().message());
+        }
+        c.ethics.recognisedCommittees.push_back(*key);
+      }
+    }
+    TM_ASSIGN_OR_RETURN(std::string own, getString(*et, "own_committee", where, false));
+    if (!own.empty()) {
+      auto key = crypto::parsePublicKey(own);
+      if (!key) {
+        return Status::invalidArgument(where + ": own_committee: " + key.status().message());
+      }
+      c.ethics.ownCommittee = *key;
+    }
+    if (c.ethics.ownCommittee && !c.ethics.recognisedCommittees.empty()) {
+      return Status::invalidArgument(
+          where +
+          ": set either recognised_committees (standing list) or own_committee "
+          "(countersignature per approval), not both");
+    }
   }
 
   if (const toml::node* tn = root.get("testing")) {

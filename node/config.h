@@ -61,6 +61,20 @@ struct DatasetBinding {
   std::string dataset;  // store dataset name answering it, e.g. "lung7"
 };
 
+// [ethics]: how this site recognises ethics approvals and where it keeps them and its audit log
+// (docs/ethics.md). There is deliberately no switch to turn enforcement off: a site answers a
+// query only under a valid approval, so a node without recognised committees refuses every
+// query with the reason.
+struct EthicsConfig {
+  std::string auditDir;      // audit log RocksDB; default <data_dir>/ethics-audit
+  std::string approvalsDir;  // approvals/statements RocksDB; default <data_dir>/ethics-approvals
+  // Standing list: approvals signed by one of these committees are recognised.
+  std::vector<crypto::PublicKey> recognisedCommittees;
+  // Countersignature: each approval needs a recognition statement signed by this committee.
+  // Exclusive with recognisedCommittees.
+  std::optional<crypto::PublicKey> ownCommittee;
+};
+
 struct NodeConfig {
   std::string path;  // the config file itself
   std::string name;  // this node's member name (role site)
@@ -75,6 +89,7 @@ struct NodeConfig {
   std::string logLevel = "info";
   NodeLimits limits;
   std::vector<DatasetBinding> datasets;
+  EthicsConfig ethics;
   // [testing] scan_delay_ms: fault injection for the end-to-end tests: every scan waits this
   // long before it starts (interrupted by shutdown), so a test can act while a query is in
   // flight. Default 0; never set it in production.

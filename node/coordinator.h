@@ -22,6 +22,7 @@
 
 #include "common/status.h"
 #include "crypto/identity.h"
+#include "ethics/audit_log.h"
 #include "node/config.h"
 #include "protocol/freshness.h"
 #include "protocol/messages.h"
@@ -93,5 +94,35 @@ struct SiteInfo {
 Result<SiteInfo> fetchSiteInfo(const crypto::Identity& identity, const Members& members,
                                const std::string& siteName,
                                std::chrono::milliseconds deadline = std::chrono::seconds(2));
+
+// ---- Ethics client (issue #4; docs/ethics.md) ----
+// Each call connects to site `siteName` with `identity`, makes one or a few Site ethics calls
+// and closes; same event-loop requirement as runFederatedQuery. The site allows them only to
+// ethics-board members and itself. Errors: NotFound (no such site), Unavailable (connection,
+// deadline), or the site's refusal as sent (e.g. PermissionDenied "auditEntries is for
+// ethics-board members and the site itself; 'coordinator' has role coordinator").
+
+// Sends canonical signed approval bytes (ethics::encodeSignedApproval); returns the receipt.
+Result<std::string> submitApprovalToSite(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    const std::string& bytes, std::chrono::milliseconds deadline = std::chrono::seconds(10));
+// Sends canonical signed statement bytes (ethics::encodeSignedStatement); returns the receipt.
+Result<std::string> submitStatementToSite(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    const std::string& bytes, std::chrono::milliseconds deadline = std::chrono::seconds(10));
+// The site's stored signed approvals (canonical bytes each).
+Result<std::vector<std::string>> listSiteApprovals(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+struct AuditDownload {
+  ethics::SignedTreeHead head;
+  std::vector<ethics::StoredEntry> entries;  // [begin, head.treeSize)
+};
+// Fetches a signed tree head, then every entry from `begin` up to its size (paged). Does not
+// verify anything: pass the result to ethics::verifyLog.
+Result<AuditDownload> downloadAuditLog(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    uint64_t begin = 0, std::chrono::milliseconds deadline = std::chrono::seconds(60));
 
 }  // namespace trialmesh::node

@@ -7,6 +7,7 @@
 #include <sstream>
 #include <thread>
 
+#include "ethics/approval.h"
 #include "node/coordinator.h"
 #include "storage/dictionary.h"
 #include "storage/store.h"
@@ -50,14 +51,51 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
   TM_ASSIGN_OR_RETURN(storage::Dictionary dict,
                       storage::Dictionary::loadFile(options.directory + "/dictionary.toml"));
 
-  std::unique_ptr<LocalFederation> fed(new LocalFederation(options, crypto::generateIdentity()));
+  std::unique_ptr<LocalFederation> fed(
+      new LocalFederation(options, crypto::generateIdentity(), crypto::generateIdentity()));
   TM_RETURN_IF_ERROR(crypto::saveIdentity(fed->coordinatorKeyPath(), fed->coordinator_,
                                           std::nullopt, {.overwrite = true}));
+  TM_RETURN_IF_ERROR(crypto::saveIdentity(fed->committeeKeyPath(), fed->committee_, std::nullopt,
+                                          {.overwrite = true}));
+
+  // The approval every site enforces: the whole dictionary, every analysis, this coordinator.
+  ethics::Approval approval;
+  approval.study = kStudy;
+  approval.protocolVersion = 1;
+  approval.leadCommittee = {"local-demo-committee", fed->committee_.pub};
+  approval.coordinators = {fed->coordinator_.pub};
+  approval.dictionaryHash = dict.hash();
+  for (const auto& v : dict.variables()) approval.variables.push_back(v.name);
+  for (std::string_view a : ethics::kKnownAnalyses) {
+    (ethics::isDisclosiveAnalysis(a) ? approval.disclosiveAnalyses : approval.analyses)
+        .emplace_back(a);
+  }
+  approval.minCellSize = 1;
+  const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  constexpr int64_t kDayMs = 86'400'000;
+  approval.validFrom = ethics::dateFromUnixMs(nowMs - kDayMs);
+  approval.validUntil = ethics::dateFromUnixMs(nowMs + 365 * kDayMs);
+
+  std::vector<std::string> siteNames;
+  for (uint32_t i = 0; i < options.sites; ++i) {
+    std::string code = gen::siteCode(i);
+    for (auto& c : code) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    siteNames.push_back("site-" + code);
+  }
+  approval.sites = siteNames;
+  ethics::canonicalise(approval);
+  TM_ASSIGN_OR_RETURN(ethics::SignedApproval signedApproval,
+                      ethics::signApproval(std::move(approval), fed->committee_));
+  TM_RETURN_IF_ERROR(writeText(fed->approvalPath(), ethics::encodeSignedApproval(signedApproval)));
 
   std::string members =
       "federation = \"local-demo\"\n\n[[member]]\nname = \"coordinator\"\n"
       "role = \"coordinator\"\npublic_key = \"" +
-      fed->coordinator_.pub.toText() + "\"\n";
+      fed->coordinator_.pub.toText() +
+      "\"\n\n[[member]]\nname = \"ethics-board\"\nrole = \"ethics-board\"\npublic_key = \"" +
+      fed->committee_.pub.toText() + "\"\n";
   for (uint32_t i = 0; i < options.sites; ++i) {
     Site site;
     std::string code = gen::siteCode(i);  // "S01"
@@ -77,6 +115,11 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
       TM_ASSIGN_OR_RETURN(auto report, store->importCsv(kDataset, dict, site.csv));
       (void)report;
     }
+    {
+      TM_ASSIGN_OR_RETURN(auto approvals,
+                          ethics::ApprovalStore::open(site.dir + "/store/ethics-approvals"));
+      TM_RETURN_IF_ERROR(approvals->putApproval(signedApproval));
+    }
     TM_ASSIGN_OR_RETURN(site.port, pickFreeLoopbackPort());
     TM_ASSIGN_OR_RETURN(site.opsPort, pickFreeLoopbackPort());
     members += "\n[[member]]\nname = \"" + site.name + "\"\nrole = \"site\"\npublic_key = \"" +
@@ -88,7 +131,8 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
                          "ops_listen = \"127.0.0.1:" +
                          std::to_string(site.opsPort) + "\"\nlog_format = \"" + options.logFormat +
                          "\"\nlog_file = \"node.log\"\n\n[limits]\nworker_threads = 2\n" +
-                         options.extraLimits + "\n\n[[dataset]]\nstudy = \"" + kStudy +
+                         options.extraLimits + "\n\n[ethics]\nrecognised_committees = [\"" +
+                         fed->committee_.pub.toText() + "\"]\n\n[[dataset]]\nstudy = \"" + kStudy +
                          "\"\nname = \"" + kDataset + "\"\n";
     TM_RETURN_IF_ERROR(writeText(site.dir + "/node.toml", config));
     fed->sites_.push_back(std::move(site));

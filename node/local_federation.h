@@ -5,8 +5,17 @@
 // process per site and waits until each answers Site.info; stop() (and the destructor) end
 // them with SIGTERM, then SIGKILL if needed.
 //
-// Layout of `directory`: members.toml, coordinator.key, dictionary.toml, site-S01.csv...,
-// and per site site-sNN/{node.toml, site-sNN.key, store/, node.log, output.log}.
+// Ethics (docs/ethics.md): create() also generates a lead ethics committee identity
+// (committee.key), signs one approval for LUNG-7 covering every site, the coordinator, every
+// dictionary variable and every analysis, valid from yesterday for a year (approval.signed),
+// stores it in each site's approval store and lists the committee in each node.toml's
+// [ethics] recognised_committees, so queries pass enforcement exactly as in production. The
+// committee key is also the members file's "ethics-board" member, which may read audit logs
+// and submit approvals and statements.
+//
+// Layout of `directory`: members.toml, coordinator.key, committee.key, approval.signed,
+// dictionary.toml, site-S01.csv..., and per site site-sNN/{node.toml, site-sNN.key, store/
+// (with store/ethics-audit and store/ethics-approvals), node.log, output.log}.
 //
 // Thread-safety: single-threaded. Not for production: keys have no passphrase.
 #pragma once
@@ -61,6 +70,11 @@ class LocalFederation {
   std::string membersPath() const { return options_.directory + "/members.toml"; }
   std::string dictionaryPath() const { return options_.directory + "/dictionary.toml"; }
   std::string coordinatorKeyPath() const { return options_.directory + "/coordinator.key"; }
+  std::string committeeKeyPath() const { return options_.directory + "/committee.key"; }
+  std::string approvalPath() const { return options_.directory + "/approval.signed"; }
+  std::string siteAuditDir(size_t i) const { return sites_[i].dir + "/store/ethics-audit"; }
+  // The lead ethics committee that signed approval.signed (recognised by every site).
+  const crypto::Identity& committee() const { return committee_; }
   const Members& members() const { return members_; }
   const crypto::Identity& coordinator() const { return coordinator_; }
   static constexpr const char* kStudy = "LUNG-7";
@@ -75,11 +89,15 @@ class LocalFederation {
     uint16_t opsPort = 0;
     std::unique_ptr<ChildProcess> process;
   };
-  LocalFederation(LocalFederationOptions options, crypto::Identity coordinator)
-      : options_(std::move(options)), coordinator_(std::move(coordinator)) {}
+  LocalFederation(LocalFederationOptions options, crypto::Identity coordinator,
+                  crypto::Identity committee)
+      : options_(std::move(options)),
+        coordinator_(std::move(coordinator)),
+        committee_(std::move(committee)) {}
 
   LocalFederationOptions options_;
   crypto::Identity coordinator_;
+  crypto::Identity committee_;
   Members members_;
   std::vector<Site> sites_;
 };

@@ -15,13 +15,18 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
+#include "crypto/hash.h"
+#include "ethics/approval.h"
+#include "ethics/audit_log.h"
 #include "node/ops/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -166,6 +171,20 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   kj::Promise<void> runQuery(RunQueryContext context, const crypto::PublicKey& peerKey,
                              const std::string& peerName);
 
+  // Opens the approval store and the audit log ([ethics] of node.toml), rebuilds the approval
+  // registry, remembers each study's dictionary hash and appends the node-start entry.
+  Status openEthics(const std::map<std::string, ethics::Hash>& dictionaryHashes);
+  // Appends the node-stop entry; logged (not fatal) if the write fails.
+  void closeEthics(const std::string& reason);
+
+  ethics::AuditLog& audit() { return *audit_; }
+  ethics::ApprovalRegistry& registry() { return *registry_; }
+  ethics::ApprovalStore& approvalStore() { return *approvalStore_; }
+  // Appends an audit entry; throws the refusal (and logs it) when the durable write fails, so
+  // nothing is answered that the log does not hold.
+  ethics::Entry appendOrRefuse(ethics::EntryKind kind, ethics::EntryBody body,
+                               const std::string& peer);
+
   void accept(kj::Own<kj::AsyncIoStream> transport);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> transport) {
@@ -203,7 +222,88 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   uint32_t inFlight_ = 0;
   uint32_t connections_ = 0;
   kj::Own<kj::TaskSet> tasks_;
+  std::map<std::string, ethics::Hash> dictionaryHashes_;  // study -> dictionary hash
+  std::unique_ptr<ethics::ApprovalStore> approvalStore_;
+  std::unique_ptr<ethics::ApprovalRegistry> registry_;
+  std::unique_ptr<ethics::AuditLog> audit_;
 };
+
+Status SiteState::openEthics(const std::map<std::string, ethics::Hash>& dictionaryHashes) {
+  dictionaryHashes_ = dictionaryHashes;
+  const EthicsConfig& e = config_.ethics;
+  for (const std::string* dir : {&e.auditDir, &e.approvalsDir}) {
+    std::error_code ec;
+    std::filesystem::create_directories(std::filesystem::path(*dir).parent_path(), ec);
+    if (ec) {
+      return Status::ioError(config_.path + ": [ethics]: cannot create the parent directory of " +
+                             *dir + ": " + ec.message());
+    }
+  }
+  auto store = ethics::ApprovalStore::open(e.approvalsDir);
+  if (!store) return store.status().withContext(config_.path + ": [ethics] approvals_dir");
+  approvalStore_ = std::move(*store);
+  ethics::SitePolicy policy;
+  policy.site = config_.name;
+  if (e.ownCommittee) {
+    policy.mode = ethics::SitePolicy::Mode::kCountersignature;
+    policy.siteCommittee = *e.ownCommittee;
+  } else {
+    policy.mode = ethics::SitePolicy::Mode::kStandingList;
+    policy.recognisedCommittees = e.recognisedCommittees;
+  }
+  auto registry = approvalStore_->load(std::move(policy));
+  if (!registry) return registry.status().withContext(e.approvalsDir);
+  registry_ = std::move(*registry);
+  auto audit = ethics::AuditLog::open(e.auditDir, identity_);
+  if (!audit) return audit.status().withContext(config_.path + ": [ethics] audit_dir");
+  audit_ = std::move(*audit);
+  auto started = audit_->append(ethics::EntryKind::kNodeStart, ethics::NodeEvent{kSoftwareVersion});
+  if (!started) return started.status().withContext("audit log " + e.auditDir);
+  return Status::ok();
+}
+
+void SiteState::closeEthics(const std::string& reason) {
+  if (!audit_) return;
+  auto stopped = audit_->append(ethics::EntryKind::kNodeStop, ethics::NodeEvent{reason});
+  if (!stopped) {
+    spdlog::error("audit log: node-stop entry not written: {}", stopped.status().toString());
+  }
+}
+
+ethics::Entry SiteState::appendOrRefuse(ethics::EntryKind kind, ethics::EntryBody body,
+                                        const std::string& peer) {
+  auto entry = audit_->append(kind, std::move(body));
+  if (!entry) {
+    refuse(RefusalReason::kError,
+           Status::unavailable("the audit log write failed (" + entry.status().message() +
+                               "); this site answers nothing it cannot log"),
+           peer);
+  }
+  return std::move(*entry);
+}
+
+// What a query uses, for the ethics check: every variable named anywhere and every statistic.
+ethics::QueryUse queryUse(const query::Query& q) {
+  ethics::QueryUse use;
+  std::set<std::string> vars(q.by.begin(), q.by.end());
+  std::set<std::string> analyses;
+  for (const auto& a : q.select) {
+    analyses.insert(query::aggFnName(a.fn));
+    if (!a.var.empty()) vars.insert(a.var);
+    if (!a.event.empty()) vars.insert(a.event);
+  }
+  std::vector<const query::Filter*> stack;
+  if (q.where) stack.push_back(&*q.where);
+  while (!stack.empty()) {
+    const query::Filter* f = stack.back();
+    stack.pop_back();
+    if (!f->var.empty()) vars.insert(f->var);
+    for (const auto& c : f->children) stack.push_back(&c);
+  }
+  use.variables.assign(vars.begin(), vars.end());
+  use.analyses.assign(analyses.begin(), analyses.end());
+  return use;
+}
 
 // The Site capability for one authenticated peer.
 class SiteImpl final : public wire::Site::Server {
@@ -228,7 +328,145 @@ class SiteImpl final : public wire::Site::Server {
     return state_.runQuery(context, peer_, peerName_);
   }
 
+  kj::Promise<void> submitApproval(SubmitApprovalContext context) override {
+    requireEthicsAccess("submitApproval");
+    auto bytes = context.getParams().getApproval();
+    auto decoded = ethics::decodeSignedApproval({bytes.begin(), bytes.size()});
+    if (!decoded) fail("submitApproval", decoded.status().withContext("approval bytes"));
+    const ethics::SignedApproval& sa = *decoded;
+    Status verified = ethics::verifyApproval(sa);
+    if (!verified.isOk()) fail("submitApproval", verified);
+    bool amendment = false;
+    for (const auto& existing : state_.registry().approvals()) {
+      if (existing.approval.study == sa.approval.study &&
+          existing.approval.protocolVersion < sa.approval.protocolVersion) {
+        amendment = true;
+      }
+    }
+    Status added = state_.registry().addApproval(sa);
+    if (!added.isOk()) fail("submitApproval", added);
+    Status stored = state_.approvalStore().putApproval(sa);
+    if (!stored.isOk()) fail("submitApproval", stored);
+    const ethics::Hash id = ethics::approvalId(sa.approval);
+    ethics::ApprovalEvent event{
+        sa.approval.study, sa.approval.protocolVersion, id,
+        "lead committee '" + sa.approval.leadCommittee.name + "', submitted by " + peerName_};
+    state_.appendOrRefuse(
+        amendment ? ethics::EntryKind::kApprovalAmended : ethics::EntryKind::kApprovalReceived,
+        std::move(event), peerName_);
+    logEvent(level_enum::info, "approval_stored",
+             {{"peer", peerName_}, {"approval", sa.approval.label()}, {"id", ethics::hashHex(id)}});
+    context.getResults().setReceipt("site " + state_.config().name + " stored approval " +
+                                    sa.approval.label() + " (id " + ethics::hashHex(id) + ")");
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> submitStatement(SubmitStatementContext context) override {
+    requireEthicsAccess("submitStatement");
+    auto bytes = context.getParams().getStatement();
+    auto decoded = ethics::decodeSignedStatement({bytes.begin(), bytes.size()});
+    if (!decoded) fail("submitStatement", decoded.status().withContext("statement bytes"));
+    const ethics::Statement& st = decoded->statement;
+    Status added = state_.registry().addStatement(*decoded);
+    if (!added.isOk()) fail("submitStatement", added);
+    Status stored = state_.approvalStore().putStatement(*decoded);
+    if (!stored.isOk()) fail("submitStatement", stored);
+    ethics::EntryKind kind = ethics::EntryKind::kApprovalRecognised;
+    switch (st.kind) {
+      case ethics::StatementKind::kRecognition:
+        kind = ethics::EntryKind::kApprovalRecognised;
+        break;
+      case ethics::StatementKind::kSuspension:
+        kind = ethics::EntryKind::kApprovalSuspended;
+        break;
+      case ethics::StatementKind::kReinstatement:
+        kind = ethics::EntryKind::kApprovalReinstated;
+        break;
+      case ethics::StatementKind::kRevocation:
+        kind = ethics::EntryKind::kApprovalRevoked;
+        break;
+    }
+    const std::string label = st.study + " v" + std::to_string(st.protocolVersion);
+    state_.appendOrRefuse(kind,
+                          ethics::ApprovalEvent{st.study, st.protocolVersion, st.approvalId,
+                                                st.reason + " (signed by " + st.signer.toText() +
+                                                    ", effective " + st.effective.toString() + ")"},
+                          peerName_);
+    logEvent(
+        level_enum::info, "approval_statement_stored",
+        {{"peer", peerName_}, {"approval", label}, {"kind", ethics::statementKindName(st.kind)}});
+    context.getResults().setReceipt("site " + state_.config().name + " stored " +
+                                    ethics::statementKindName(st.kind) + " of approval " + label);
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> listApprovals(ListApprovalsContext context) override {
+    requireEthicsAccess("listApprovals");
+    auto approvals = state_.registry().approvals();
+    auto list = context.getResults().initApprovals(static_cast<unsigned>(approvals.size()));
+    for (size_t i = 0; i < approvals.size(); ++i) {
+      std::string bytes = ethics::encodeSignedApproval(approvals[i]);
+      list.set(static_cast<unsigned>(i),
+               kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> auditTreeHead(AuditTreeHeadContext context) override {
+    requireEthicsAccess("auditTreeHead");
+    std::string head = ethics::encodeTreeHead(state_.audit().signedTreeHead());
+    context.getResults().setHead(
+        kj::arrayPtr(reinterpret_cast<const kj::byte*>(head.data()), head.size()));
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> auditEntries(AuditEntriesContext context) override {
+    requireEthicsAccess("auditEntries");
+    constexpr uint64_t kMaxEntriesPerCall = 10'000;
+    const uint64_t size = state_.audit().size();
+    const uint64_t begin = std::min(context.getParams().getBegin(), size);
+    const uint64_t count = std::min<uint64_t>(context.getParams().getCount(), kMaxEntriesPerCall);
+    const uint64_t end = std::min(size, begin + count);
+    auto entries = state_.audit().readRange(begin, end);
+    if (!entries) fail("auditEntries", entries.status());
+    auto list = context.getResults().initEntries(static_cast<unsigned>(entries->size()));
+    for (size_t i = 0; i < entries->size(); ++i) {
+      const ethics::StoredEntry& e = (*entries)[i];
+      auto out = list[static_cast<unsigned>(i)];
+      out.setRootAfter(kj::arrayPtr(e.rootAfter.data(), e.rootAfter.size()));
+      out.setEntry(kj::arrayPtr(reinterpret_cast<const kj::byte*>(e.bytes.data()), e.bytes.size()));
+    }
+    return kj::READY_NOW;
+  }
+
+  kj::Promise<void> auditConsistency(AuditConsistencyContext context) override {
+    requireEthicsAccess("auditConsistency");
+    auto proof = state_.audit().consistencyProof(context.getParams().getFromSize(),
+                                                 context.getParams().getToSize());
+    if (!proof) fail("auditConsistency", proof.status());
+    auto list = context.getResults().initProof(static_cast<unsigned>(proof->size()));
+    for (size_t i = 0; i < proof->size(); ++i) {
+      list.set(static_cast<unsigned>(i), kj::arrayPtr((*proof)[i].data(), (*proof)[i].size()));
+    }
+    return kj::READY_NOW;
+  }
+
  private:
+  // Ethics methods: ethics-board members and the site itself only.
+  void requireEthicsAccess(const char* method) {
+    if (peer_ == state_.identity().pub) return;
+    const Member* m = state_.members().findByKey(peer_);
+    if (m != nullptr && m->role == Role::kEthicsBoard) return;
+    fail(method, Status::permissionDenied(
+                     std::string(method) + " is for ethics-board members and the site itself; '" +
+                     peerName_ + "' has role " + (m != nullptr ? roleName(m->role) : "none")));
+  }
+  [[noreturn]] void fail(const char* method, const Status& status) {
+    logEvent(level_enum::warn, "ethics_request_refused",
+             {{"peer", peerName_}, {"method", method}, {"detail", status.toString()}});
+    throw protocol::statusToException(status);
+  }
+
   SiteState& state_;
   crypto::PublicKey peer_;
   std::string peerName_;
@@ -326,6 +564,39 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
            peerName);
   }
 
+  // Ethics: decide, log the decision durably, and only then refuse or go on.
+  ethics::QueryUse use = queryUse(*parsed);
+  use.site = config_.name;
+  use.coordinator = r.coordinatorKey;
+  use.study = r.study;
+  auto dictHash = dictionaryHashes_.find(r.study);
+  if (dictHash != dictionaryHashes_.end()) use.dictionaryHash = dictHash->second;
+  use.today = ethics::dateFromUnixMs(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+  auto grant = registry_->authorize(use);
+  const ethics::Hash queryHash = crypto::sha256(r.queryText);
+  ethics::QueryEvent decision;
+  decision.coordinator = r.coordinatorKey;
+  decision.study = r.study;
+  decision.queryHash = queryHash;
+  decision.allowed = grant.isOk();
+  decision.reason = grant.isOk() ? "approval " + grant->study + " v" +
+                                       std::to_string(grant->protocolVersion) + " (id " +
+                                       ethics::shortHex(grant->approvalId) + ")"
+                                 : grant.status().message();
+  appendOrRefuse(ethics::EntryKind::kQuery, std::move(decision), peerName);
+  if (!grant) refuse(RefusalReason::kMembership, grant.status(), peerName);
+  if (grant->budgetLeft) {
+    Status saved = approvalStore_->putUsage(grant->approvalId, registry_->usage(grant->approvalId));
+    if (!saved.isOk()) {
+      refuse(RefusalReason::kError,
+             Status::unavailable("cannot record the query budget use: " + saved.toString()),
+             peerName);
+    }
+  }
+  const ethics::Hash checkedDictionary = use.dictionaryHash;
+
   ++inFlight_;
   metrics_.queriesInFlight.set(inFlight_);
   logEvent(level_enum::info, "query_started",
@@ -334,13 +605,19 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   auto paf = kj::newPromiseAndCrossThreadFulfiller<ScanOutcome>();
   boost::asio::post(pool_, [fulfiller = kj::mv(paf.fulfiller), store = store_, dataset = ds->second,
                             q = *parsed, threads = config_.limits.scanThreads, stop = stop_,
-                            delayMs = config_.testScanDelayMs]() mutable {
+                            delayMs = config_.testScanDelayMs, checkedDictionary]() mutable {
     if (delayMs > 0) stop->sleepFor(std::chrono::milliseconds(delayMs));
     ScanOutcome out;
     const auto t0 = std::chrono::steady_clock::now();
     auto run = [&]() -> Status {
       TM_ASSIGN_OR_RETURN(auto info, store->datasetInfo(dataset));
       TM_ASSIGN_OR_RETURN(auto source, store->openDataset(dataset));
+      if (source->dictionary().hash() != checkedDictionary) {
+        return Status::failedPrecondition(
+            "the dataset's data dictionary changed since the node started (now " +
+            source->dictionary().hashHex() +
+            "); restart the node so approvals are checked against it");
+      }
       TM_ASSIGN_OR_RETURN(query::BoundQuery bound, query::bindQuery(q, source->dictionary()));
       query::ExecOptions options;
       options.threads = threads;
@@ -375,7 +652,8 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   });
   return paf.promise.exclusiveJoin(kj::mv(timeout))
       .exclusiveJoin(kj::mv(cancelled))
-      .then([this, context, peerName, start, study = r.study](ScanOutcome o) mutable {
+      .then([this, context, peerName, start, study = r.study, coordinator = r.coordinatorKey,
+             queryHash](ScanOutcome o) mutable {
         if (!o.status.isOk()) {
           RefusalReason reason = RefusalReason::kError;
           if (o.status.code() == StatusCode::kInvalidArgument ||
@@ -387,6 +665,14 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
           }
           refuse(reason, o.status, peerName);
         }
+        // #5 applies the approval's minimum cell size; until then nothing is suppressed.
+        ethics::ResultReleasedEvent released;
+        released.coordinator = coordinator;
+        released.study = study;
+        released.queryHash = queryHash;
+        released.cells = o.partial.shape.cells;
+        released.suppressedCells = 0;
+        appendOrRefuse(ethics::EntryKind::kResultReleased, std::move(released), peerName);
         auto response = context.getResults().initResponse();
         response.setSite(config_.name);
         protocol::partialToWire(o.partial, response.initPartial());
@@ -534,12 +820,19 @@ int runSiteNode(const NodeConfig& config) {
   storeOptions.createIfMissing = false;
   auto store = storage::Store::open(config.dataDir, storeOptions);
   if (!store) return startupFailure(store.status().withContext(config.path + ": data_dir"));
+  std::map<std::string, ethics::Hash> dictionaryHashes;
   for (const auto& b : config.datasets) {
     auto info = (*store)->datasetInfo(b.dataset);
     if (!info) {
       return startupFailure(info.status().withContext(config.path + ": dataset '" + b.dataset +
                                                       "' for study '" + b.study + "'"));
     }
+    auto source = (*store)->openDataset(b.dataset);
+    if (!source) {
+      return startupFailure(source.status().withContext(config.path + ": dataset '" + b.dataset +
+                                                        "' for study '" + b.study + "'"));
+    }
+    dictionaryHashes[b.study] = (*source)->dictionary().hash();
   }
 
   auto io = kj::setupAsyncIo();
@@ -547,6 +840,8 @@ int runSiteNode(const NodeConfig& config) {
   ops::NodeMetrics metrics(registry);
   SiteState state(config, std::move(*members), std::move(*identity), std::move(*store),
                   io.provider->getTimer(), metrics);
+  Status ethicsOpened = state.openEthics(dictionaryHashes);
+  if (!ethicsOpened.isOk()) return startupFailure(ethicsOpened);
 
   kj::Own<kj::ConnectionReceiver> listener;
   try {
@@ -595,6 +890,7 @@ int runSiteNode(const NodeConfig& config) {
   }
   io.provider->getTimer().afterDelay(50 * kj::MILLISECONDS).wait(io.waitScope);
   state.finish();
+  state.closeEthics(signalled.si_signo == SIGTERM ? "SIGTERM" : "SIGINT");
   opsServer.stop();
   logEvent(level_enum::info, "shutdown_complete", {{"name", config.name}});
   ops::flush();

@@ -108,7 +108,33 @@ interface Site {
   # freshness and the nonce, then runs the query on the study's dataset and returns its
   # partial aggregates.
 
-  # Reserved for issue #4 (ethics approvals and the audit log), ordinals @2.. :
-  #   submitApproval @2 (approval :SignedApproval) -> (receipt :ApprovalReceipt);
-  #   auditLog @3 (fromIndex :UInt64, limit :UInt32) -> (entries :List(AuditEntry), head :SignedTreeHead);
+  # Ethics (issue #4; docs/ethics.md). Approvals and statements travel as the ethics module's
+  # canonical signed bytes (ethics::encodeSignedApproval / encodeSignedStatement), which the
+  # site verifies on receipt; audit entries, tree heads and hashes as their canonical bytes.
+  # Every ethics method is allowed only to members with role ethics-board and to the site
+  # itself; anyone else gets "PermissionDenied: ...".
+
+  submitApproval @2 (approval :Data) -> (receipt :Text);
+  # Verifies the lead committee's signature, stores the approval durably, logs it; receipt
+  # names the approval and its id.
+
+  submitStatement @3 (statement :Data) -> (receipt :Text);
+  # A signed recognition, suspension, reinstatement or revocation of a stored approval.
+
+  listApprovals @4 () -> (approvals :List(Data));
+  # Every stored signed approval, newest version first per study.
+
+  auditTreeHead @5 () -> (head :Data);
+  # A signed tree head for the log's current size (ethics::encodeTreeHead).
+
+  auditEntries @6 (begin :UInt64, count :UInt32) -> (entries :List(AuditEntry));
+  # Stored entries [begin, begin + count) clipped to the log's size; at most 10,000 a call.
+
+  auditConsistency @7 (fromSize :UInt64, toSize :UInt64) -> (proof :List(Data));
+  # RFC 6962 consistency proof between two sizes of the log (32-byte hashes).
+}
+
+struct AuditEntry {
+  rootAfter @0 :Data;  # Merkle root of the log just after this entry (32 bytes)
+  entry @1 :Data;      # the entry's canonical bytes (ethics::encodeEntry)
 }

@@ -2,6 +2,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tools/trialmesh/commands.h"
+#include "tools/trialmesh/ethics_commands.h"
 #include "tools/trialmesh/federation_commands.h"
 
 int main(int argc, char** argv) {
@@ -10,6 +11,7 @@ int main(int argc, char** argv) {
       "Each hospital keeps its records in its own store; coordinators get aggregates only.\n\n"
       "Site IT:      gen, import, datasets, dict\n"
       "Coordinators: query\n"
+      "Ethics:       ethics (sign, submit, show, list, revoke), audit (verify, export, tail)\n"
       "Everyone:     demo (a 3-site federation on loopback answering a query)\n\n"
       "Exit status: 0 success, 1 the operation failed, 2 bad usage.",
       "trialmesh"};
@@ -20,6 +22,8 @@ int main(int argc, char** argv) {
   trialmesh::cli::addQueryCommands(app, exitCode);
   trialmesh::cli::addDemoCommand(app, exitCode);
   trialmesh::cli::addFederationCommands(app, exitCode);
+  trialmesh::cli::addEthicsCommands(app, exitCode);
+  trialmesh::cli::addAuditCommands(app, exitCode);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,303 @@
+// `trialmesh audit`: an ethics board verifies, exports and follows a site's audit log.
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "crypto/identity.h"
+#include "ethics/approval.h"
+#include "ethics/audit_log.h"
+#include "node/config.h"
+#include "node/coordinator.h"
+#include "tools/trialmesh/ethics_commands.h"
+
+namespace trialmesh::cli {
+namespace {
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return 1;
+}
+
+crypto::PassphraseProvider passphrase(const std::string& file) {
+  return [file]() -> Result<std::string> {
+    if (!file.empty()) {
+      std::ifstream in(file);
+      std::string line;
+      if (!in || !std::getline(in, line) || line.empty()) {
+        return Status::notFound("passphrase file '" + file + "' cannot be read or is empty");
+      }
+      if (line.back() == '\r') line.pop_back();
+      return line;
+    }
+    if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
+    return Status::failedPrecondition(
+        "the key file is passphrase-protected: pass --passphrase-file or set "
+        "TRIALMESH_PASSPHRASE");
+  };
+}
+
+struct Args {
+  std::string node, members, identity, passphraseFile, study, from, to, format = "csv";
+  uint64_t count = 0;
+  uint32_t intervalMs = 1000;
+};
+
+struct Session {
+  node::Members members;
+  crypto::Identity identity;
+  crypto::PublicKey logKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+};
+
+Result<Session> openSession(const Args& a) {
+  TM_ASSIGN_OR_RETURN(node::Members members, node::loadMembers(a.members));
+  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  if (!identity) return identity.status().withContext(a.identity);
+  const node::Member* site = members.findByName(a.node);
+  if (site == nullptr || site->role != node::Role::kSite) {
+    return Status::notFound("--node '" + a.node + "' is not a site in " + a.members);
+  }
+  Session s{std::move(members), std::move(*identity), site->publicKey};
+  return s;
+}
+
+std::string entryStudy(const ethics::Entry& e) {
+  return std::visit(
+      [](const auto& body) -> std::string {
+        using T = std::decay_t<decltype(body)>;
+        if constexpr (std::is_same_v<T, ethics::ApprovalEvent> ||
+                      std::is_same_v<T, ethics::QueryEvent> ||
+                      std::is_same_v<T, ethics::ResultReleasedEvent>) {
+          return body.study;
+        } else {
+          return {};
+        }
+      },
+      e.body);
+}
+
+std::string isoTime(int64_t ms) {
+  const time_t secs = static_cast<time_t>(ms / 1000);
+  struct tm tm {};
+  gmtime_r(&secs, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buf;
+}
+
+// One flat record per entry for the committee's report.
+nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
+  nlohmann::ordered_json j;
+  j["sequence"] = e.sequence;
+  j["time"] = isoTime(e.timestampMs);
+  j["kind"] = ethics::entryKindName(e.kind);
+  j["study"] = entryStudy(e);
+  std::string coordinator, queryHash, decision, detail;
+  uint64_t cells = 0, suppressed = 0;
+  std::visit(
+      [&](const auto& b) {
+        using T = std::decay_t<decltype(b)>;
+        if constexpr (std::is_same_v<T, ethics::QueryEvent>) {
+          coordinator = b.coordinator.toText();
+          queryHash = ethics::hashHex(b.queryHash);
+          decision = b.allowed ? "allowed" : "refused";
+          detail = b.reason;
+        } else if constexpr (std::is_same_v<T, ethics::ResultReleasedEvent>) {
+          coordinator = b.coordinator.toText();
+          queryHash = ethics::hashHex(b.queryHash);
+          cells = b.cells;
+          suppressed = b.suppressedCells;
+        } else if constexpr (std::is_same_v<T, ethics::ApprovalEvent>) {
+          detail = "v" + std::to_string(b.protocolVersion) + " id " +
+                   ethics::hashHex(b.approvalId) + ": " + b.detail;
+        } else if constexpr (std::is_same_v<T, ethics::ConfigChangeEvent>) {
+          detail = b.setting + ": " + b.oldValue + " -> " + b.newValue;
+        } else if constexpr (std::is_same_v<T, ethics::KeyChangeEvent>) {
+          detail = b.role + ": " + b.oldKey.toText() + " -> " + b.newKey.toText();
+        } else if constexpr (std::is_same_v<T, ethics::NodeEvent>) {
+          detail = b.detail;
+        } else if constexpr (std::is_same_v<T, ethics::AlertEvent>) {
+          detail = b.peer.toText() + ": " + b.message;
+        }
+      },
+      e.body);
+  j["coordinator"] = coordinator;
+  j["query_hash"] = queryHash;
+  j["decision"] = decision;
+  j["cells"] = cells;
+  j["suppressed_cells"] = suppressed;
+  j["detail"] = detail;
+  return j;
+}
+
+std::string csvField(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+int runVerify(const Args& a) {
+  auto session = openSession(a);
+  if (!session) return fail(session.status());
+  auto log = node::downloadAuditLog(session->identity, session->members, a.node);
+  if (!log) return fail(log.status());
+  Status verified = ethics::verifyLog(log->entries, log->head, session->logKey);
+  if (!verified.isOk()) {
+    std::printf("audit log of %s FAILED verification: %s\n", a.node.c_str(),
+                verified.message().c_str());
+    return 1;
+  }
+  std::printf("audit log of %s verified: %llu entries, root %s, tree head signed by %s\n",
+              a.node.c_str(), static_cast<unsigned long long>(log->head.treeSize),
+              ethics::hashHex(log->head.root).c_str(), log->head.logKey.toText().c_str());
+  return 0;
+}
+
+int runExport(const Args& a) {
+  if (a.format != "csv" && a.format != "json") {
+    return fail(Status::invalidArgument("--format '" + a.format + "' must be csv or json"));
+  }
+  std::optional<ethics::Date> from, to;
+  if (!a.from.empty()) {
+    auto d = ethics::parseDate(a.from);
+    if (!d) return fail(d.status().withContext("--from"));
+    from = *d;
+  }
+  if (!a.to.empty()) {
+    auto d = ethics::parseDate(a.to);
+    if (!d) return fail(d.status().withContext("--to"));
+    to = *d;
+  }
+  auto session = openSession(a);
+  if (!session) return fail(session.status());
+  auto log = node::downloadAuditLog(session->identity, session->members, a.node);
+  if (!log) return fail(log.status());
+  // A report is only worth filing about a log that verifies.
+  Status verified = ethics::verifyLog(log->entries, log->head, session->logKey);
+  if (!verified.isOk()) {
+    return fail(Status::corruption("audit log of " + a.node +
+                                   " does not verify, not exported: " + verified.message()));
+  }
+  nlohmann::ordered_json rows = nlohmann::ordered_json::array();
+  for (const auto& stored : log->entries) {
+    auto e = ethics::decodeEntry(
+        {reinterpret_cast<const uint8_t*>(stored.bytes.data()), stored.bytes.size()});
+    if (!e) return fail(e.status());
+    const ethics::Date day = ethics::dateFromUnixMs(e->timestampMs);
+    if (from && day < *from) continue;
+    if (to && *to < day) continue;
+    if (!a.study.empty() && entryStudy(*e) != a.study) continue;
+    rows.push_back(entryRecord(*e));
+  }
+  if (a.format == "json") {
+    nlohmann::ordered_json doc;
+    doc["node"] = a.node;
+    doc["tree_size"] = log->head.treeSize;
+    doc["root"] = ethics::hashHex(log->head.root);
+    doc["entries"] = rows;
+    std::printf("%s\n", doc.dump(2).c_str());
+    return 0;
+  }
+  std::printf(
+      "sequence,time,kind,study,coordinator,query_hash,decision,cells,suppressed_cells,"
+      "detail\n");
+  for (const auto& r : rows) {
+    std::printf("%llu,%s,%s,%s,%s,%s,%s,%llu,%llu,%s\n",
+                static_cast<unsigned long long>(r["sequence"].get<uint64_t>()),
+                r["time"].get<std::string>().c_str(), r["kind"].get<std::string>().c_str(),
+                csvField(r["study"].get<std::string>()).c_str(),
+                r["coordinator"].get<std::string>().c_str(),
+                r["query_hash"].get<std::string>().c_str(),
+                r["decision"].get<std::string>().c_str(),
+                static_cast<unsigned long long>(r["cells"].get<uint64_t>()),
+                static_cast<unsigned long long>(r["suppressed_cells"].get<uint64_t>()),
+                csvField(r["detail"].get<std::string>()).c_str());
+  }
+  return 0;
+}
+
+std::atomic<bool> gInterrupted{false};
+
+int runTail(const Args& a) {
+  auto session = openSession(a);
+  if (!session) return fail(session.status());
+  signal(SIGINT, [](int) { gInterrupted = true; });
+  uint64_t next = 0;
+  {
+    auto head = node::downloadAuditLog(session->identity, session->members, a.node, 0);
+    if (!head) return fail(head.status());
+    next = head->head.treeSize > 10 ? head->head.treeSize - 10 : 0;
+  }
+  uint64_t printed = 0;
+  while (!gInterrupted && (a.count == 0 || printed < a.count)) {
+    auto log = node::downloadAuditLog(session->identity, session->members, a.node, next);
+    if (!log) return fail(log.status());
+    for (const auto& stored : log->entries) {
+      auto e = ethics::decodeEntry(
+          {reinterpret_cast<const uint8_t*>(stored.bytes.data()), stored.bytes.size()});
+      if (!e) return fail(e.status());
+      std::printf("%s\n", ethics::describeEntry(*e).c_str());
+      ++next;
+      if (a.count != 0 && ++printed >= a.count) break;
+    }
+    std::fflush(stdout);
+    if (a.count != 0 && printed >= a.count) break;
+    for (uint32_t waited = 0; waited < a.intervalMs && !gInterrupted; waited += 50) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  return 0;
+}
+
+void addCommon(CLI::App* c, Args& args) {
+  c->add_option("--node", args.node, "Site member name")->required();
+  c->add_option("--members", args.members, "Members file")->required();
+  c->add_option("--identity", args.identity, "Ethics-board member key (or the site's own)")
+      ->required();
+  c->add_option("--passphrase-file", args.passphraseFile, "Key passphrase (first line)");
+}
+
+}  // namespace
+
+void addAuditCommands(CLI::App& app, int& exitCode) {
+  auto args = std::make_shared<Args>();
+  CLI::App* a = app.add_subcommand(
+      "audit", "A site's tamper-evident audit log (ethics boards and the site itself only)");
+  a->require_subcommand(1);
+
+  CLI::App* verify = a->add_subcommand(
+      "verify",
+      "Download every entry and a signed tree head and verify them end to end; names the first "
+      "bad entry and exits 1 on failure");
+  addCommon(verify, *args);
+  verify->callback([args, &exitCode] { exitCode = runVerify(*args); });
+
+  CLI::App* exp = a->add_subcommand("export", "Verified entries as CSV or JSON for a report");
+  addCommon(exp, *args);
+  exp->add_option("--study", args->study, "Only entries about this study");
+  exp->add_option("--from", args->from, "First day (YYYY-MM-DD, UTC), inclusive");
+  exp->add_option("--to", args->to, "Last day (YYYY-MM-DD, UTC), inclusive");
+  exp->add_option("--format", args->format, "csv (default) or json");
+  exp->callback([args, &exitCode] { exitCode = runExport(*args); });
+
+  CLI::App* tail = a->add_subcommand(
+      "tail", "Print the last 10 entries, then follow new ones until --count or Ctrl-C");
+  addCommon(tail, *args);
+  tail->add_option("--count", args->count, "Stop after this many entries (0 = until Ctrl-C)");
+  tail->add_option("--interval-ms", args->intervalMs, "Polling interval (default 1000)");
+  tail->callback([args, &exitCode] { exitCode = runTail(*args); });
+}
+
+}  // namespace trialmesh::cli

@@ -1,0 +1,251 @@
+// `trialmesh ethics`: a committee signs, submits, inspects and revokes approvals.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "crypto/identity.h"
+#include "ethics/approval.h"
+#include "node/config.h"
+#include "node/coordinator.h"
+#include "tools/trialmesh/ethics_commands.h"
+
+namespace trialmesh::cli {
+namespace {
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return 1;
+}
+
+Result<std::string> readAll(const std::string& path, const char* what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::notFound(std::string(what) + " '" + path + "' cannot be read");
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+crypto::PassphraseProvider passphrase(const std::string& file) {
+  return [file]() -> Result<std::string> {
+    if (!file.empty()) {
+      std::ifstream in(file);
+      std::string line;
+      if (!in || !std::getline(in, line) || line.empty()) {
+        return Status::notFound("passphrase file '" + file + "' cannot be read or is empty");
+      }
+      if (line.back() == '\r') line.pop_back();
+      return line;
+    }
+    if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
+    return Status::failedPrecondition(
+        "the key file is passphrase-protected: pass --passphrase-file or set "
+        "TRIALMESH_PASSPHRASE");
+  };
+}
+
+Result<ethics::SignedApproval> readSignedApproval(const std::string& path) {
+  TM_ASSIGN_OR_RETURN(std::string bytes, readAll(path, "signed approval"));
+  auto sa =
+      ethics::decodeSignedApproval({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+  if (!sa) return sa.status().withContext(path);
+  return sa;
+}
+
+ethics::Date today() {
+  return ethics::dateFromUnixMs(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count());
+}
+
+struct Args {
+  std::string approval, identity, out, members, study, node, reason, as, passphraseFile, file;
+  uint32_t version = 0;
+};
+
+int runSign(const Args& a) {
+  auto text = readAll(a.approval, "approval TOML");
+  if (!text) return fail(text.status());
+  auto approval = ethics::parseApprovalToml(*text, a.approval);
+  if (!approval) return fail(approval.status());
+  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  if (!identity) return fail(identity.status().withContext(a.identity));
+  auto sa = ethics::signApproval(std::move(*approval), *identity);
+  if (!sa) return fail(sa.status());
+  std::ofstream out(a.out, std::ios::binary | std::ios::trunc);
+  out << ethics::encodeSignedApproval(*sa);
+  out.close();
+  if (!out) return fail(Status::ioError("cannot write " + a.out));
+  std::printf("signed approval %s (id %s) -> %s\n", sa->approval.label().c_str(),
+              ethics::hashHex(ethics::approvalId(sa->approval)).c_str(), a.out.c_str());
+  return 0;
+}
+
+int runSubmit(const Args& a) {
+  auto sa = readSignedApproval(a.file);
+  if (!sa) return fail(sa.status());
+  Status verified = ethics::verifyApproval(*sa);
+  if (!verified.isOk()) return fail(verified.withContext(a.file));
+  if (sa->approval.study != a.study) {
+    return fail(Status::invalidArgument(a.file + " approves study '" + sa->approval.study +
+                                        "', not --study '" + a.study + "'"));
+  }
+  auto members = node::loadMembers(a.members);
+  if (!members) return fail(members.status());
+  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  if (!identity) return fail(identity.status().withContext(a.identity));
+  auto sites = members->sitesOf(a.study);
+  if (sites.empty())
+    return fail(Status::notFound("no site of study '" + a.study + "' in " + a.members));
+  const std::string bytes = ethics::encodeSignedApproval(*sa);
+  int failures = 0;
+  for (const node::Member* site : sites) {
+    auto receipt = node::submitApprovalToSite(*identity, *members, site->name, bytes);
+    if (receipt) {
+      std::printf("%-20s %s\n", site->name.c_str(), receipt->c_str());
+    } else {
+      ++failures;
+      std::printf("%-20s FAILED: %s\n", site->name.c_str(), receipt.status().toString().c_str());
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+void printApproval(const ethics::SignedApproval& sa) {
+  std::printf("# approval %s, id %s, signature %s\n", sa.approval.label().c_str(),
+              ethics::hashHex(ethics::approvalId(sa.approval)).c_str(),
+              ethics::verifyApproval(sa).isOk() ? "valid" : "INVALID");
+  std::printf("%s\n", ethics::approvalToToml(sa.approval).c_str());
+}
+
+int runShow(const Args& a) {
+  auto sa = readSignedApproval(a.file);
+  if (!sa) return fail(sa.status());
+  printApproval(*sa);
+  return ethics::verifyApproval(*sa).isOk() ? 0 : 1;
+}
+
+int runList(const Args& a) {
+  auto members = node::loadMembers(a.members);
+  if (!members) return fail(members.status());
+  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  if (!identity) return fail(identity.status().withContext(a.identity));
+  auto list = node::listSiteApprovals(*identity, *members, a.node);
+  if (!list) return fail(list.status());
+  std::printf("%zu approval(s) stored at %s\n", list->size(), a.node.c_str());
+  for (const auto& bytes : *list) {
+    auto sa = ethics::decodeSignedApproval(
+        {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+    if (!sa) return fail(sa.status().withContext("approval from " + a.node));
+    printApproval(*sa);
+  }
+  return 0;
+}
+
+int runRevoke(const Args& a) {
+  auto members = node::loadMembers(a.members);
+  if (!members) return fail(members.status());
+  auto committee = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  if (!committee) return fail(committee.status().withContext(a.identity));
+  std::optional<crypto::Identity> sender;
+  if (!a.as.empty()) {
+    auto s = crypto::loadIdentity(a.as, passphrase(a.passphraseFile));
+    if (!s) return fail(s.status().withContext(a.as));
+    sender = std::move(*s);
+  }
+  const crypto::Identity& connectAs = sender ? *sender : *committee;
+  auto sites = members->sitesOf(a.study);
+  if (sites.empty())
+    return fail(Status::notFound("no site of study '" + a.study + "' in " + a.members));
+  // The approval id comes from the first site that holds the approval.
+  std::optional<ethics::Hash> id;
+  for (const node::Member* site : sites) {
+    auto list = node::listSiteApprovals(connectAs, *members, site->name);
+    if (!list) continue;
+    for (const auto& bytes : *list) {
+      auto sa = ethics::decodeSignedApproval(
+          {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+      if (sa && sa->approval.study == a.study && sa->approval.protocolVersion == a.version) {
+        id = ethics::approvalId(sa->approval);
+      }
+    }
+    if (id) break;
+  }
+  if (!id) {
+    return fail(Status::notFound("no site of study '" + a.study + "' holds approval " + a.study +
+                                 " v" + std::to_string(a.version)));
+  }
+  ethics::Statement st;
+  st.kind = ethics::StatementKind::kRevocation;
+  st.study = a.study;
+  st.protocolVersion = a.version;
+  st.approvalId = *id;
+  st.effective = today();
+  st.reason = a.reason;
+  const std::string bytes = ethics::encodeSignedStatement(ethics::signStatement(st, *committee));
+  int failures = 0;
+  for (const node::Member* site : sites) {
+    auto receipt = node::submitStatementToSite(connectAs, *members, site->name, bytes);
+    if (receipt) {
+      std::printf("%-20s %s\n", site->name.c_str(), receipt->c_str());
+    } else {
+      ++failures;
+      std::printf("%-20s FAILED: %s\n", site->name.c_str(), receipt.status().toString().c_str());
+    }
+  }
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void addEthicsCommands(CLI::App& app, int& exitCode) {
+  auto args = std::make_shared<Args>();
+  CLI::App* e = app.add_subcommand(
+      "ethics", "Ethics approvals: sign, submit to a study's sites, show, list, revoke");
+  e->require_subcommand(1);
+
+  CLI::App* sign = e->add_subcommand(
+      "sign", "Sign an approval (TOML, docs/ethics.md) with the lead committee's key");
+  sign->add_option("--approval", args->approval, "Approval TOML")->required();
+  sign->add_option("--identity", args->identity, "Lead committee key")->required();
+  sign->add_option("--out", args->out, "Signed approval file to write")->required();
+  sign->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
+  sign->callback([args, &exitCode] { exitCode = runSign(*args); });
+
+  CLI::App* submit = e->add_subcommand(
+      "submit", "Push a signed approval to every site of the study (needs role ethics-board)");
+  submit->add_option("--members", args->members, "Members file")->required();
+  submit->add_option("--identity", args->identity, "Ethics-board member key")->required();
+  submit->add_option("--study", args->study, "Study, e.g. LUNG-7")->required();
+  submit->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
+  submit->add_option("approval", args->file, "Signed approval file")->required();
+  submit->callback([args, &exitCode] { exitCode = runSubmit(*args); });
+
+  CLI::App* show =
+      e->add_subcommand("show", "Print a signed approval file and check its signature");
+  show->add_option("approval", args->file, "Signed approval file")->required();
+  show->callback([args, &exitCode] { exitCode = runShow(*args); });
+
+  CLI::App* list = e->add_subcommand("list", "List the approvals a site holds");
+  list->add_option("--members", args->members, "Members file")->required();
+  list->add_option("--identity", args->identity, "Ethics-board member key")->required();
+  list->add_option("--node", args->node, "Site member name")->required();
+  list->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
+  list->callback([args, &exitCode] { exitCode = runList(*args); });
+
+  CLI::App* revoke = e->add_subcommand(
+      "revoke", "Sign a revocation with the lead committee's key and push it to the study's sites");
+  revoke->add_option("--members", args->members, "Members file")->required();
+  revoke->add_option("--identity", args->identity, "Lead committee key (signs)")->required();
+  revoke->add_option("--as", args->as,
+                     "Ethics-board member key to connect with (default: --identity)");
+  revoke->add_option("--study", args->study, "Study")->required();
+  revoke->add_option("--version", args->version, "Protocol version to revoke")->required();
+  revoke->add_option("--reason", args->reason, "Reason shown to coordinators")->required();
+  revoke->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
+  revoke->callback([args, &exitCode] { exitCode = runRevoke(*args); });
+}
+
+}  // namespace trialmesh::cli
