@@ -9,11 +9,12 @@ int main(int argc, char** argv) {
   CLI::App app{
       "trialmesh: federated aggregate analysis for multicenter clinical trials.\n"
       "Each hospital keeps its records in its own store; coordinators get aggregates only.\n\n"
-      "Site IT:      gen, import, datasets, dict\n"
+      "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node)\n"
       "Coordinators: query\n"
       "Ethics:       ethics (sign, submit, show, list, revoke), audit (verify, export, tail)\n"
       "Everyone:     demo (a 3-site federation on loopback answering a query)\n\n"
-      "Exit status: 0 success, 1 the operation failed, 2 bad usage.",
+      "Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 partial federated "
+      "result (some sites did not answer).",
       "trialmesh"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "trialmesh 0.1.0");
