@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/toml_describe.h"
 #include "crypto/hash.h"
 #include "ethics/codec.h"
 
@@ -69,31 +70,6 @@ std::string shortKey(const crypto::PublicKey& k) { return k.toText().substr(0, 1
 
 // ---- TOML ----
 
-std::string describeNode(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::table:
-      return "a table";
-    default:
-      return "nothing";
-  }
-}
-
 class TomlReader {
  public:
   explicit TomlReader(std::string_view source) : source_(source) {}
@@ -110,7 +86,7 @@ class TomlReader {
   Result<std::string> string(const toml::table& t, std::string_view key) const {
     const toml::node* n = t.get(key);
     if (n == nullptr) return missing(key);
-    if (!n->is_string()) return error(*n, key, "expected a string, got " + describeNode(*n));
+    if (!n->is_string()) return error(*n, key, "expected a string, got " + describeTomlNode(*n));
     std::string v = n->as_string()->get();
     if (v.empty()) return error(*n, key, "must not be empty");
     return v;
@@ -119,7 +95,7 @@ class TomlReader {
                           int64_t max) const {
     const toml::node* n = t.get(key);
     if (n == nullptr) return missing(key);
-    if (!n->is_integer()) return error(*n, key, "expected an integer, got " + describeNode(*n));
+    if (!n->is_integer()) return error(*n, key, "expected an integer, got " + describeTomlNode(*n));
     const int64_t v = n->as_integer()->get();
     if (v < min || v > max) {
       return error(*n, key,
@@ -141,7 +117,7 @@ class TomlReader {
       if (!d.isOk()) return error(*n, key, d.status().message());
       return *d;
     }
-    return error(*n, key, "expected a date like 2026-10-01, got " + describeNode(*n));
+    return error(*n, key, "expected a date like 2026-10-01, got " + describeTomlNode(*n));
   }
   // An array of non-empty strings; `allowEmpty` says whether [] is acceptable.
   Result<std::vector<std::string>> strings(const toml::table& t, std::string_view key,
@@ -150,7 +126,7 @@ class TomlReader {
     if (n == nullptr) return missing(key);
     const toml::array* arr = n->as_array();
     if (arr == nullptr)
-      return error(*n, key, "expected an array of strings, got " + describeNode(*n));
+      return error(*n, key, "expected an array of strings, got " + describeTomlNode(*n));
     if (arr->empty() && !allowEmpty) return error(*n, key, "must list at least one value");
     std::vector<std::string> out;
     for (size_t i = 0; i < arr->size(); ++i) {
@@ -158,7 +134,7 @@ class TomlReader {
       if (!item.is_string() || item.as_string()->get().empty()) {
         return error(item, key,
                      "item " + std::to_string(i + 1) + " must be a non-empty string, got " +
-                         describeNode(item));
+                         describeTomlNode(item));
       }
       out.push_back(item.as_string()->get());
     }
@@ -166,7 +142,7 @@ class TomlReader {
   }
   Result<crypto::PublicKey> key(const toml::node& n, std::string_view key) const {
     if (!n.is_string())
-      return error(n, key, "expected a public key \"tmpk1...\", got " + describeNode(n));
+      return error(n, key, "expected a public key \"tmpk1...\", got " + describeTomlNode(n));
     auto k = crypto::parsePublicKey(n.as_string()->get());
     if (!k.isOk()) return error(n, key, k.status().message());
     return *k;
@@ -288,7 +264,7 @@ Result<Approval> parseApprovalToml(std::string_view text, std::string_view sourc
   if (!lead->is_table()) {
     return r.error(
         *lead, "lead_committee",
-        "expected a table { name = \"...\", key = \"tmpk1...\" }, got " + describeNode(*lead));
+        "expected a table { name = \"...\", key = \"tmpk1...\" }, got " + describeTomlNode(*lead));
   }
   const toml::table& leadTable = *lead->as_table();
   TM_ASSIGN_OR_RETURN(a.leadCommittee.name, r.string(leadTable, "name"));

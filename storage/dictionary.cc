@@ -12,6 +12,8 @@
 
 #include <toml++/toml.h>
 
+#include "common/toml_describe.h"
+
 namespace trialmesh::storage {
 
 namespace {
@@ -273,31 +275,6 @@ std::string tomlBound(const Variable& v, double bound) {
 
 // ---- TOML reading ----
 
-std::string describeNode(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a number";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::date:
-      return "a date";
-    case toml::node_type::time:
-      return "a time";
-    case toml::node_type::date_time:
-      return "a date-time";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::table:
-      return "a table";
-    default:
-      return "nothing";
-  }
-}
-
 class VariableReader {
  public:
   VariableReader(std::string source, size_t index, std::vector<std::string>& errors)
@@ -310,7 +287,7 @@ class VariableReader {
       if (auto s = n->value<std::string>(); s && n->is_string()) {
         v.name = *s;
       } else {
-        fail(v, "key 'name' must be a string, not " + describeNode(*n));
+        fail(v, "key 'name' must be a string, not " + describeTomlNode(*n));
       }
     } else {
       fail(v, "key 'name' is required");
@@ -318,7 +295,7 @@ class VariableReader {
     bool typeOk = false;
     if (const toml::node* n = table.get("type")) {
       if (!n->is_string()) {
-        fail(v, "key 'type' must be a string, not " + describeNode(*n));
+        fail(v, "key 'type' must be a string, not " + describeTomlNode(*n));
       } else {
         std::string t = *n->value<std::string>();
         static const std::pair<const char*, VariableType> kTypes[] = {
@@ -355,7 +332,7 @@ class VariableReader {
         if (auto b = node.as_boolean()) {
           v.missingAllowed = b->get();
         } else {
-          fail(v, "key 'missing' must be true or false, not " + describeNode(node));
+          fail(v, "key 'missing' must be true or false, not " + describeTomlNode(node));
         }
       } else if (key == "min" || key == "max") {
         if (!typeOk) continue;  // cannot interpret a bound without a type; already reported
@@ -400,7 +377,7 @@ class VariableReader {
     if (node.is_string()) {
       out = *node.value<std::string>();
     } else {
-      fail(v, "key '" + std::string(key) + "' must be a string, not " + describeNode(node));
+      fail(v, "key '" + std::string(key) + "' must be a string, not " + describeTomlNode(node));
     }
   }
 
@@ -408,8 +385,8 @@ class VariableReader {
                                                           const toml::node& node) {
     const toml::array* arr = node.as_array();
     if (!arr) {
-      fail(v,
-           "key '" + std::string(key) + "' must be an array of strings, not " + describeNode(node));
+      fail(v, "key '" + std::string(key) + "' must be an array of strings, not " +
+                  describeTomlNode(node));
       return std::nullopt;
     }
     std::vector<std::string> out;
@@ -418,7 +395,7 @@ class VariableReader {
       const toml::node& item = *arr->get(i);
       if (!item.is_string()) {
         fail(v, "key '" + std::string(key) + "' entry " + std::to_string(i + 1) +
-                    " must be a string (quote it, e.g. \"1\"), not " + describeNode(item));
+                    " must be a string (quote it, e.g. \"1\"), not " + describeTomlNode(item));
         return std::nullopt;
       }
       out.push_back(*item.value<std::string>());
@@ -445,7 +422,7 @@ class VariableReader {
         return std::nullopt;
       }
       fail(v, "key '" + k + "' must be a date (YYYY-MM-DD) for a date variable, not " +
-                  describeNode(node));
+                  describeTomlNode(node));
       return std::nullopt;
     }
     if (auto i = node.as_integer()) {
@@ -459,7 +436,7 @@ class VariableReader {
       return static_cast<double>(value);
     }
     if (auto f = node.as_floating_point()) return f->get();  // rules checked in validate()
-    fail(v, "key '" + k + "' must be a number, not " + describeNode(node));
+    fail(v, "key '" + k + "' must be a number, not " + describeTomlNode(node));
     return std::nullopt;
   }
 
@@ -515,7 +492,7 @@ Result<Dictionary> Dictionary::parseToml(std::string_view text, std::string_view
       if (node.is_string()) {
         study = *node.value<std::string>();
       } else {
-        errors.push_back(source + ": key 'study' must be a string, not " + describeNode(node));
+        errors.push_back(source + ": key 'study' must be a string, not " + describeTomlNode(node));
       }
     } else if (key == "variable") {
       const toml::array* arr = node.as_array();
