@@ -16,6 +16,7 @@
 #include "node/config.h"
 #include "node/coordinator.h"
 #include "tools/trialmesh/ethics_commands.h"
+#include "tools/trialmesh/passphrase.h"
 
 namespace trialmesh::cli {
 namespace {
@@ -23,24 +24,6 @@ namespace {
 int fail(const Status& status) {
   std::fprintf(stderr, "error: %s\n", status.message().c_str());
   return 1;
-}
-
-crypto::PassphraseProvider passphrase(const std::string& file) {
-  return [file]() -> Result<std::string> {
-    if (!file.empty()) {
-      std::ifstream in(file);
-      std::string line;
-      if (!in || !std::getline(in, line) || line.empty()) {
-        return Status::notFound("passphrase file '" + file + "' cannot be read or is empty");
-      }
-      if (line.back() == '\r') line.pop_back();
-      return line;
-    }
-    if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
-    return Status::failedPrecondition(
-        "the key file is passphrase-protected: pass --passphrase-file or set "
-        "TRIALMESH_PASSPHRASE");
-  };
 }
 
 struct Args {
@@ -57,7 +40,7 @@ struct Session {
 
 Result<Session> openSession(const Args& a) {
   TM_ASSIGN_OR_RETURN(node::Members members, node::loadMembers(a.members));
-  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!identity) return identity.status().withContext(a.identity);
   const node::Member* site = members.findByName(a.node);
   if (site == nullptr || site->role != node::Role::kSite) {

@@ -11,6 +11,7 @@
 #include "node/config.h"
 #include "node/coordinator.h"
 #include "tools/trialmesh/ethics_commands.h"
+#include "tools/trialmesh/passphrase.h"
 
 namespace trialmesh::cli {
 namespace {
@@ -26,24 +27,6 @@ Result<std::string> readAll(const std::string& path, const char* what) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-crypto::PassphraseProvider passphrase(const std::string& file) {
-  return [file]() -> Result<std::string> {
-    if (!file.empty()) {
-      std::ifstream in(file);
-      std::string line;
-      if (!in || !std::getline(in, line) || line.empty()) {
-        return Status::notFound("passphrase file '" + file + "' cannot be read or is empty");
-      }
-      if (line.back() == '\r') line.pop_back();
-      return line;
-    }
-    if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
-    return Status::failedPrecondition(
-        "the key file is passphrase-protected: pass --passphrase-file or set "
-        "TRIALMESH_PASSPHRASE");
-  };
 }
 
 Result<ethics::SignedApproval> readSignedApproval(const std::string& path) {
@@ -70,7 +53,7 @@ int runSign(const Args& a) {
   if (!text) return fail(text.status());
   auto approval = ethics::parseApprovalToml(*text, a.approval);
   if (!approval) return fail(approval.status());
-  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!identity) return fail(identity.status().withContext(a.identity));
   auto sa = ethics::signApproval(std::move(*approval), *identity);
   if (!sa) return fail(sa.status());
@@ -94,7 +77,7 @@ int runSubmit(const Args& a) {
   }
   auto members = node::loadMembers(a.members);
   if (!members) return fail(members.status());
-  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!identity) return fail(identity.status().withContext(a.identity));
   auto sites = members->sitesOf(a.study);
   if (sites.empty())
@@ -130,7 +113,7 @@ int runShow(const Args& a) {
 int runList(const Args& a) {
   auto members = node::loadMembers(a.members);
   if (!members) return fail(members.status());
-  auto identity = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!identity) return fail(identity.status().withContext(a.identity));
   auto list = node::listSiteApprovals(*identity, *members, a.node);
   if (!list) return fail(list.status());
@@ -147,11 +130,11 @@ int runList(const Args& a) {
 int runRevoke(const Args& a) {
   auto members = node::loadMembers(a.members);
   if (!members) return fail(members.status());
-  auto committee = crypto::loadIdentity(a.identity, passphrase(a.passphraseFile));
+  auto committee = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!committee) return fail(committee.status().withContext(a.identity));
   std::optional<crypto::Identity> sender;
   if (!a.as.empty()) {
-    auto s = crypto::loadIdentity(a.as, passphrase(a.passphraseFile));
+    auto s = crypto::loadIdentity(a.as, passphraseProvider(a.passphraseFile));
     if (!s) return fail(s.status().withContext(a.as));
     sender = std::move(*s);
   }
