@@ -4,7 +4,6 @@
 //
 //   trialmesh-bench --rows 1000000,10000000 --runs 11 --threads 2 --workdir /tmp/x --out r.md
 #include <sys/resource.h>
-#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +20,7 @@
 #include <vector>
 
 #include "tools/bench/engines.h"
+#include "tools/bench/machine.h"
 
 namespace trialmesh::bench {
 namespace {
@@ -84,33 +84,6 @@ std::string fmtMiB(double bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.0f MiB", bytes / (1024.0 * 1024.0));
   return buf;
-}
-
-std::string readFirstMatch(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) {
-      std::string v = line.substr(line.find_first_of(":=") + 1);
-      v.erase(0, v.find_first_not_of(" \t\""));
-      while (!v.empty() && (v.back() == '"' || v.back() == ' ')) v.pop_back();
-      return v;
-    }
-  }
-  return "unknown";
-}
-
-std::string machineDescription() {
-  std::ostringstream s;
-  struct utsname u {};
-  ::uname(&u);
-  s << "- CPU: " << readFirstMatch("/proc/cpuinfo", "model name")
-    << ", `nproc` = " << std::thread::hardware_concurrency() << "\n";
-  s << "- RAM: " << readFirstMatch("/proc/meminfo", "MemTotal") << "\n";
-  s << "- OS: " << readFirstMatch("/etc/os-release", "PRETTY_NAME") << ", Linux " << u.release
-    << "\n";
-  s << "- Compiler: " << __VERSION__ << ", trialmesh built " << TRIALMESH_BUILD_TYPE << "\n";
-  return s.str();
 }
 
 std::string loadAverage() {
@@ -326,7 +299,7 @@ SizeResult benchSize(const Flags& f, uint64_t rows) {
 std::string report(const Flags& f, const std::vector<SizeResult>& results) {
   std::ostringstream o;
   o << "## trialmesh-bench results, " << today() << "\n\n";
-  o << "Command: `" << f.commandLine << "`\n\n" << machineDescription();
+  o << "Command: `" << f.commandLine << "`\n\n" << machineDescription(TRIALMESH_BUILD_TYPE);
   o << "- SQLite " << SqliteBench::version();
   for (const auto& r : results) {
     if (r.duck.available) {

@@ -2,7 +2,6 @@
 // slowest site's local scan, concurrent query throughput and channel throughput (issue #3),
 // measured in one run against real trialmesh-node processes on 127.0.0.1 (node::LocalFederation)
 // and printed as the markdown section of BENCHMARKS.md. Not used by any test.
-#include <sys/utsname.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -26,6 +25,7 @@
 #include "storage/dictionary.h"
 #include "storage/store.h"
 #include "tools/bench/federation/micro_bench.h"
+#include "tools/bench/machine.h"
 
 namespace trialmesh::bench {
 namespace {
@@ -80,34 +80,6 @@ std::string fmt(double v, int decimals = 2) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
   return buf;
-}
-
-std::string readFirstMatch(const std::string& path, const std::string& key) {
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key, 0) == 0) {
-      std::string v = line.substr(line.find_first_of(":=") + 1);
-      v.erase(0, v.find_first_not_of(" \t\""));
-      while (!v.empty() && (v.back() == '"' || v.back() == ' ')) v.pop_back();
-      return v;
-    }
-  }
-  return "unknown";
-}
-
-// Same description as tools/bench (trialmesh-bench), so the two reports compare.
-std::string machineDescription() {
-  std::ostringstream s;
-  struct utsname u {};
-  ::uname(&u);
-  s << "- CPU: " << readFirstMatch("/proc/cpuinfo", "model name")
-    << ", `nproc` = " << std::thread::hardware_concurrency() << "\n";
-  s << "- RAM: " << readFirstMatch("/proc/meminfo", "MemTotal") << "\n";
-  s << "- OS: " << readFirstMatch("/etc/os-release", "PRETTY_NAME") << ", Linux " << u.release
-    << "\n";
-  s << "- Compiler: " << __VERSION__ << ", trialmesh built " << TRIALMESH_BUILD_TYPE << "\n";
-  return s.str();
 }
 
 std::string loadAverage() {
@@ -378,7 +350,7 @@ Status runFederation(const Flags& flags, uint32_t sites, uint64_t rowsPerSite, i
 std::string renderReport(const Flags& flags, const Report& r) {
   std::ostringstream o;
   o << "### Report as printed by trialmesh-bench-federation, " << r.startedAt << "\n\n";
-  o << "Command: `" << flags.commandLine << "`\n\n" << machineDescription();
+  o << "Command: `" << flags.commandLine << "`\n\n" << machineDescription(TRIALMESH_BUILD_TYPE);
   o << "- Load average at start: " << r.loadStart << "; at end: " << r.loadEnd << "\n";
   o << "- Sites: `trialmesh-node` processes on 127.0.0.1 (node::LocalFederation), default "
        "limits except `max_concurrent_queries = 64`, `worker_threads = 2`, `scan_threads` = 1; "
