@@ -1,0 +1,293 @@
+#include "stats/rows.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <map>
+#include <string>
+
+namespace trialmesh::stats {
+
+namespace {
+
+Status checkRows(const DesignMatrix& x, size_t ySize, std::span<const size_t> rows,
+                 const char* yName) {
+  if (x.values.size() != x.rows * x.cols) {
+    return Status::invalidArgument("design matrix has " + std::to_string(x.values.size()) +
+                                   " values for " + std::to_string(x.rows) + " rows x " +
+                                   std::to_string(x.cols) + " columns");
+  }
+  if (ySize != x.rows) {
+    return Status::invalidArgument(std::string(yName) + " has " + std::to_string(ySize) +
+                                   " values but the design matrix has " + std::to_string(x.rows) +
+                                   " rows");
+  }
+  for (size_t r : rows) {
+    if (r >= x.rows) {
+      return Status::invalidArgument("row index " + std::to_string(r) + " is out of range (" +
+                                     std::to_string(x.rows) + " rows)");
+    }
+  }
+  return Status::ok();
+}
+
+bool rowComplete(const DesignMatrix& x, size_t r) {
+  for (size_t c = 0; c < x.cols; ++c) {
+    if (std::isnan(x.at(r, c))) return false;
+  }
+  return true;
+}
+
+Status checkBinary(double v, size_t r, const char* what) {
+  if (v != 0.0 && v != 1.0) {
+    return Status::invalidArgument(std::string(what) + " of row " + std::to_string(r) + " is " +
+                                   std::to_string(v) + "; it must be 0 or 1");
+  }
+  return Status::ok();
+}
+
+// Checks lengths and returns the rows that are complete for a survival model; `missing`
+// counts the others.
+Result<std::vector<size_t>> completeSurvivalRows(const SurvivalRows& data,
+                                                 std::span<const size_t> rows, size_t strataCount,
+                                                 uint64_t& missing) {
+  const size_t n = data.time.size();
+  if (data.event.size() != n || (!data.strata.empty() && data.strata.size() != n)) {
+    return Status::invalidArgument("survival data has " + std::to_string(n) + " times, " +
+                                   std::to_string(data.event.size()) + " event values and " +
+                                   std::to_string(data.strata.size()) + " strata values");
+  }
+  if (data.x != nullptr) TM_RETURN_IF_ERROR(checkRows(*data.x, n, rows, "time"));
+  std::vector<size_t> out;
+  missing = 0;
+  for (size_t r : rows) {
+    if (r >= n) {
+      return Status::invalidArgument("row index " + std::to_string(r) + " is out of range (" +
+                                     std::to_string(n) + " rows)");
+    }
+    if (std::isnan(data.time[r]) || std::isnan(data.event[r]) ||
+        (data.x != nullptr && !rowComplete(*data.x, r))) {
+      ++missing;
+      continue;
+    }
+    TM_RETURN_IF_ERROR(checkBinary(data.event[r], r, "event"));
+    if (!data.strata.empty() && data.strata[r] >= strataCount) {
+      return Status::invalidArgument("stratum " + std::to_string(data.strata[r]) + " of row " +
+                                     std::to_string(r) + " is out of range (" +
+                                     std::to_string(strataCount) + " strata)");
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<size_t> allRows(size_t n) {
+  std::vector<size_t> rows(n);
+  for (size_t i = 0; i < n; ++i) rows[i] = i;
+  return rows;
+}
+
+Result<LinearSums> linearSumsFromRows(const DesignMatrix& x, std::span<const double> y,
+                                      std::span<const size_t> rows) {
+  TM_RETURN_IF_ERROR(checkRows(x, y.size(), rows, "y"));
+  const size_t p = x.cols;
+  LinearSums s;
+  s.p = static_cast<uint32_t>(p);
+  s.xtx.assign(p * p, 0.0);
+  s.xty.assign(p, 0.0);
+  for (size_t r : rows) {
+    if (std::isnan(y[r]) || !rowComplete(x, r)) {
+      ++s.missing;
+      continue;
+    }
+    const double* xr = &x.values[r * p];
+    ++s.n;
+    for (size_t i = 0; i < p; ++i) {
+      s.xty[i] += xr[i] * y[r];
+      for (size_t j = 0; j <= i; ++j) s.xtx[i * p + j] += xr[i] * xr[j];
+    }
+    s.yty += y[r] * y[r];
+    s.sumY += y[r];
+  }
+  for (size_t i = 0; i < p; ++i) {
+    for (size_t j = 0; j < i; ++j) s.xtx[j * p + i] = s.xtx[i * p + j];
+  }
+  return s;
+}
+
+Result<LogisticSums> logisticSumsFromRows(const DesignMatrix& x, std::span<const double> y,
+                                          std::span<const size_t> rows,
+                                          const std::vector<double>& beta) {
+  TM_RETURN_IF_ERROR(checkRows(x, y.size(), rows, "y"));
+  const size_t p = x.cols;
+  if (beta.size() != p) {
+    return Status::invalidArgument("beta has " + std::to_string(beta.size()) + " entries for " +
+                                   std::to_string(p) + " columns");
+  }
+  LogisticSums s;
+  s.p = static_cast<uint32_t>(p);
+  s.xtwx.assign(p * p, 0.0);
+  s.score.assign(p, 0.0);
+  const double boundaryEps = 10 * DBL_EPSILON;
+  for (size_t r : rows) {
+    if (std::isnan(y[r]) || !rowComplete(x, r)) {
+      ++s.missing;
+      continue;
+    }
+    TM_RETURN_IF_ERROR(checkBinary(y[r], r, "outcome"));
+    const double* xr = &x.values[r * p];
+    double eta = 0;
+    for (size_t j = 0; j < p; ++j) eta += xr[j] * beta[j];
+    // R's binomial()$linkinv and $mu.eta (C_logit_linkinv / C_logit_mu_eta), thresholds 30.
+    const double tmp = eta < -30 ? DBL_EPSILON : (eta > 30 ? 1 / DBL_EPSILON : std::exp(eta));
+    const double mu = tmp / (1 + tmp);
+    const double opexp = 1 + std::exp(eta);
+    const double muEta = (eta > 30 || eta < -30) ? DBL_EPSILON : std::exp(eta) / (opexp * opexp);
+    const double variance = mu * (1 - mu);
+    const double w = muEta * muEta / variance;
+    const double u = (y[r] - mu) * muEta / variance;
+    ++s.n;
+    s.sumY += y[r];
+    for (size_t i = 0; i < p; ++i) {
+      s.score[i] += xr[i] * u;
+      for (size_t j = 0; j <= i; ++j) s.xtwx[i * p + j] += w * xr[i] * xr[j];
+    }
+    s.deviance += y[r] == 1.0 ? -2 * std::log(mu) : -2 * std::log(1 - mu);
+    if (mu > 1 - boundaryEps || mu < boundaryEps) ++s.boundary;
+  }
+  for (size_t i = 0; i < p; ++i) {
+    for (size_t j = 0; j < i; ++j) s.xtwx[j * p + i] = s.xtwx[i * p + j];
+  }
+  return s;
+}
+
+Result<std::vector<std::vector<double>>> coxEventTimes(const SurvivalRows& data,
+                                                       std::span<const size_t> rows,
+                                                       size_t strataCount) {
+  if (strataCount == 0) return Status::invalidArgument("strataCount must be at least 1");
+  uint64_t missing = 0;
+  TM_ASSIGN_OR_RETURN(std::vector<size_t> use,
+                      completeSurvivalRows(data, rows, strataCount, missing));
+  std::vector<std::vector<double>> times(strataCount);
+  for (size_t r : use) {
+    if (data.event[r] == 1.0)
+      times[data.strata.empty() ? 0 : data.strata[r]].push_back(data.time[r]);
+  }
+  for (auto& t : times) {
+    std::sort(t.begin(), t.end());
+    t.erase(std::unique(t.begin(), t.end()), t.end());
+  }
+  return times;
+}
+
+Result<CoxSums> coxSumsFromRows(const SurvivalRows& data, std::span<const size_t> rows,
+                                const std::vector<double>& beta, const std::vector<double>& center,
+                                const std::vector<std::vector<double>>& grids) {
+  if (data.x == nullptr) return Status::invalidArgument("Cox sums need a design matrix");
+  const size_t p = data.x->cols;
+  if (beta.size() != p || center.size() != p) {
+    return Status::invalidArgument("beta has " + std::to_string(beta.size()) + " and center " +
+                                   std::to_string(center.size()) + " entries for " +
+                                   std::to_string(p) + " covariates");
+  }
+  if (grids.empty()) return Status::invalidArgument("Cox sums need at least one stratum grid");
+  CoxSums sums;
+  sums.p = static_cast<uint32_t>(p);
+  TM_ASSIGN_OR_RETURN(std::vector<size_t> use,
+                      completeSurvivalRows(data, rows, grids.size(), sums.missing));
+  const size_t pp = p * p;
+  sums.strata.resize(grids.size());
+  for (size_t s = 0; s < grids.size(); ++s) {
+    CoxStratumSums& st = sums.strata[s];
+    const size_t m = grids[s].size();
+    st.times = grids[s];
+    st.riskR.assign(m, 0.0);
+    st.riskRX.assign(m * p, 0.0);
+    st.riskRXX.assign(m * pp, 0.0);
+    st.deaths.assign(m, 0.0);
+    st.deathX.assign(m * p, 0.0);
+    st.deathR.assign(m, 0.0);
+    st.deathRX.assign(m * p, 0.0);
+    st.deathRXX.assign(m * pp, 0.0);
+  }
+  std::vector<double> xc(p);
+  for (size_t r : use) {
+    const size_t s = data.strata.empty() ? 0 : data.strata[r];
+    CoxStratumSums& st = sums.strata[s];
+    ++st.n;
+    const std::vector<double>& grid = grids[s];
+    // The row is at risk at grid times 0 .. k-1 (t <= time). Add it at k-1 here; the suffix
+    // sum below spreads it over the earlier times.
+    const size_t k = static_cast<size_t>(std::upper_bound(grid.begin(), grid.end(), data.time[r]) -
+                                         grid.begin());
+    const bool event = data.event[r] == 1.0;
+    if (event && (k == 0 || grid[k - 1] != data.time[r])) {
+      return Status::invalidArgument("event time " + std::to_string(data.time[r]) + " of row " +
+                                     std::to_string(r) + " is not on the event-time grid of " +
+                                     "stratum " + std::to_string(s + 1) +
+                                     " (the grid must hold every event time)");
+    }
+    if (k == 0) continue;  // never at risk at an event time
+    double eta = 0;
+    for (size_t j = 0; j < p; ++j) {
+      xc[j] = data.x->at(r, j) - center[j];
+      eta += xc[j] * beta[j];
+    }
+    const double w = std::exp(eta);
+    const size_t t = k - 1;
+    st.riskR[t] += w;
+    for (size_t i = 0; i < p; ++i) {
+      st.riskRX[t * p + i] += w * xc[i];
+      for (size_t j = 0; j <= i; ++j) st.riskRXX[t * pp + i * p + j] += w * xc[i] * xc[j];
+    }
+    if (event) {
+      st.deaths[t] += 1;
+      st.deathR[t] += w;
+      for (size_t i = 0; i < p; ++i) {
+        st.deathX[t * p + i] += xc[i];
+        st.deathRX[t * p + i] += w * xc[i];
+        for (size_t j = 0; j <= i; ++j) st.deathRXX[t * pp + i * p + j] += w * xc[i] * xc[j];
+      }
+    }
+  }
+  for (CoxStratumSums& st : sums.strata) {
+    const size_t m = st.times.size();
+    for (size_t t = m - (m > 0 ? 1 : 0); t-- > 0;) {
+      st.riskR[t] += st.riskR[t + 1];
+      for (size_t i = 0; i < p; ++i) st.riskRX[t * p + i] += st.riskRX[(t + 1) * p + i];
+      for (size_t i = 0; i < pp; ++i) st.riskRXX[t * pp + i] += st.riskRXX[(t + 1) * pp + i];
+    }
+    // Only the lower triangles were accumulated (half the work per row); mirror them.
+    for (size_t t = 0; t < m; ++t) {
+      for (size_t i = 0; i < p; ++i) {
+        for (size_t j = 0; j < i; ++j) {
+          st.riskRXX[t * pp + j * p + i] = st.riskRXX[t * pp + i * p + j];
+          st.deathRXX[t * pp + j * p + i] = st.deathRXX[t * pp + i * p + j];
+        }
+      }
+    }
+  }
+  return sums;
+}
+
+Result<std::vector<SurvivalPoint>> survivalPointsFromRows(const SurvivalRows& data,
+                                                          std::span<const size_t> rows) {
+  uint64_t missing = 0;
+  SurvivalRows unstratified = data;
+  unstratified.strata = {};
+  TM_ASSIGN_OR_RETURN(std::vector<size_t> use,
+                      completeSurvivalRows(unstratified, rows, 1, missing));
+  std::map<double, SurvivalPoint> byTime;
+  for (size_t r : use) {
+    SurvivalPoint& pt = byTime[data.time[r]];
+    pt.time = data.time[r];
+    (data.event[r] == 1.0 ? pt.events : pt.censored) += 1;
+  }
+  std::vector<SurvivalPoint> out;
+  for (const auto& [t, pt] : byTime) out.push_back(pt);
+  return out;
+}
+
+}  // namespace trialmesh::stats
