@@ -6,8 +6,10 @@
 #include <time.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
+#include <optional>
 
 #include "ethics/codec.h"
 
@@ -74,40 +76,6 @@ Status fromRocks(const rocksdb::Status& s, const std::string& what) {
   if (s.ok()) return Status::ok();
   return Status::ioError(what + ": " + s.ToString());
 }
-
-// Checks stored entries one at a time, in order, and rebuilds the tree as it goes. Used both
-// when a node opens its own log and when an auditor verifies a downloaded one.
-class EntryChecker {
- public:
-  Status add(const Hash& rootAfter, std::span<const uint8_t> bytes) {
-    const uint64_t i = tree_.size();
-    const std::string at = "entry " + std::to_string(i) + ": ";
-    auto decoded = decodeEntry(bytes);
-    if (!decoded.isOk()) {
-      return Status::corruption(at +
-                                "cannot be decoded (modified?): " + decoded.status().message());
-    }
-    if (decoded->sequence != i) {
-      return Status::corruption(at + "records sequence number " +
-                                std::to_string(decoded->sequence) + " but is at position " +
-                                std::to_string(i) +
-                                " (an entry was deleted, inserted or entries were reordered)");
-    }
-    tree_.append(leafHash(bytes));
-    const Hash root = tree_.root();
-    if (root != rootAfter) {
-      return Status::corruption(
-          at + "content does not match the tree root recorded when it was appended (" +
-          shortHex(rootAfter) + " recorded, " + shortHex(root) +
-          " recomputed): the entry or an earlier one was modified");
-    }
-    return Status::ok();
-  }
-  MerkleTree& tree() { return tree_; }
-
- private:
-  MerkleTree tree_;
-};
 
 }  // namespace
 
@@ -393,10 +361,52 @@ Status verifyLog(std::span<const StoredEntry> entries, const SignedTreeHead& sth
     }
     TM_RETURN_IF_ERROR(verifyTreeHeadSignature(*earlier));
   }
-  EntryChecker checker;
-  for (const StoredEntry& e : entries)
-    TM_RETURN_IF_ERROR(checker.add(e.rootAfter, bytesOf(e.bytes)));
-  const MerkleTree& tree = checker.tree();
+  // One pass: decode and sequence-check every entry and hash it into the tree, without
+  // computing a root per entry (that made verification O(n log n) hashes). Only if the final
+  // root disagrees with the root stored with the last entry do we look for the first entry
+  // whose stored root disagrees, by binary search over the stored roots.
+  MerkleTree tree;
+  Status stop = Status::ok();
+  for (const StoredEntry& e : entries) {
+    const uint64_t i = tree.size();
+    const std::string at = "entry " + std::to_string(i) + ": ";
+    auto decoded = decodeEntry(bytesOf(e.bytes));
+    if (!decoded.isOk()) {
+      stop =
+          Status::corruption(at + "cannot be decoded (modified?): " + decoded.status().message());
+      break;
+    }
+    if (decoded->sequence != i) {
+      stop =
+          Status::corruption(at + "records sequence number " + std::to_string(decoded->sequence) +
+                             " but is at position " + std::to_string(i) +
+                             " (an entry was deleted, inserted or entries were reordered)");
+      break;
+    }
+    tree.append(leafHash(bytesOf(e.bytes)));
+  }
+  const uint64_t good = tree.size();
+  if (good > 0 && tree.root() != entries[good - 1].rootAfter) {
+    // Find the first i whose recomputed root differs from the stored one: entries before a
+    // modified entry keep matching, the modified one and all after it do not.
+    uint64_t lo = 0;
+    uint64_t hi = good - 1;  // known to mismatch
+    while (lo < hi) {
+      const uint64_t mid = lo + (hi - lo) / 2;
+      if (tree.rootAt(mid + 1).value() != entries[mid].rootAfter) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    const Hash recomputed = tree.rootAt(lo + 1).value();
+    return Status::corruption(
+        "entry " + std::to_string(lo) +
+        ": content does not match the tree root recorded when it was appended (" +
+        shortHex(entries[lo].rootAfter) + " recorded, " + shortHex(recomputed) +
+        " recomputed): the entry or an earlier one was modified");
+  }
+  TM_RETURN_IF_ERROR(stop);
   if (tree.size() < sth.treeSize) {
     return Status::corruption("entry " + std::to_string(tree.size()) + ": missing: the log has " +
                               std::to_string(tree.size()) +
@@ -460,25 +470,103 @@ Status checkPeerHead(const SignedTreeHead& previous, const SignedTreeHead& next,
 
 // ---- AuditLog ----
 
-class AuditLog::Impl {
+namespace {
+
+// Key of a tree node in the default column family: 'n', level (u8), index (u64 BE).
+std::string nodeKey(unsigned level, uint64_t index) {
+  Writer w;
+  w.u8('n');
+  w.u8(static_cast<uint8_t>(level));
+  w.u64(index);
+  return w.take();
+}
+
+uint64_t sequenceOfKey(const rocksdb::Slice& key) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < key.size() && i < 8; ++i) v = (v << 8) | static_cast<uint8_t>(key[i]);
+  return v;
+}
+
+}  // namespace
+
+class AuditLog::Impl final : public NodeSource {
  public:
   const crypto::Identity& identity;
   AuditLogOptions options;
+  std::string path;
   std::unique_ptr<rocksdb::DB> db;
   rocksdb::ColumnFamilyHandle* entries = nullptr;
   rocksdb::ColumnFamilyHandle* defaultFamily = nullptr;
+
   mutable std::mutex mu;
-  MerkleTree tree;
+  std::condition_variable synced;  // signalled when a group commit finishes
+  // Written to RocksDB (in the OS page cache, so a killed process loses nothing) ...
+  CompactRange written;
+  Hash writtenRoot = emptyRoot();
+  // ... and made durable by fdatasync of the WAL. Readers, proofs and tree heads see only
+  // durable entries: a signed head must never cover an entry a power cut could take away.
+  uint64_t durable = 0;
+  Hash durableRoot = emptyRoot();
+  bool syncing = false;          // a group-commit leader is inside SyncWAL
+  Status failed = Status::ok();  // sticky: after a failed fsync nothing is trusted any more
 
   Impl(const crypto::Identity& id, AuditLogOptions opts) : identity(id), options(std::move(opts)) {}
-  ~Impl() {
+  ~Impl() override {
     if (db) {
+      if (failed.isOk() && durable < written.size()) (void)db->SyncWAL();
       if (entries) (void)db->DestroyColumnFamilyHandle(entries);
       if (defaultFamily) (void)db->DestroyColumnFamilyHandle(defaultFamily);
       (void)db->Close();
     }
   }
   int64_t now() const { return options.clock(); }
+
+  Result<Hash> node(unsigned level, uint64_t index) const override {
+    std::string v;
+    rocksdb::Status s = db->Get({}, defaultFamily, nodeKey(level, index), &v);
+    if (!s.ok() || v.size() != sizeof(Hash)) {
+      return Status::corruption("audit log " + path + ": tree node (level " +
+                                std::to_string(level) + ", index " + std::to_string(index) +
+                                ") is " + (s.ok() ? "malformed" : s.ToString()) +
+                                "; run `trialmesh audit verify`");
+    }
+    Hash h;
+    std::copy(v.begin(), v.end(), h.begin());
+    return h;
+  }
+
+  // Waits until entries [0, upTo) are durable, doing the fsync itself if no one else is
+  // (leader/follower group commit: every appender that arrives while a sync runs is covered by
+  // the next one, so N concurrent appenders share about one fsync). REQUIRES: lock holds mu.
+  Status waitDurable(std::unique_lock<std::mutex>& lock, uint64_t upTo) {
+    while (durable < upTo) {
+      if (!failed.isOk()) return failed;
+      if (syncing) {
+        synced.wait(lock);
+        continue;
+      }
+      syncing = true;
+      const uint64_t target = written.size();
+      const Hash targetRoot = writtenRoot;
+      lock.unlock();
+      const rocksdb::Status s = options.sync ? db->SyncWAL() : rocksdb::Status::OK();
+      lock.lock();
+      syncing = false;
+      if (s.ok()) {
+        if (target > durable) {
+          durable = target;
+          durableRoot = targetRoot;
+        }
+      } else {
+        failed = Status::ioError("audit log " + path + ": fsync of the write-ahead log failed (" +
+                                 s.ToString() +
+                                 "); entries may not be on disk: fix the disk and restart the "
+                                 "node");
+      }
+      synced.notify_all();
+    }
+    return failed;
+  }
 };
 
 namespace {
@@ -504,6 +592,53 @@ Status openDb(const std::string& path, bool readOnly, std::unique_ptr<rocksdb::D
   return Status::ok();
 }
 
+Result<StoredEntry> splitStored(const rocksdb::Slice& v, uint64_t seq, const std::string& path) {
+  if (v.size() < sizeof(Hash)) {
+    return Status::corruption("audit log " + path + ": entry " + std::to_string(seq) +
+                              ": stored value is too short; run `trialmesh audit verify`");
+  }
+  StoredEntry e;
+  std::copy(v.data(), v.data() + sizeof(Hash), e.rootAfter.begin());
+  e.bytes.assign(v.data() + sizeof(Hash), v.size() - sizeof(Hash));
+  return e;
+}
+
+// Rebuilds the tree nodes of a log that has none (written before they were stored): one pass
+// over the entries, checked like verifyLog does. O(n); runs once.
+Status rebuildNodes(AuditLog::Impl& impl) {
+  std::vector<StoredEntry> all;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(impl.db->NewIterator({}, impl.entries));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      TM_ASSIGN_OR_RETURN(StoredEntry e, splitStored(it->value(), all.size(), impl.path));
+      all.push_back(std::move(e));
+    }
+    TM_RETURN_IF_ERROR(fromRocks(it->status(), "audit log " + impl.path + ": reading entries"));
+  }
+  CompactRange range;
+  rocksdb::WriteBatch batch;
+  for (const StoredEntry& e : all) {
+    auto decoded = decodeEntry(bytesOf(e.bytes));
+    if (!decoded.isOk() || decoded->sequence != range.size()) {
+      return Status::corruption("audit log " + impl.path + ": entry " +
+                                std::to_string(range.size()) +
+                                " is damaged or out of place; run `trialmesh audit verify`");
+    }
+    range.append(leafHash(bytesOf(e.bytes)), [&](unsigned level, uint64_t index, const Hash& h) {
+      batch.Put(impl.defaultFamily, nodeKey(level, index),
+                rocksdb::Slice(reinterpret_cast<const char*>(h.data()), h.size()));
+    });
+  }
+  if (!all.empty() && range.root() != all.back().rootAfter) {
+    return Status::corruption("audit log " + impl.path +
+                              ": the entries do not hash to the root stored with the last one; "
+                              "run `trialmesh audit verify` to find the modified entry");
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return fromRocks(impl.db->Write(wo, &batch), "audit log " + impl.path + ": storing tree nodes");
+}
+
 }  // namespace
 
 Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path,
@@ -517,94 +652,137 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path,
     };
   }
   auto impl = std::make_unique<Impl>(identity, std::move(options));
+  impl->path = path;
   TM_RETURN_IF_ERROR(openDb(path, false, impl->db, impl->defaultFamily, impl->entries));
-  EntryChecker checker;
-  std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator({}, impl->entries));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    const rocksdb::Slice v = it->value();
-    if (v.size() < sizeof(Hash)) {
-      return Status::corruption("audit log " + path + ": entry " +
-                                std::to_string(checker.tree().size()) +
-                                ": stored value is too short; run `trialmesh audit verify`");
+  // O(log n): the size comes from the last key, the compact range from the stored nodes of the
+  // complete subtrees (one per set bit of the size). The last entry is checked against them;
+  // a full check of every entry is `trialmesh audit verify`'s job.
+  uint64_t size = 0;
+  std::optional<StoredEntry> last;
+  {
+    std::unique_ptr<rocksdb::Iterator> it(impl->db->NewIterator({}, impl->entries));
+    it->SeekToLast();
+    if (it->Valid()) {
+      size = sequenceOfKey(it->key()) + 1;
+      TM_ASSIGN_OR_RETURN(StoredEntry e, splitStored(it->value(), size - 1, path));
+      last = std::move(e);
     }
-    Hash rootAfter;
-    std::copy(v.data(), v.data() + sizeof(Hash), rootAfter.begin());
-    Status s = checker.add(
-        rootAfter, bytesOf(std::string_view(v.data() + sizeof(Hash), v.size() - sizeof(Hash))));
-    if (!s.isOk()) {
-      return Status::corruption("audit log " + path + ": " + s.message() +
-                                "; the node refuses to append to a damaged log");
+    TM_RETURN_IF_ERROR(fromRocks(it->status(), "audit log " + path + ": reading entries"));
+  }
+  std::vector<Hash> frontier;
+  bool haveNodes = true;
+  for (int bit = 63; bit >= 0 && haveNodes; --bit) {
+    if (((size >> bit) & 1) == 0) continue;
+    const uint64_t index = (size >> bit) - 1;
+    auto h = impl->node(static_cast<unsigned>(bit), index);
+    if (!h.isOk()) {
+      haveNodes = false;
+    } else {
+      frontier.push_back(*h);
     }
   }
-  TM_RETURN_IF_ERROR(fromRocks(it->status(), "audit log " + path + ": reading entries"));
-  it.reset();
-  impl->tree = std::move(checker.tree());
+  if (!haveNodes) {
+    TM_RETURN_IF_ERROR(rebuildNodes(*impl));
+    AuditLogOptions again = impl->options;
+    impl.reset();  // closes the database before it is opened again
+    return open(path, identity, std::move(again));
+  }
+  const std::string refuse =
+      "; the node refuses to append to a damaged log (run `trialmesh audit "
+      "verify` to find the first bad entry)";
+  impl->written = CompactRange(size, std::move(frontier));
+  impl->writtenRoot = impl->written.root();
+  if (last) {
+    const std::string at = "audit log " + path + ": entry " + std::to_string(size - 1) + ": ";
+    auto decoded = decodeEntry(bytesOf(last->bytes));
+    if (!decoded.isOk()) {
+      return Status::corruption(at + "cannot be decoded: " + decoded.status().message() + refuse);
+    }
+    if (decoded->sequence != size - 1) {
+      return Status::corruption(at + "records sequence number " +
+                                std::to_string(decoded->sequence) + refuse);
+    }
+    TM_ASSIGN_OR_RETURN(Hash storedLeaf, impl->node(0, size - 1));
+    if (storedLeaf != leafHash(bytesOf(last->bytes)) || impl->writtenRoot != last->rootAfter) {
+      return Status::corruption(at + "does not match the stored tree" + refuse);
+    }
+  }
+  impl->durable = size;
+  impl->durableRoot = impl->writtenRoot;
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
 }
 
 AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 AuditLog::~AuditLog() = default;
 
-Result<Entry> AuditLog::append(EntryKind kind, EntryBody body) {
-  std::lock_guard lock(impl_->mu);
+Result<Entry> AuditLog::append(EntryKind kind, EntryBody body, Durability durability) {
+  std::unique_lock lock(impl_->mu);
+  TM_RETURN_IF_ERROR(impl_->failed);
   Entry e;
-  e.sequence = impl_->tree.size();
+  e.sequence = impl_->written.size();
   e.timestampMs = impl_->now();
   e.kind = kind;
   e.body = std::move(body);
   TM_ASSIGN_OR_RETURN(std::string bytes, encodeEntry(e));
-  impl_->tree.append(leafHash(bytesOf(bytes)));
-  const Hash root = impl_->tree.root();
+  // The entry, its root and the tree nodes it completes go in one atomic batch.
+  CompactRange range = impl_->written;
+  rocksdb::WriteBatch batch;
+  range.append(leafHash(bytesOf(bytes)), [&](unsigned level, uint64_t index, const Hash& h) {
+    batch.Put(impl_->defaultFamily, nodeKey(level, index),
+              rocksdb::Slice(reinterpret_cast<const char*>(h.data()), h.size()));
+  });
+  const Hash root = range.root();
   std::string value(reinterpret_cast<const char*>(root.data()), root.size());
   value += bytes;
-  rocksdb::WriteOptions wo;
-  wo.sync = impl_->options.sync;
-  rocksdb::Status s = impl_->db->Put(wo, impl_->entries, keyFor(e.sequence), value);
+  batch.Put(impl_->entries, keyFor(e.sequence), value);
+  // Not synced here: the WAL record reaches the OS at once (so kill -9 loses nothing), and the
+  // fsync is shared with concurrent appenders in waitDurable.
+  rocksdb::Status s = impl_->db->Write(rocksdb::WriteOptions(), &batch);
   if (!s.ok()) {
-    impl_->tree.popBack();
-    return Status::ioError("audit log: cannot write entry " + std::to_string(e.sequence) + ": " +
-                           s.ToString());
+    return Status::ioError("audit log " + impl_->path + ": cannot write entry " +
+                           std::to_string(e.sequence) + ": " + s.ToString());
+  }
+  impl_->written = std::move(range);
+  impl_->writtenRoot = root;
+  if (durability == Durability::kSynced) {
+    TM_RETURN_IF_ERROR(impl_->waitDurable(lock, e.sequence + 1));
   }
   return e;
 }
 
+Status AuditLog::flush() {
+  std::unique_lock lock(impl_->mu);
+  return impl_->waitDurable(lock, impl_->written.size());
+}
+
 uint64_t AuditLog::size() const {
   std::lock_guard lock(impl_->mu);
-  return impl_->tree.size();
+  return impl_->durable;
 }
 
 Hash AuditLog::root() const {
   std::lock_guard lock(impl_->mu);
-  return impl_->tree.root();
+  return impl_->durableRoot;
 }
 
 SignedTreeHead AuditLog::signedTreeHead() const {
   std::lock_guard lock(impl_->mu);
-  return signTreeHead(impl_->identity, impl_->tree.size(), impl_->now(), impl_->tree.root());
+  return signTreeHead(impl_->identity, impl_->durable, impl_->now(), impl_->durableRoot);
 }
 
 Result<std::vector<StoredEntry>> AuditLog::readRange(uint64_t begin, uint64_t end) const {
-  {
-    std::lock_guard lock(impl_->mu);
-    if (begin > end || end > impl_->tree.size()) {
-      return Status::invalidArgument("audit log: range [" + std::to_string(begin) + ", " +
-                                     std::to_string(end) + ") is not within the log's " +
-                                     std::to_string(impl_->tree.size()) + " entries");
-    }
+  const uint64_t n = size();
+  if (begin > end || end > n) {
+    return Status::invalidArgument("audit log: range [" + std::to_string(begin) + ", " +
+                                   std::to_string(end) + ") is not within the log's " +
+                                   std::to_string(n) + " entries");
   }
   std::vector<StoredEntry> out;
   out.reserve(end - begin);
   std::unique_ptr<rocksdb::Iterator> it(impl_->db->NewIterator({}, impl_->entries));
   const std::string first = keyFor(begin);
   for (it->Seek(first); it->Valid() && out.size() < end - begin; it->Next()) {
-    const rocksdb::Slice v = it->value();
-    if (v.size() < sizeof(Hash)) {
-      return Status::corruption("audit log: stored entry " + std::to_string(begin + out.size()) +
-                                " is too short");
-    }
-    StoredEntry e;
-    std::copy(v.data(), v.data() + sizeof(Hash), e.rootAfter.begin());
-    e.bytes.assign(v.data() + sizeof(Hash), v.size() - sizeof(Hash));
+    TM_ASSIGN_OR_RETURN(StoredEntry e, splitStored(it->value(), begin + out.size(), impl_->path));
     out.push_back(std::move(e));
   }
   TM_RETURN_IF_ERROR(fromRocks(it->status(), "audit log: reading entries"));
@@ -612,13 +790,25 @@ Result<std::vector<StoredEntry>> AuditLog::readRange(uint64_t begin, uint64_t en
 }
 
 Result<std::vector<Hash>> AuditLog::inclusionProof(uint64_t index, uint64_t treeSize) const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->tree.inclusionProof(index, treeSize);
+  const uint64_t n = size();
+  if (treeSize > n || index >= treeSize) {
+    return Status::invalidArgument("no inclusion proof for entry " + std::to_string(index) +
+                                   " at tree size " + std::to_string(treeSize) + ": the log has " +
+                                   std::to_string(n) +
+                                   " entries and the entry must be below the tree size");
+  }
+  return inclusionProofOf(*impl_, index, treeSize);
 }
 
 Result<std::vector<Hash>> AuditLog::consistencyProof(uint64_t size1, uint64_t size2) const {
-  std::lock_guard lock(impl_->mu);
-  return impl_->tree.consistencyProof(size1, size2);
+  const uint64_t n = size();
+  if (size1 > size2 || size2 > n) {
+    return Status::invalidArgument("no consistency proof from size " + std::to_string(size1) +
+                                   " to size " + std::to_string(size2) + ": the log has " +
+                                   std::to_string(n) +
+                                   " entries and the first size must not exceed the second");
+  }
+  return consistencyProofOf(*impl_, size1, size2);
 }
 
 Result<std::vector<StoredEntry>> AuditLog::readAllUnchecked(const std::string& path) {

@@ -5,12 +5,16 @@
 // query decision, every released result, config and key changes, node start/stop, alerts) is
 // one Entry. An entry's canonical bytes (encodeEntry, layout in docs/ethics.md) are a leaf of
 // an RFC 6962 Merkle tree (ethics/merkle.h). append() returns only after the entry is synced
-// to disk, so a node may answer an RPC as soon as append() returns.
+// to disk, so a node may answer an RPC as soon as append() returns. Concurrent appenders share
+// one fsync (group commit).
 //
-// Storage: a RocksDB database of its own (column family "audit_entries").
-// Key = sequence number as 8 big-endian bytes; value = the Merkle root of the log just after
-// this entry (32 bytes) followed by the entry bytes. The stored root is what lets verify name
-// the first modified entry; the signed tree head catches a rewrite of the stored roots too.
+// Storage: a RocksDB database of its own. Column family "audit_entries": key = sequence number
+// as 8 big-endian bytes; value = the Merkle root of the log just after this entry (32 bytes)
+// followed by the entry bytes. The stored root is what lets verify name the first modified
+// entry; the signed tree head catches a rewrite of the stored roots too. Default column family:
+// key 'n' || level (u8) || index (u64 BE) = hash of the complete subtree of 2^level leaves
+// starting at leaf index * 2^level, written in the same atomic batch as the entry that
+// completes it. They make open O(log n) and let proofs be served without the tree in memory.
 //
 // Errors come back as Status/Result. Thread-safety: AuditLog is internally synchronised (one
 // mutex); all methods may be called from any thread. Free functions are pure.
@@ -167,12 +171,23 @@ struct AuditLogOptions {
   bool sync = true;
 };
 
+// How long append() waits.
+enum class Durability {
+  // Return once the entry is fsynced (shared with concurrent appenders). The default.
+  kSynced,
+  // Return once the entry is written to the OS (it survives kill -9, not a power cut). It
+  // becomes durable with the next synced append or flush(). Use only when a synced append or
+  // flush() is certain to follow before anything depending on the entry leaves the node.
+  kDeferred,
+};
+
 class AuditLog {
  public:
   // Opens or creates the log database at `path`. The identity signs tree heads; the log keeps a
-  // reference, so it must outlive the AuditLog. Re-reads every entry and checks sequence
-  // numbers and stored roots: a tampered store fails with Corruption naming the first bad entry
-  // ("run trialmesh audit verify"). IOError if RocksDB cannot open the path.
+  // reference, so it must outlive the AuditLog. O(log n): reads the last entry and the stored
+  // tree nodes and checks that they agree (a log written before tree nodes were stored is
+  // indexed once, O(n)). Corruption if they do not ("run trialmesh audit verify", which names
+  // the first bad entry); IOError if RocksDB cannot open the path.
   static Result<std::unique_ptr<AuditLog>> open(const std::string& path,
                                                 const crypto::Identity& identity,
                                                 AuditLogOptions options = {});
@@ -180,12 +195,18 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends an entry of `kind` with `body` (sequence and timestamp are assigned here), durably:
-  // returns after the RocksDB write with sync=true. Returns the entry as written.
+  // Appends an entry of `kind` with `body` (sequence and timestamp are assigned here) and, for
+  // kSynced, returns only once it is on disk (fdatasync of the RocksDB WAL; appenders arriving
+  // while one fsync runs share the next). Returns the entry as written.
   // InvalidArgument if body does not fit kind; IOError if the write fails (the log is then
-  // unchanged in memory and on disk).
-  Result<Entry> append(EntryKind kind, EntryBody body);
+  // unchanged) or if an fsync failed: that error is sticky, every later append fails too, since
+  // after a failed fsync the kernel may have dropped the data (restart the node).
+  Result<Entry> append(EntryKind kind, EntryBody body, Durability durability = Durability::kSynced);
+  // Makes every entry appended so far durable. Cheap when nothing is pending.
+  [[nodiscard]] Status flush();
 
+  // size, root, tree heads, ranges and proofs cover durable entries only, so a signed head never
+  // covers an entry that a power cut could still take away.
   uint64_t size() const;
   Hash root() const;
   // A tree head for the current size, signed now.

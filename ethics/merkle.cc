@@ -84,41 +84,98 @@ void MerkleTree::popBack() {
   }
 }
 
-Hash MerkleTree::subtreeHash(uint64_t begin, uint64_t end) const {
+namespace {
+
+// MTH(D[begin:end]) from the complete subtrees a NodeSource holds. REQUIRES: begin < end.
+Result<Hash> subtreeHash(const NodeSource& src, uint64_t begin, uint64_t end) {
   const uint64_t n = end - begin;
   if (std::has_single_bit(n) && begin % n == 0) {
     const int k = std::countr_zero(n);
-    return levels_[static_cast<size_t>(k)][begin >> k];
+    return src.node(static_cast<unsigned>(k), begin >> k);
   }
   const uint64_t k = splitPoint(n);
-  return nodeHash(subtreeHash(begin, begin + k), subtreeHash(begin + k, end));
+  TM_ASSIGN_OR_RETURN(Hash left, subtreeHash(src, begin, begin + k));
+  TM_ASSIGN_OR_RETURN(Hash right, subtreeHash(src, begin + k, end));
+  return nodeHash(left, right);
 }
 
-Hash MerkleTree::root() const { return size() == 0 ? emptyRoot() : subtreeHash(0, size()); }
+}  // namespace
+
+Result<Hash> rootOf(const NodeSource& src, uint64_t treeSize) {
+  return treeSize == 0 ? emptyRoot() : subtreeHash(src, 0, treeSize);
+}
+
+Result<std::vector<Hash>> inclusionProofOf(const NodeSource& src, uint64_t index,
+                                           uint64_t treeSize) {
+  // Iterative form of PATH(m, D[n]): descend towards the leaf, then reverse so the proof runs
+  // leaf to root.
+  std::vector<Hash> rev;
+  uint64_t begin = 0;
+  uint64_t end = treeSize;
+  while (end - begin > 1) {
+    const uint64_t k = splitPoint(end - begin);
+    if (index < begin + k) {
+      TM_ASSIGN_OR_RETURN(Hash h, subtreeHash(src, begin + k, end));
+      rev.push_back(h);
+      end = begin + k;
+    } else {
+      TM_ASSIGN_OR_RETURN(Hash h, subtreeHash(src, begin, begin + k));
+      rev.push_back(h);
+      begin += k;
+    }
+  }
+  return std::vector<Hash>(rev.rbegin(), rev.rend());
+}
+
+Result<std::vector<Hash>> consistencyProofOf(const NodeSource& src, uint64_t size1,
+                                             uint64_t size2) {
+  if (size1 == 0 || size1 == size2) return std::vector<Hash>{};
+  // SUBPROOF(m, D[begin:end], b) of RFC 6962 §2.1.2, collected root-side last.
+  std::vector<Hash> rev;
+  uint64_t m = size1;
+  uint64_t begin = 0;
+  uint64_t end = size2;
+  bool complete = true;
+  while (true) {
+    const uint64_t n = end - begin;
+    if (m == n) {
+      if (!complete) {
+        TM_ASSIGN_OR_RETURN(Hash h, subtreeHash(src, begin, end));
+        rev.push_back(h);
+      }
+      break;
+    }
+    const uint64_t k = splitPoint(n);
+    if (m <= k) {
+      TM_ASSIGN_OR_RETURN(Hash h, subtreeHash(src, begin + k, end));
+      rev.push_back(h);
+      end = begin + k;
+    } else {
+      TM_ASSIGN_OR_RETURN(Hash h, subtreeHash(src, begin, begin + k));
+      rev.push_back(h);
+      m -= k;
+      begin += k;
+      complete = false;
+    }
+  }
+  return std::vector<Hash>(rev.rbegin(), rev.rend());
+}
+
+Hash CompactRange::root() const {
+  if (hashes_.empty()) return emptyRoot();
+  Hash h = hashes_.back();
+  for (size_t i = hashes_.size() - 1; i-- > 0;) h = nodeHash(hashes_[i], h);
+  return h;
+}
+
+Hash MerkleTree::root() const { return rootOf(*this, size()).value(); }
 
 Result<Hash> MerkleTree::rootAt(uint64_t treeSize) const {
   if (treeSize > size()) {
     return Status::invalidArgument("tree size " + std::to_string(treeSize) +
                                    " is beyond the log's " + std::to_string(size()) + " entries");
   }
-  return treeSize == 0 ? emptyRoot() : subtreeHash(0, treeSize);
-}
-
-void MerkleTree::path(uint64_t index, uint64_t begin, uint64_t end, std::vector<Hash>& out) const {
-  // Iterative form of PATH(m, D[n]): descend towards the leaf, then reverse so the proof runs
-  // leaf to root.
-  std::vector<Hash> rev;
-  while (end - begin > 1) {
-    const uint64_t k = splitPoint(end - begin);
-    if (index < begin + k) {
-      rev.push_back(subtreeHash(begin + k, end));
-      end = begin + k;
-    } else {
-      rev.push_back(subtreeHash(begin, begin + k));
-      begin += k;
-    }
-  }
-  out.insert(out.end(), rev.rbegin(), rev.rend());
+  return rootOf(*this, treeSize);
 }
 
 Result<std::vector<Hash>> MerkleTree::inclusionProof(uint64_t index, uint64_t treeSize) const {
@@ -128,33 +185,7 @@ Result<std::vector<Hash>> MerkleTree::inclusionProof(uint64_t index, uint64_t tr
                                    std::to_string(size()) +
                                    " entries and the entry must be below the tree size");
   }
-  std::vector<Hash> out;
-  path(index, 0, treeSize, out);
-  return out;
-}
-
-void MerkleTree::subproof(uint64_t m, uint64_t begin, uint64_t end, bool complete,
-                          std::vector<Hash>& out) const {
-  // SUBPROOF(m, D[begin:end], b) of RFC 6962 §2.1.2, collected root-side last.
-  std::vector<Hash> rev;
-  while (true) {
-    const uint64_t n = end - begin;
-    if (m == n) {
-      if (!complete) rev.push_back(subtreeHash(begin, end));
-      break;
-    }
-    const uint64_t k = splitPoint(n);
-    if (m <= k) {
-      rev.push_back(subtreeHash(begin + k, end));
-      end = begin + k;
-    } else {
-      rev.push_back(subtreeHash(begin, begin + k));
-      m -= k;
-      begin += k;
-      complete = false;
-    }
-  }
-  out.insert(out.end(), rev.rbegin(), rev.rend());
+  return inclusionProofOf(*this, index, treeSize);
 }
 
 Result<std::vector<Hash>> MerkleTree::consistencyProof(uint64_t size1, uint64_t size2) const {
@@ -164,10 +195,7 @@ Result<std::vector<Hash>> MerkleTree::consistencyProof(uint64_t size1, uint64_t 
                                    std::to_string(size()) +
                                    " entries and the first size must not exceed the second");
   }
-  std::vector<Hash> out;
-  if (size1 == 0 || size1 == size2) return out;
-  subproof(size1, 0, size2, true, out);
-  return out;
+  return consistencyProofOf(*this, size1, size2);
 }
 
 Result<Hash> rootFromInclusionProof(uint64_t index, uint64_t treeSize, const Hash& leaf,

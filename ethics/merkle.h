@@ -34,12 +34,71 @@ Hash nodeHash(const Hash& left, const Hash& right);
 // SHA-256 of the empty string: the root of a tree with no leaves.
 Hash emptyRoot();
 
+// Where the RFC algorithms below get tree hashes from: node(k, j) = MTH of leaves
+// [j*2^k, (j+1)*2^k), the hash of a complete, aligned subtree. MerkleTree keeps these in
+// memory; AuditLog reads them from its RocksDB store, so it never needs the whole tree in RAM.
+// Errors from node() (e.g. IOError from storage) are passed through unchanged.
+class NodeSource {
+ public:
+  virtual ~NodeSource() = default;
+  virtual Result<Hash> node(unsigned level, uint64_t index) const = 0;
+};
+
+// RFC 6962 algorithms over any NodeSource that holds every complete subtree of the first
+// `treeSize` leaves. The caller checks sizes (these only REQUIRE index < treeSize, size1 <=
+// size2). rootOf(src, 0) is emptyRoot().
+Result<Hash> rootOf(const NodeSource& source, uint64_t treeSize);
+Result<std::vector<Hash>> inclusionProofOf(const NodeSource& source, uint64_t index,
+                                           uint64_t treeSize);
+Result<std::vector<Hash>> consistencyProofOf(const NodeSource& source, uint64_t size1,
+                                             uint64_t size2);
+
+// The compact range [0, size) of a growing tree (its "frontier"): the roots of the maximal
+// complete subtrees covering it, one per set bit of size, largest first. Enough to compute the
+// root (popcount(size) - 1 hashes) and to append, without keeping any other hash. A plain
+// value; not thread-safe.
+class CompactRange {
+ public:
+  CompactRange() = default;
+  // REQUIRES: hashes.size() == popcount(size), largest subtree first.
+  CompactRange(uint64_t size, std::vector<Hash> hashes) : size_(size), hashes_(std::move(hashes)) {}
+
+  // Appends a leaf. For every complete subtree the leaf finishes (the leaf itself included),
+  // calls onNode(level, index, hash), so a caller can store the nodes proofs need.
+  template <typename OnNode>
+  void append(const Hash& leaf, OnNode&& onNode) {
+    Hash cur = leaf;
+    uint64_t index = size_;
+    unsigned level = 0;
+    onNode(level, index, cur);
+    while ((index & 1) != 0) {
+      cur = nodeHash(hashes_.back(), cur);
+      hashes_.pop_back();
+      index >>= 1;
+      ++level;
+      onNode(level, index, cur);
+    }
+    hashes_.push_back(cur);
+    ++size_;
+  }
+  void append(const Hash& leaf) {
+    append(leaf, [](unsigned, uint64_t, const Hash&) {});
+  }
+  uint64_t size() const { return size_; }
+  const std::vector<Hash>& hashes() const { return hashes_; }
+  Hash root() const;
+
+ private:
+  uint64_t size_ = 0;
+  std::vector<Hash> hashes_;
+};
+
 // An append-only Merkle tree held in memory as leaf hashes plus, for each level k, the hashes
 // of every complete, aligned subtree of 2^k leaves (about 2 hashes per leaf in total: 64 MiB
 // at 1M leaves). Any MTH(D[a:b]) the RFC algorithms ask for is then at most O(log n) cached
 // subtrees combined, so roots and proofs cost O(log^2 n) hashes at worst and appends are
 // amortised O(1).
-class MerkleTree {
+class MerkleTree final : public NodeSource {
  public:
   MerkleTree() = default;
 
@@ -64,13 +123,10 @@ class MerkleTree {
   // InvalidArgument unless size1 <= size2 <= size().
   Result<std::vector<Hash>> consistencyProof(uint64_t size1, uint64_t size2) const;
 
- private:
-  // MTH(D[begin:end]). REQUIRES: begin < end <= size().
-  Hash subtreeHash(uint64_t begin, uint64_t end) const;
-  void path(uint64_t index, uint64_t begin, uint64_t end, std::vector<Hash>& out) const;
-  void subproof(uint64_t m, uint64_t begin, uint64_t end, bool complete,
-                std::vector<Hash>& out) const;
+  // NodeSource: REQUIRES the subtree to be complete within size().
+  Result<Hash> node(unsigned level, uint64_t index) const override { return levels_[level][index]; }
 
+ private:
   // levels_[k][j] = MTH of leaves [j*2^k, (j+1)*2^k). levels_[0] holds the leaf hashes.
   std::vector<std::vector<Hash>> levels_;
 };

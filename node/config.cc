@@ -316,8 +316,13 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     const toml::table* et = en->as_table();
     const std::string where = source + ": [ethics]";
     if (et == nullptr) return Status::invalidArgument(source + ": ethics must be a table");
-    TM_RETURN_IF_ERROR(checkKeys(
-        *et, {"audit_dir", "approvals_dir", "recognised_committees", "own_committee"}, where));
+    TM_RETURN_IF_ERROR(checkKeys(*et,
+                                 {"audit_dir", "approvals_dir", "recognised_committees",
+                                  "own_committee", "peer_check_interval_ms"},
+                                 where));
+    TM_ASSIGN_OR_RETURN(int64_t peerCheck, getInt(*et, "peer_check_interval_ms", where,
+                                                  c.ethics.peerCheckIntervalMs, 0, 86'400'000));
+    c.ethics.peerCheckIntervalMs = static_cast<uint32_t>(peerCheck);
     TM_ASSIGN_OR_RETURN(std::string audit, getString(*et, "audit_dir", where, false));
     if (!audit.empty()) c.ethics.auditDir = resolve(baseDir, audit);
     TM_ASSIGN_OR_RETURN(std::string approvals, getString(*et, "approvals_dir", where, false));

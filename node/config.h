@@ -73,6 +73,10 @@ struct EthicsConfig {
   // Countersignature: each approval needs a recognition statement signed by this committee.
   // Exclusive with recognisedCommittees.
   std::optional<crypto::PublicKey> ownCommittee;
+  // peer_check_interval_ms: how often this site fetches every peer site's signed tree head and
+  // a consistency proof from the head it verified last (fork detection, node/peer_audit.h).
+  // Default 60000; 0 turns the checks off. The first check runs one interval after start.
+  uint32_t peerCheckIntervalMs = 60'000;
 };
 
 struct NodeConfig {

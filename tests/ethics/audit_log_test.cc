@@ -3,7 +3,10 @@
 #include "ethics/audit_log.h"
 
 #include <gtest/gtest.h>
+
 #include <rocksdb/db.h>
+#include <set>
+#include <thread>
 
 #include <filesystem>
 
@@ -183,10 +186,88 @@ TEST_F(AuditLogTest, FlippedByteInStoredEntryIsNamed) {
   Status s = verifyStored(sth);
   EXPECT_EQ(s.code(), StatusCode::kCorruption);
   EXPECT_EQ(s.message().rfind("entry 4: ", 0), 0u) << s.message();
-  // The node itself refuses to reopen the damaged log, naming the same entry.
+}
+
+TEST_F(AuditLogTest, NodeRefusesToReopenALogWhoseLastEntryWasModified) {
+  // Opening is O(log n): it checks the last entry against the stored tree nodes (a modified
+  // middle entry is `audit verify`'s job, above).
+  writeLog(10);
+  editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
+    std::string v;
+    ASSERT_TRUE(db->Get({}, cf, key(9), &v).ok());
+    v[v.size() - 3] ^= 0x01;
+    ASSERT_TRUE(db->Put({}, cf, key(9), v).ok());
+  });
   auto reopened = AuditLog::open(dir_, node_);
   ASSERT_FALSE(reopened.isOk());
-  EXPECT_NE(reopened.status().message().find("entry 4: "), std::string::npos);
+  EXPECT_NE(reopened.status().message().find("entry 9: does not match the stored tree"),
+            std::string::npos)
+      << reopened.status().message();
+}
+
+TEST_F(AuditLogTest, ReopenedLogServesTheSameProofsAsAnInMemoryTree) {
+  // Independent reference: an in-memory MerkleTree over the stored entry bytes.
+  writeLog(37);
+  auto entries = AuditLog::readAllUnchecked(dir_).value();
+  MerkleTree ref;
+  for (const auto& e : entries)
+    ref.append(leafHash({reinterpret_cast<const uint8_t*>(e.bytes.data()), e.bytes.size()}));
+  auto log = AuditLog::open(dir_, node_, fakeClock()).value();
+  ASSERT_EQ(log->size(), 37u);
+  EXPECT_EQ(log->root(), ref.root());
+  for (uint64_t size : {1u, 5u, 16u, 37u}) {
+    for (uint64_t i = 0; i < size; i += 3)
+      EXPECT_EQ(log->inclusionProof(i, size).value(), ref.inclusionProof(i, size).value());
+    for (uint64_t m = 0; m <= size; m += 4)
+      EXPECT_EQ(log->consistencyProof(m, size).value(), ref.consistencyProof(m, size).value());
+  }
+  // Appending after a reopen continues the same tree.
+  ASSERT_TRUE(log->append(EntryKind::kQuery, query(99, true)).isOk());
+  auto all = log->readRange(0, 38).value();
+  ref.append(
+      leafHash({reinterpret_cast<const uint8_t*>(all[37].bytes.data()), all[37].bytes.size()}));
+  EXPECT_EQ(log->root(), ref.root());
+  EXPECT_EQ(all[37].rootAfter, ref.root());
+}
+
+TEST_F(AuditLogTest, ConcurrentAppendersAreAllDurableAndDistinct) {
+  auto log = AuditLog::open(dir_, node_).value();
+  constexpr int kThreads = 4;
+  constexpr int kEach = 25;
+  std::vector<std::thread> threads;
+  std::vector<std::vector<uint64_t>> seqs(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        auto e = log->append(EntryKind::kQuery, query(t * 100 + i, true));
+        ASSERT_TRUE(e.isOk()) << e.status().toString();
+        // Returned only once durable: the visible (durable) size already covers it.
+        EXPECT_GT(log->size(), e->sequence);
+        seqs[static_cast<size_t>(t)].push_back(e->sequence);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::set<uint64_t> all;
+  for (const auto& v : seqs) all.insert(v.begin(), v.end());
+  EXPECT_EQ(all.size(), static_cast<size_t>(kThreads * kEach));
+  EXPECT_EQ(*all.rbegin(), static_cast<uint64_t>(kThreads * kEach - 1));
+  const SignedTreeHead sth = log->signedTreeHead();
+  EXPECT_EQ(sth.treeSize, static_cast<uint64_t>(kThreads * kEach));
+  log.reset();
+  EXPECT_TRUE(verifyStored(sth).isOk()) << verifyStored(sth).toString();
+}
+
+TEST_F(AuditLogTest, DeferredEntriesAreInvisibleUntilFlushed) {
+  auto log = AuditLog::open(dir_, node_).value();
+  ASSERT_TRUE(log->append(EntryKind::kQuery, query(1, true)).isOk());
+  auto deferred = log->append(EntryKind::kQuery, query(2, true), Durability::kDeferred);
+  ASSERT_TRUE(deferred.isOk());
+  EXPECT_EQ(deferred->sequence, 1u);
+  EXPECT_EQ(log->size(), 1u);  // a tree head never covers a not-yet-durable entry
+  EXPECT_EQ(log->signedTreeHead().treeSize, 1u);
+  ASSERT_TRUE(log->flush().isOk());
+  EXPECT_EQ(log->size(), 2u);
 }
 
 TEST_F(AuditLogTest, FlippedByteInStoredHeaderIsNamed) {

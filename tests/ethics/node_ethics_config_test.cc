@@ -41,6 +41,25 @@ TEST(NodeEthicsConfig, StandingListAndCountersignature) {
   EXPECT_EQ(*own->ethics.ownCommittee, a.pub);
 }
 
+TEST(NodeEthicsConfig, PeerCheckIntervalDefaultsToAMinuteAndZeroTurnsItOff) {
+  auto def = parseNodeConfig(kBase, "node.toml", ".");
+  ASSERT_TRUE(def.isOk()) << def.status().toString();
+  EXPECT_EQ(def->ethics.peerCheckIntervalMs, 60'000u);
+  auto off = parseNodeConfig(kBase + "\n[ethics]\npeer_check_interval_ms = 0\n", "node.toml", ".");
+  ASSERT_TRUE(off.isOk()) << off.status().toString();
+  EXPECT_EQ(off->ethics.peerCheckIntervalMs, 0u);
+  auto fast =
+      parseNodeConfig(kBase + "\n[ethics]\npeer_check_interval_ms = 250\n", "node.toml", ".");
+  ASSERT_TRUE(fast.isOk()) << fast.status().toString();
+  EXPECT_EQ(fast->ethics.peerCheckIntervalMs, 250u);
+  auto negative =
+      parseNodeConfig(kBase + "\n[ethics]\npeer_check_interval_ms = -5\n", "node.toml", ".");
+  ASSERT_FALSE(negative.isOk());
+  EXPECT_NE(negative.status().message().find("'peer_check_interval_ms' = -5 is outside"),
+            std::string::npos)
+      << negative.status().toString();
+}
+
 TEST(NodeEthicsConfig, ErrorsNameTheKey) {
   const crypto::Identity a = crypto::generateIdentity();
   auto both = parseNodeConfig(kBase + "\n[ethics]\nown_committee = \"" + a.pub.toText() +

@@ -1,4 +1,5 @@
-// `trialmesh ethics`: a committee signs, submits, inspects and revokes approvals.
+// `trialmesh ethics`: a committee signs, submits, inspects, revokes, suspends and reinstates
+// approvals; a site's own committee recognises them (countersignature policy).
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -127,7 +128,9 @@ int runList(const Args& a) {
   return 0;
 }
 
-int runRevoke(const Args& a) {
+// revoke, suspend, reinstate (lead committee; every site of the study) and recognise (a site's
+// own committee; that site only): sign the statement and push it.
+int runStatement(const Args& a, ethics::StatementKind kind) {
   auto members = node::loadMembers(a.members);
   if (!members) return fail(members.status());
   auto committee = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
@@ -140,6 +143,13 @@ int runRevoke(const Args& a) {
   }
   const crypto::Identity& connectAs = sender ? *sender : *committee;
   auto sites = members->sitesOf(a.study);
+  if (kind == ethics::StatementKind::kRecognition) {
+    const node::Member* site = members->findByName(a.node);
+    if (site == nullptr || site->role != node::Role::kSite) {
+      return fail(Status::notFound("--site '" + a.node + "' is not a site in " + a.members));
+    }
+    sites = {site};
+  }
   if (sites.empty())
     return fail(Status::notFound("no site of study '" + a.study + "' in " + a.members));
   // The approval id comes from the first site that holds the approval.
@@ -161,7 +171,8 @@ int runRevoke(const Args& a) {
                                  " v" + std::to_string(a.version)));
   }
   ethics::Statement st;
-  st.kind = ethics::StatementKind::kRevocation;
+  st.kind = kind;
+  if (kind == ethics::StatementKind::kRecognition) st.site = a.node;
   st.study = a.study;
   st.protocolVersion = a.version;
   st.approvalId = *id;
@@ -186,7 +197,9 @@ int runRevoke(const Args& a) {
 void addEthicsCommands(CLI::App& app, int& exitCode) {
   auto args = std::make_shared<Args>();
   CLI::App* e = app.add_subcommand(
-      "ethics", "Ethics approvals: sign, submit to a study's sites, show, list, revoke");
+      "ethics",
+      "Ethics approvals: sign, submit to a study's sites, show, list, revoke, suspend, "
+      "reinstate, recognise");
   e->require_subcommand(1);
 
   CLI::App* sign = e->add_subcommand(
@@ -218,17 +231,51 @@ void addEthicsCommands(CLI::App& app, int& exitCode) {
   list->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
   list->callback([args, &exitCode] { exitCode = runList(*args); });
 
-  CLI::App* revoke = e->add_subcommand(
-      "revoke", "Sign a revocation with the lead committee's key and push it to the study's sites");
-  revoke->add_option("--members", args->members, "Members file")->required();
-  revoke->add_option("--identity", args->identity, "Lead committee key (signs)")->required();
-  revoke->add_option("--as", args->as,
-                     "Ethics-board member key to connect with (default: --identity)");
-  revoke->add_option("--study", args->study, "Study")->required();
-  revoke->add_option("--version", args->version, "Protocol version to revoke")->required();
-  revoke->add_option("--reason", args->reason, "Reason shown to coordinators")->required();
-  revoke->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
-  revoke->callback([args, &exitCode] { exitCode = runRevoke(*args); });
+  struct StatementCommand {
+    const char* name;
+    ethics::StatementKind kind;
+    const char* help;
+    const char* signer;
+    const char* version;
+    bool reasonRequired;
+  };
+  const StatementCommand commands[] = {
+      {"revoke", ethics::StatementKind::kRevocation,
+       "Sign a revocation with the lead committee's key and push it to the study's sites: the "
+       "approval is refused from now on, for good",
+       "Lead committee key (signs)", "Protocol version to revoke", true},
+      {"suspend", ethics::StatementKind::kSuspension,
+       "Sign a suspension with the lead committee's key and push it to the study's sites: "
+       "queries are refused until a reinstatement",
+       "Lead committee key (signs)", "Protocol version to suspend", true},
+      {"reinstate", ethics::StatementKind::kReinstatement,
+       "Sign a reinstatement with the lead committee's key and push it to the study's sites: "
+       "lifts an earlier suspension",
+       "Lead committee key (signs)", "Protocol version to reinstate", false},
+      {"recognise", ethics::StatementKind::kRecognition,
+       "Sign a recognition with a site's own committee key and push it to that site (sites "
+       "whose [ethics] own_committee is that key need one per approval)",
+       "The site's own committee key (signs)", "Protocol version to recognise", false},
+  };
+  for (const StatementCommand& c : commands) {
+    CLI::App* cmd = e->add_subcommand(c.name, c.help);
+    cmd->add_option("--members", args->members, "Members file")->required();
+    cmd->add_option("--identity", args->identity, c.signer)->required();
+    cmd->add_option("--as", args->as,
+                    "Ethics-board member key to connect with (default: --identity)");
+    cmd->add_option("--study", args->study, "Study")->required();
+    cmd->add_option("--version", args->version, c.version)->required();
+    if (c.kind == ethics::StatementKind::kRecognition) {
+      cmd->add_option("--site", args->node, "Site member name that recognises the approval")
+          ->required();
+    }
+    auto* reason = cmd->add_option("--reason", args->reason,
+                                   "Reason shown to coordinators and written to the audit log");
+    if (c.reasonRequired) reason->required();
+    cmd->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
+    const ethics::StatementKind kind = c.kind;
+    cmd->callback([args, kind, &exitCode] { exitCode = runStatement(*args, kind); });
+  }
 }
 
 }  // namespace trialmesh::cli

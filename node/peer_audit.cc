@@ -1,0 +1,184 @@
+#include "node/peer_audit.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "node/coordinator.h"
+#include "node/ops/logging.h"
+
+namespace trialmesh::node {
+namespace {
+
+constexpr const char* kAlertMetric = "trialmesh_peer_log_alerts_total";
+constexpr const char* kAlertHelp =
+    "Peer sites whose audit log failed a consistency check (rewritten, rolled back or forked)";
+
+std::span<const uint8_t> bytesOf(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+Result<std::optional<ethics::SignedTreeHead>> loadHead(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return std::optional<ethics::SignedTreeHead>();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (!in && !in.eof()) return Status::ioError(path + ": cannot be read");
+  auto head = ethics::decodeTreeHead(bytesOf(ss.str()));
+  if (!head) {
+    return head.status().withContext(path +
+                                     " (last verified peer tree head; delete it to "
+                                     "trust the peer's current head again)");
+  }
+  return std::optional<ethics::SignedTreeHead>(*head);
+}
+
+// Writes through a temporary file and a rename, so a crash leaves the old or the new head.
+Status saveHead(const std::string& path, const ethics::SignedTreeHead& head) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    const std::string bytes = ethics::encodeTreeHead(head);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) return Status::ioError(tmp + ": cannot be written");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Status::ioError("cannot rename " + tmp + " to " + path + ": " + ec.message());
+  return Status::ok();
+}
+
+}  // namespace
+
+PeerAuditor::PeerAuditor(const crypto::Identity& identity, const Members& members,
+                         std::string selfName, ethics::AuditLog& log, ops::Registry& registry,
+                         PeerAuditOptions options)
+    : identity_(identity),
+      members_(members),
+      selfName_(std::move(selfName)),
+      log_(log),
+      registry_(registry),
+      options_(std::move(options)) {
+  // Every peer's series exists from the start, so dashboards see 0 rather than nothing.
+  for (const Member& m : members_.members) {
+    if (m.role == Role::kSite && m.name != selfName_) {
+      registry_.counter(kAlertMetric, kAlertHelp, {{"peer", m.name}});
+    }
+  }
+}
+
+PeerAuditor::~PeerAuditor() { stop(); }
+
+Status PeerAuditor::start() {
+  if (options_.interval.count() == 0 || thread_.joinable()) return Status::ok();
+  std::error_code ec;
+  std::filesystem::create_directories(options_.stateDir, ec);
+  if (ec) {
+    return Status::ioError("cannot create the peer tree head directory " + options_.stateDir +
+                           ": " + ec.message());
+  }
+  thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      if (wake_.wait_for(lock, options_.interval, [this] { return stopping_; })) break;
+      lock.unlock();
+      checkOnce();
+      lock.lock();
+    }
+  });
+  return Status::ok();
+}
+
+void PeerAuditor::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string PeerAuditor::statePath(const std::string& peer) const {
+  return options_.stateDir + "/" + peer + ".sth";
+}
+
+int PeerAuditor::checkOnce() {
+  int alerts = 0;
+  for (const Member& m : members_.members) {
+    if (m.role != Role::kSite || m.name == selfName_) continue;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) break;
+    }
+    if (checkPeer(m)) ++alerts;
+  }
+  return alerts;
+}
+
+bool PeerAuditor::checkPeer(const Member& peer) {
+  const std::string path = statePath(peer.name);
+  auto previous = loadHead(path);
+  if (!previous) {
+    ops::logEvent(spdlog::level::err, "peer_check_failed",
+                  {{"peer", peer.name}, {"detail", previous.status().toString()}});
+    return false;
+  }
+  std::optional<uint64_t> from;
+  if (*previous) from = (*previous)->treeSize;
+  auto fetched = fetchAuditHead(identity_, members_, peer.name, from, options_.deadline);
+  if (!fetched) {
+    // An unreachable peer says nothing about its log.
+    ops::logEvent(spdlog::level::warn, "peer_check_failed",
+                  {{"peer", peer.name}, {"detail", fetched.status().toString()}});
+    return false;
+  }
+  const ethics::SignedTreeHead& next = fetched->head;
+  Status s = Status::ok();
+  if (!(next.logKey == peer.publicKey)) {
+    s = Status::permissionDenied("fork detected: peer " + peer.name +
+                                 " sent a tree head signed by " + next.logKey.toText() +
+                                 ", not by its member key " + peer.publicKey.toText());
+  } else if (!*previous) {
+    s = ethics::verifyTreeHeadSignature(next);
+  } else if (next.treeSize < (*previous)->treeSize) {
+    s = ethics::checkPeerHead(**previous, next, {});  // reports the rollback
+  } else {
+    s = ethics::checkPeerHead(**previous, next, fetched->consistency);
+  }
+  if (!s.isOk()) {
+    // Keyed by the head we compared against (never replaced after a failure), so a fork that
+    // persists is reported once although every fetched head carries a new timestamp.
+    const std::string against = *previous ? ethics::encodeTreeHead(**previous) : "first contact";
+    if (lastAlert_[peer.name] == against) return false;
+    lastAlert_[peer.name] = against;
+    raiseAlert(peer, s.message());
+    return true;
+  }
+  lastAlert_.erase(peer.name);
+  if (!*previous || next.treeSize > (*previous)->treeSize) {
+    Status saved = saveHead(path, next);
+    if (!saved.isOk()) {
+      ops::logEvent(spdlog::level::err, "peer_check_failed",
+                    {{"peer", peer.name}, {"detail", saved.toString()}});
+    }
+  }
+  ops::logEvent(spdlog::level::debug, "peer_log_consistent",
+                {{"peer", peer.name}, {"tree_size", next.treeSize}});
+  return false;
+}
+
+void PeerAuditor::raiseAlert(const Member& peer, const std::string& message) {
+  registry_.counter(kAlertMetric, kAlertHelp, {{"peer", peer.name}}).inc();
+  ops::logEvent(spdlog::level::err, "peer_log_alert", {{"peer", peer.name}, {"detail", message}});
+  auto appended = log_.append(ethics::EntryKind::kAlert,
+                              ethics::AlertEvent{peer.publicKey, peer.name + ": " + message});
+  if (!appended) {
+    ops::logEvent(spdlog::level::err, "peer_log_alert_not_logged",
+                  {{"peer", peer.name}, {"detail", appended.status().toString()}});
+  }
+  ops::flush();
+}
+
+}  // namespace trialmesh::node

@@ -1,0 +1,82 @@
+// Peer fork detection (issue #4, docs/ethics.md "Peer checks"): a site periodically fetches
+// every other site's signed tree head and a consistency proof from the head it verified last,
+// and checks them with ethics::checkPeerHead. A site whose log was rewritten, rolled back or
+// forked since can no longer prove consistency; the checking site then appends an alert entry
+// to its own audit log, logs an error line (event "peer_log_alert") and increments
+// trialmesh_peer_log_alerts_total{peer="<name>"}.
+//
+// The last verified head of each peer is kept in `<stateDir>/<peer name>.sth` (the 146-byte
+// ethics::encodeTreeHead form), written atomically, so the check survives restarts of both
+// sides. The first head seen from a peer is trusted (its signature and key are still checked).
+// An unreachable peer is logged as a warning, not an alert: it proves nothing about its log.
+//
+// Thread-safety: start()/stop() from one thread; checkOnce() runs on the auditor's own thread
+// (or the caller's in tests) and uses only thread-safe collaborators (AuditLog, ops::Registry,
+// spdlog). The referenced objects must outlive the PeerAuditor.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "common/status.h"
+#include "crypto/identity.h"
+#include "ethics/audit_log.h"
+#include "node/config.h"
+#include "node/ops/metrics.h"
+
+namespace trialmesh::node {
+
+struct PeerAuditOptions {
+  std::chrono::milliseconds interval{60'000};  // [ethics] peer_check_interval_ms; 0 = never
+  std::string stateDir;                        // where the last verified peer heads are kept
+  std::chrono::milliseconds deadline{10'000};  // per peer fetch
+};
+
+class PeerAuditor {
+ public:
+  PeerAuditor(const crypto::Identity& identity, const Members& members, std::string selfName,
+              ethics::AuditLog& log, ops::Registry& registry, PeerAuditOptions options);
+  ~PeerAuditor();  // stop()
+  PeerAuditor(const PeerAuditor&) = delete;
+  PeerAuditor& operator=(const PeerAuditor&) = delete;
+
+  // Starts the background thread: the first round one interval after start, then every
+  // interval. Does nothing when the interval is 0. IOError if the state directory cannot be
+  // created.
+  [[nodiscard]] Status start();
+  // Stops and joins the thread (an in-flight fetch finishes first, bounded by the deadline).
+  void stop();
+
+  // One round over every peer site. Returns the number of alerts raised.
+  int checkOnce();
+
+ private:
+  // Checks one peer; returns true if it raised an alert.
+  bool checkPeer(const Member& peer);
+  void raiseAlert(const Member& peer, const std::string& message);
+  std::string statePath(const std::string& peer) const;
+
+  const crypto::Identity& identity_;
+  const Members& members_;
+  std::string selfName_;
+  ethics::AuditLog& log_;
+  ops::Registry& registry_;
+  PeerAuditOptions options_;
+  // Per peer, the encoded head the last alert was raised against, so a persisting fork is
+  // reported once, not every interval.
+  std::map<std::string, std::string> lastAlert_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace trialmesh::node
