@@ -334,6 +334,8 @@ const char* refusalReasonLabel(RefusalReason reason) {
       return "limit";
     case RefusalReason::kInvalid:
       return "invalid";
+    case RefusalReason::kEthics:
+      return "ethics";
     case RefusalReason::kError:
     case RefusalReason::kCount:
       break;

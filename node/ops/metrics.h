@@ -130,6 +130,7 @@ enum class RefusalReason {
   kReplay,      // the nonce was seen before
   kLimit,       // a size/concurrency limit was hit
   kInvalid,     // the query failed to parse or names unknown data
+  kEthics,      // no ethics approval covers the query (docs/ethics.md)
   kError,       // an internal or storage error while answering
   kCount,
 };

@@ -238,6 +238,7 @@ TEST(NodeMetrics, RegistersTheStandardSet) {
            "trialmesh_queries_refused_total{reason=\"replay\"} 2\n",
            "trialmesh_queries_refused_total{reason=\"limit\"} 0\n",
            "trialmesh_queries_refused_total{reason=\"invalid\"} 0\n",
+           "trialmesh_queries_refused_total{reason=\"ethics\"} 0\n",
            "trialmesh_queries_refused_total{reason=\"error\"} 0\n",
            "# TYPE trialmesh_query_latency_seconds histogram\n",
            "trialmesh_query_latency_seconds_bucket{le=\"0.002\"} 0\n",

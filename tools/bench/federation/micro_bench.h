@@ -2,9 +2,9 @@
 // through SecureStream over loopback TCP) and the per-query cost items a federated query pays
 // besides the scan (event loop, signing, handshake, dictionary round trip).
 //
-// Not a library: used only by trialmesh-bench-federation. Single-threaded; each function runs
-// its own KJ event loop where it needs one, so the calling thread must not have one.
-// Errors: a failed step returns its Status (the benchmark stops and prints it).
+// Not a library: used only by trialmesh-bench-federation. Called from one thread; each function
+// runs its own KJ event loop where it needs one, so the calling thread must not have one. Errors: a
+// failed step returns its Status (the benchmark stops and prints it).
 #pragma once
 
 #include <cstddef>
@@ -29,10 +29,21 @@ struct ChannelNumbers {
   double streamWallMBps = 0;    // SecureStream -> TCP 127.0.0.1 -> SecureStream, one thread
   double streamCpuMBps = 0;     // same, CPU time of the thread
   std::string streamNote;       // how the end-to-end run was made
+  // One direction with each end on its own thread (as in a real connection, where the sender
+  // seals on its machine and the receiver opens on its own): a sealer thread hands frames to an
+  // opener thread through a bounded queue.
+  double pipeWallMBps = 0;     // bytes opened / wall time
+  double pipeSealCpuMBps = 0;  // sealer thread CPU
+  double pipeOpenCpuMBps = 0;  // opener thread CPU
+  // SecureStream over loopback TCP, writer and reader each on its own thread and KJ loop.
+  double stream2WallMBps = 0;
+  double stream2WriterCpuMBps = 0;
+  double stream2ReaderCpuMBps = 0;
 };
 
-// Seals and opens `totalMiB` of `frameBytes` frames on one thread, then sends the same volume
-// through a SecureStream pair over a loopback TCP connection (writer and reader on one KJ loop).
+// Seals and opens `totalMiB` of `frameBytes` frames on one thread, then with sealer and opener
+// on two threads, then sends the same volume through a SecureStream pair over a loopback TCP
+// connection (writer and reader on one KJ loop, then on two threads with a loop each).
 Result<ChannelNumbers> measureChannel(size_t frameBytes, size_t totalMiB);
 
 // One line of the per-query cost model: what it is, median microseconds, how often a federated
