@@ -5,7 +5,10 @@
 
 #include <toml++/toml.h>
 #include <algorithm>
+#include <bit>
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <set>
 #include <sstream>
@@ -21,7 +24,11 @@ using detail::bytesOf;
 using detail::Reader;
 using detail::Writer;
 
+// Version 1: up to the query budget. Version 2 appends the aggregation policy; an approval whose
+// policy is the default is always written as version 1, so each approval has one encoding and
+// the ids of approvals signed before version 2 existed stay valid.
 constexpr uint8_t kApprovalFormatVersion = 1;
+constexpr uint8_t kApprovalFormatVersionWithPolicy = 2;
 constexpr uint8_t kStatementFormatVersion = 1;
 constexpr std::string_view kApprovalContext{"trialmesh/approval/v1\0", 22};
 constexpr std::string_view kStatementContext{"trialmesh/ethics-statement/v1\0", 30};
@@ -104,6 +111,21 @@ class TomlReader {
     }
     return v;
   }
+  // A finite number > 0, written as a TOML float or integer.
+  Result<double> positive(const toml::table& t, std::string_view key) const {
+    const toml::node* n = t.get(key);
+    if (n == nullptr) return missing(key);
+    double v = 0;
+    if (n->is_integer()) {
+      v = static_cast<double>(n->as_integer()->get());
+    } else if (n->is_floating_point()) {
+      v = n->as_floating_point()->get();
+    } else {
+      return error(*n, key, "expected a number, got " + describeTomlNode(*n));
+    }
+    if (!std::isfinite(v) || !(v > 0)) return error(*n, key, "must be a number above 0");
+    return v;
+  }
   Result<Date> date(const toml::table& t, std::string_view key) const {
     const toml::node* n = t.get(key);
     if (n == nullptr) return missing(key);
@@ -152,12 +174,24 @@ class TomlReader {
   std::string source_;
 };
 
-constexpr std::string_view kApprovalKeys[] = {
-    "study",         "protocol_version", "lead_committee",
-    "sites",         "coordinators",     "dictionary_hash",
-    "variables",     "analyses",         "disclosive_analyses",
-    "min_cell_size", "valid_from",       "valid_until",
-    "query_budget"};
+constexpr std::string_view kApprovalKeys[] = {"study",
+                                              "protocol_version",
+                                              "lead_committee",
+                                              "sites",
+                                              "coordinators",
+                                              "dictionary_hash",
+                                              "variables",
+                                              "analyses",
+                                              "disclosive_analyses",
+                                              "min_cell_size",
+                                              "valid_from",
+                                              "valid_until",
+                                              "query_budget",
+                                              "aggregation",
+                                              "min_sites",
+                                              "dp_epsilon_per_query",
+                                              "dp_budget",
+                                              "time_bin"};
 
 Result<Hash> parseHashHex(std::string_view hex) {
   if (hex.size() != 64)
@@ -191,6 +225,19 @@ bool validStudyName(std::string_view s) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '_' || c == '.';
   });
+}
+
+// Shortest text that reads back to the same double (for messages).
+std::string numberText(double v) {
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+// The same as a TOML float: "1" would read back as an integer, so it becomes "1.0".
+std::string tomlFloat(double v) {
+  std::string s = numberText(v);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
 }
 
 std::string knownAnalysesText() {
@@ -228,10 +275,82 @@ Date dateFromUnixMs(int64_t ms) {
               static_cast<uint8_t>(unsigned(ymd.day()))};
 }
 
+const char* aggregationModeName(AggregationMode mode) {
+  switch (mode) {
+    case AggregationMode::kPlain:
+      return "plain";
+    case AggregationMode::kSecure:
+      return "secure";
+    case AggregationMode::kSecureDp:
+      return "secure-dp";
+  }
+  return "unknown";
+}
+
 bool isDisclosiveAnalysis(std::string_view a) {
   return std::find(std::begin(kDisclosiveAnalyses), std::end(kDisclosiveAnalyses), a) !=
          std::end(kDisclosiveAnalyses);
 }
+
+namespace {
+
+// The issue #5 keys: aggregation, min_sites, dp_epsilon_per_query, dp_budget, time_bin.
+Status parseAggregationPolicy(const toml::table& root, const TomlReader& r, Approval& a) {
+  if (const toml::node* n = root.get("aggregation")) {
+    TM_ASSIGN_OR_RETURN(std::string mode, r.string(root, "aggregation"));
+    if (mode == "plain") {
+      a.aggregation = AggregationMode::kPlain;
+    } else if (mode == "secure") {
+      a.aggregation = AggregationMode::kSecure;
+    } else if (mode == "secure-dp") {
+      a.aggregation = AggregationMode::kSecureDp;
+    } else {
+      return r.error(*n, "aggregation",
+                     "unknown mode '" + mode + "' (known: plain, secure, secure-dp)");
+    }
+  }
+  if (root.get("min_sites") != nullptr) {
+    TM_ASSIGN_OR_RETURN(int64_t minSites, r.integer(root, "min_sites", 2, UINT32_MAX));
+    a.minSites = static_cast<uint32_t>(minSites);
+  }
+  const bool dp = a.aggregation == AggregationMode::kSecureDp;
+  for (const char* key : {"dp_epsilon_per_query", "dp_budget"}) {
+    const toml::node* n = root.get(key);
+    if (n != nullptr && !dp) {
+      return r.error(*n, key,
+                     "is only allowed with aggregation = \"secure-dp\" (this approval's mode is '" +
+                         std::string(aggregationModeName(a.aggregation)) + "')");
+    }
+    if (n == nullptr && dp) {
+      return Status::invalidArgument(r.missing(key).message() +
+                                     " (aggregation = \"secure-dp\" needs dp_epsilon_per_query "
+                                     "and dp_budget)");
+    }
+  }
+  if (dp) {
+    TM_ASSIGN_OR_RETURN(a.dpEpsilonPerQuery, r.positive(root, "dp_epsilon_per_query"));
+    TM_ASSIGN_OR_RETURN(a.dpBudget, r.positive(root, "dp_budget"));
+    // The budget ledger (privacy_budget.h) counts ε in units of 1e-9 up to 1e6.
+    for (const char* key : {"dp_epsilon_per_query", "dp_budget"}) {
+      const double v = std::string_view(key) == "dp_budget" ? a.dpBudget : a.dpEpsilonPerQuery;
+      if (v < 1e-9 || v > 1e6) {
+        return r.error(*root.get(key), key, "must be between 1e-9 and 1e6, got " + numberText(v));
+      }
+    }
+    if (a.dpBudget < a.dpEpsilonPerQuery) {
+      return r.error(*root.get("dp_budget"), "dp_budget",
+                     numberText(a.dpBudget) + " is below dp_epsilon_per_query " +
+                         numberText(a.dpEpsilonPerQuery) + ": not even one query would fit");
+    }
+  }
+  if (root.get("time_bin") != nullptr) {
+    TM_ASSIGN_OR_RETURN(double bin, r.positive(root, "time_bin"));
+    a.timeBin = bin;
+  }
+  return Status::ok();
+}
+
+}  // namespace
 
 Result<Approval> parseApprovalToml(std::string_view text, std::string_view sourceName) {
   const std::string source(sourceName);
@@ -327,6 +446,7 @@ Result<Approval> parseApprovalToml(std::string_view text, std::string_view sourc
     TM_ASSIGN_OR_RETURN(int64_t budget, r.integer(root, "query_budget", 1, INT64_MAX));
     a.queryBudget = static_cast<uint64_t>(budget);
   }
+  TM_RETURN_IF_ERROR(parseAggregationPolicy(root, r, a));
   canonicalise(a);
   return a;
 }
@@ -362,6 +482,13 @@ std::string approvalToToml(const Approval& a) {
     << "valid_from = " << a.validFrom.toString() << "\n"
     << "valid_until = " << a.validUntil.toString() << "\n";
   if (a.queryBudget) o << "query_budget = " << *a.queryBudget << "\n";
+  o << "aggregation = " << quote(aggregationModeName(a.aggregation)) << "\n"
+    << "min_sites = " << a.minSites << "\n";
+  if (a.aggregation == AggregationMode::kSecureDp) {
+    o << "dp_epsilon_per_query = " << tomlFloat(a.dpEpsilonPerQuery) << "\n"
+      << "dp_budget = " << tomlFloat(a.dpBudget) << "\n";
+  }
+  if (a.timeBin) o << "time_bin = " << tomlFloat(*a.timeBin) << "\n";
   return o.str();
 }
 
@@ -374,8 +501,12 @@ void canonicalise(Approval& a) {
 }
 
 namespace {
+bool hasDefaultPolicy(const Approval& a) {
+  return a.aggregation == AggregationMode::kSecure && a.minSites == kDefaultMinSites && !a.timeBin;
+}
+
 void writeApproval(Writer& w, const Approval& a) {
-  w.u8(kApprovalFormatVersion);
+  w.u8(hasDefaultPolicy(a) ? kApprovalFormatVersion : kApprovalFormatVersionWithPolicy);
   w.str(a.study);
   w.u32(a.protocolVersion);
   w.str(a.leadCommittee.name);
@@ -394,6 +525,16 @@ void writeApproval(Writer& w, const Approval& a) {
   writeDate(w, a.validUntil);
   w.u8(a.queryBudget ? 1 : 0);
   if (a.queryBudget) w.u64(*a.queryBudget);
+  if (!hasDefaultPolicy(a)) {
+    w.u8(static_cast<uint8_t>(a.aggregation));
+    w.u32(a.minSites);
+    if (a.aggregation == AggregationMode::kSecureDp) {
+      w.u64(std::bit_cast<uint64_t>(a.dpEpsilonPerQuery));
+      w.u64(std::bit_cast<uint64_t>(a.dpBudget));
+    }
+    w.u8(a.timeBin ? 1 : 0);
+    if (a.timeBin) w.u64(std::bit_cast<uint64_t>(*a.timeBin));
+  }
 }
 
 Result<std::vector<std::string>> readStrings(Reader& r, std::string_view field) {
@@ -409,11 +550,42 @@ Result<std::vector<std::string>> readStrings(Reader& r, std::string_view field) 
   return out;
 }
 
+// The version 2 tail. Values the TOML parser would refuse are Corruption here, and so is a
+// version 2 encoding of the default policy (version 1 is its only canonical form).
+Status readPolicy(Reader& r, Approval& a) {
+  auto bad = [&](const std::string& what) { return Status::corruption(r.what() + ": " + what); };
+  TM_ASSIGN_OR_RETURN(uint8_t mode, r.u8("aggregation mode"));
+  if (mode > 2) return bad("unknown aggregation mode " + std::to_string(mode));
+  a.aggregation = static_cast<AggregationMode>(mode);
+  TM_ASSIGN_OR_RETURN(a.minSites, r.u32("min sites"));
+  if (a.minSites < 2) return bad("min sites must be at least 2");
+  auto positive = [](double v) { return std::isfinite(v) && v > 0; };
+  if (a.aggregation == AggregationMode::kSecureDp) {
+    TM_ASSIGN_OR_RETURN(uint64_t eps, r.u64("dp epsilon per query"));
+    TM_ASSIGN_OR_RETURN(uint64_t budget, r.u64("dp budget"));
+    a.dpEpsilonPerQuery = std::bit_cast<double>(eps);
+    a.dpBudget = std::bit_cast<double>(budget);
+    if (!positive(a.dpEpsilonPerQuery) || !positive(a.dpBudget) ||
+        a.dpBudget < a.dpEpsilonPerQuery || a.dpEpsilonPerQuery < 1e-9 || a.dpBudget > 1e6) {
+      return bad("differential privacy parameters out of range");
+    }
+  }
+  TM_ASSIGN_OR_RETURN(uint8_t hasBin, r.u8("has time bin"));
+  if (hasBin > 1) return bad("time bin flag must be 0 or 1");
+  if (hasBin == 1) {
+    TM_ASSIGN_OR_RETURN(uint64_t bin, r.u64("time bin"));
+    a.timeBin = std::bit_cast<double>(bin);
+    if (!positive(*a.timeBin)) return bad("time bin must be above 0");
+  }
+  if (hasDefaultPolicy(a)) return bad("version 2 encoding of the default policy (not canonical)");
+  return Status::ok();
+}
+
 Result<Approval> readApproval(Reader& r) {
   TM_ASSIGN_OR_RETURN(uint8_t version, r.u8("format version"));
-  if (version != kApprovalFormatVersion) {
+  if (version != kApprovalFormatVersion && version != kApprovalFormatVersionWithPolicy) {
     return Status::corruption(r.what() + ": format version " + std::to_string(version) +
-                              " is not supported (this build reads version 1)");
+                              " is not supported (this build reads versions 1 and 2)");
   }
   Approval a;
   TM_ASSIGN_OR_RETURN(a.study, r.str("study"));
@@ -443,6 +615,7 @@ Result<Approval> readApproval(Reader& r) {
     TM_ASSIGN_OR_RETURN(uint64_t b, r.u64("query budget"));
     a.queryBudget = b;
   }
+  if (version == kApprovalFormatVersionWithPolicy) TM_RETURN_IF_ERROR(readPolicy(r, a));
   // Canonical form only: a non-canonical encoding would give one approval two ids.
   Approval c = a;
   canonicalise(c);
@@ -766,7 +939,16 @@ Result<Grant> ApprovalRegistry::checkLocked(const QueryUse& use) const {
                                       "'");
     }
   }
-  Grant g{a.study, a.protocolVersion, id, a.minCellSize, std::nullopt};
+  Grant g;
+  g.study = a.study;
+  g.protocolVersion = a.protocolVersion;
+  g.approvalId = id;
+  g.minCellSize = a.minCellSize;
+  g.aggregation = a.aggregation;
+  g.minSites = a.minSites;
+  g.dpEpsilonPerQuery = a.dpEpsilonPerQuery;
+  g.dpBudget = a.dpBudget;
+  g.timeBin = a.timeBin;
   if (a.queryBudget) {
     auto u = used_.find(id);
     const uint64_t used = u == used_.end() ? 0 : u->second;

@@ -51,10 +51,20 @@ Date dateFromUnixMs(int64_t ms);
 
 // Analyses an approval may list. Disclosive ones reveal single records' values and must be
 // listed in `disclosive_analyses`, never in `analyses`.
-inline constexpr std::string_view kKnownAnalyses[] = {"count", "sum", "mean", "var", "sd",
-                                                      "hist",  "km",  "min",  "max"};
+inline constexpr std::string_view kKnownAnalyses[] = {
+    "count", "sum", "mean", "var", "sd", "hist", "km", "min", "max", "lm", "glm", "coxph"};
 inline constexpr std::string_view kDisclosiveAnalyses[] = {"min", "max"};
 bool isDisclosiveAnalysis(std::string_view analysis);
+
+// How the sites' answers are combined (docs/privacy.md). Frozen: written into canonical bytes.
+enum class AggregationMode : uint8_t {
+  kPlain = 0,     // the coordinator sees each site's partial aggregate
+  kSecure = 1,    // pairwise-masked secure aggregation: only the sum is visible (default)
+  kSecureDp = 2,  // secure aggregation plus discrete Laplace noise drawn in shares by the sites
+};
+// "plain", "secure", "secure-dp" (the TOML spelling).
+const char* aggregationModeName(AggregationMode mode);
+inline constexpr uint32_t kDefaultMinSites = 3;
 
 struct Committee {
   std::string name;
@@ -75,6 +85,12 @@ struct Approval {
   Date validFrom;
   Date validUntil;                      // exclusive
   std::optional<uint64_t> queryBudget;  // allowed queries per site for this version
+  // Aggregation policy (issue #5). Defaults are what an approval without these keys means.
+  AggregationMode aggregation = AggregationMode::kSecure;
+  uint32_t minSites = kDefaultMinSites;  // >= 2: fewer participating sites are refused
+  double dpEpsilonPerQuery = 0;          // kSecureDp only: > 0, ε spent by each query
+  double dpBudget = 0;                   // kSecureDp only: total ε per coordinator, >= per query
+  std::optional<double> timeBin;         // > 0: bin width of survival times (km), any mode
 
   // "LUNG-7 v3", used in every message.
   std::string label() const { return study + " v" + std::to_string(protocolVersion); }
@@ -89,7 +105,8 @@ std::string approvalToToml(const Approval& approval);
 
 // The canonical bytes (docs/ethics.md "Approval canonical form") and the approval id, their
 // SHA-256. REQUIRES: lists sorted and unique (as parseApprovalToml leaves them); canonicalise()
-// makes them so.
+// makes them so. Format version 1 when the aggregation policy is the default (secure, 3 sites,
+// no time bin) — the bytes every approval signed before issue #5 has — and version 2 otherwise.
 void canonicalise(Approval& approval);
 std::string approvalBytes(const Approval& approval);
 Hash approvalId(const Approval& approval);
@@ -164,6 +181,12 @@ struct Grant {
   Hash approvalId{};
   uint32_t minCellSize = 0;            // released cells below this must be suppressed
   std::optional<uint64_t> budgetLeft;  // after this query
+  // The approval's aggregation policy, for the caller to enforce (see Approval).
+  AggregationMode aggregation = AggregationMode::kSecure;
+  uint32_t minSites = kDefaultMinSites;
+  double dpEpsilonPerQuery = 0;
+  double dpBudget = 0;
+  std::optional<double> timeBin;
 };
 
 // In-memory state built from signed approvals and statements. Every add verifies signatures.

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -70,7 +71,14 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
     (ethics::isDisclosiveAnalysis(a) ? approval.disclosiveAnalyses : approval.analyses)
         .emplace_back(a);
   }
-  approval.minCellSize = 1;
+  approval.minCellSize = options.minCellSize;
+  approval.aggregation = options.aggregation.value_or(
+      options.sites >= 2 ? ethics::AggregationMode::kSecure : ethics::AggregationMode::kPlain);
+  approval.minSites =
+      options.minSites.value_or(std::max<uint32_t>(2, std::min<uint32_t>(3, options.sites)));
+  approval.timeBin = options.timeBin;
+  approval.dpEpsilonPerQuery = options.dpEpsilonPerQuery;
+  approval.dpBudget = options.dpBudget;
   const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();

@@ -23,11 +23,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "crypto/identity.h"
+#include "ethics/approval.h"
 #include "node/child_process.h"
 #include "node/config.h"
 
@@ -43,6 +45,16 @@ struct LocalFederationOptions {
   // Extra lines for each node.toml's [limits] table, e.g. "query_timeout_ms = 2000".
   std::string extraLimits;
   std::string logFormat = "plain";
+  // The approval's aggregation policy (issue #5, docs/privacy.md). Defaults: secure
+  // aggregation with min_sites = min(3, sites) — plain for a one-site federation, since masks
+  // need two sites —, min_cell_size 1 (nothing suppressed) and time_bin 1 (the generator's
+  // times are whole days, so Kaplan–Meier curves stay exact).
+  std::optional<ethics::AggregationMode> aggregation;
+  std::optional<uint32_t> minSites;
+  uint32_t minCellSize = 1;
+  std::optional<double> timeBin = 1.0;
+  double dpEpsilonPerQuery = 0;  // secure-dp only
+  double dpBudget = 0;           // secure-dp only
 };
 
 class LocalFederation {

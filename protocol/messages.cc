@@ -15,7 +15,8 @@ namespace {
 // list's length is already bounded by the message size, but `cells * (bins + 1)` is not.
 constexpr uint64_t kMaxCells = 1u << 24;
 constexpr uint64_t kMaxBinCells = 1u << 26;
-constexpr size_t kMaxTextBytes = 64 * 1024;
+// Query text up to 1 MiB: a Cox round (cox_sums) carries the event-time grid of every stratum.
+constexpr size_t kMaxTextBytes = 1024 * 1024;
 
 template <typename T, typename L>
 std::vector<T> copyList(L list) {
@@ -90,6 +91,7 @@ void partialToWire(const query::PartialResult& p, wire::PartialResult::Builder o
         pt.setCensored(s.km[c][k].censored);
       }
     }
+    fillList(w.initVec(static_cast<unsigned>(s.vec.size())), s.vec);
   }
 }
 
@@ -133,6 +135,7 @@ Result<query::PartialResult> partialFromWire(wire::PartialResult::Reader in) {
       s.m2 = copyList<double>(w.getM2());
       s.min = copyList<double>(w.getMin());
       s.max = copyList<double>(w.getMax());
+      s.vec = copyList<double>(w.getVec());
       TM_RETURN_IF_ERROR(checkLength(s.n, cells, i, "n"));
       TM_RETURN_IF_ERROR(checkLength(s.missing, cells, i, "missing"));
       TM_RETURN_IF_ERROR(checkLength(s.sum, cells, i, "sum"));
@@ -204,6 +207,15 @@ std::vector<uint8_t> encodeQueryRequest(const QueryRequestFields& f) {
   r.setNonce(bytesOf(f.nonce));
   r.setIssuedAtMs(f.issuedAtMs);
   r.setExpiresAtMs(f.expiresAtMs);
+  if (f.aggregation != wire::Aggregation::PLAIN) r.setAggregation(f.aggregation);
+  if (!f.participants.empty()) {
+    auto list = r.initParticipants(static_cast<unsigned>(f.participants.size()));
+    for (size_t i = 0; i < f.participants.size(); ++i) {
+      list.set(static_cast<unsigned>(i),
+               kj::ArrayPtr<const capnp::byte>(f.participants[i].bytes().data(),
+                                               crypto::kPublicKeyBytes));
+    }
+  }
   kj::Array<capnp::word> words = capnp::canonicalize(r.asReader());
   auto bytes = words.asBytes();
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
@@ -231,7 +243,7 @@ Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) 
   try {
     kj::ArrayPtr<const capnp::word> segment = words.asPtr();
     capnp::SegmentArrayMessageReader message(kj::arrayPtr(&segment, 1),
-                                             peerReaderOptions(64 * 1024));
+                                             peerReaderOptions(kMaxTextBytes + 64 * 1024));
     if (!message.isCanonical()) {
       return Status::invalidArgument("signed query: request is not in canonical form");
     }
@@ -263,6 +275,26 @@ Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) 
     f.expiresAtMs = r.getExpiresAtMs();
     if (f.expiresAtMs <= f.issuedAtMs) {
       return Status::invalidArgument("signed query: expiresAtMs is not after issuedAtMs");
+    }
+    f.aggregation = r.getAggregation();
+    if (f.aggregation != wire::Aggregation::PLAIN && f.aggregation != wire::Aggregation::SECURE &&
+        f.aggregation != wire::Aggregation::SECURE_DP) {
+      return Status::invalidArgument("signed query: unknown aggregation mode " +
+                                     std::to_string(static_cast<int>(f.aggregation)));
+    }
+    auto participants = r.getParticipants();
+    if (participants.size() > kMaxParticipants) {
+      return Status::invalidArgument("signed query: " + std::to_string(participants.size()) +
+                                     " participants, at most " + std::to_string(kMaxParticipants));
+    }
+    for (unsigned i = 0; i < participants.size(); ++i) {
+      auto key = crypto::PublicKey::fromBytes(
+          std::span<const uint8_t>(participants[i].begin(), participants[i].size()));
+      if (!key) {
+        return Status::invalidArgument("signed query: participant " + std::to_string(i) +
+                                       " is not a 32-byte key");
+      }
+      f.participants.push_back(*key);
     }
     return f;
   } catch (const kj::Exception& e) {

@@ -28,6 +28,8 @@ namespace trialmesh::protocol {
 inline constexpr uint32_t kProtocolVersion = wire::PROTOCOL_VERSION;
 inline constexpr size_t kMinNonceBytes = 16;
 inline constexpr size_t kMaxNonceBytes = 64;
+// Largest participant list of a secure round a site accepts.
+inline constexpr size_t kMaxParticipants = 4096;
 // Default cap on one RPC message from a peer (node config `limits.max_message_bytes`).
 inline constexpr uint64_t kDefaultMaxMessageBytes = 16ull << 20;
 // Depth of nested structs/lists a peer message may have; ours need fewer than 8.
@@ -61,6 +63,11 @@ struct QueryRequestFields {
   std::vector<uint8_t> nonce;
   int64_t issuedAtMs = 0;
   int64_t expiresAtMs = 0;
+  // Issue #5 (docs/privacy.md): the aggregation mode asked for, and in secure modes the round's
+  // participant list (site keys, strictly ascending, at most kMaxParticipants); `nonce` is the
+  // round id. Plain requests leave both at their defaults and encode as before.
+  wire::Aggregation aggregation = wire::Aggregation::PLAIN;
+  std::vector<crypto::PublicKey> participants;
   bool operator==(const QueryRequestFields&) const = default;
 };
 

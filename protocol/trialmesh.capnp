@@ -22,6 +22,27 @@ struct NodeInfo {
   protocolVersion @3 :UInt32;
   softwareVersion @4 :Text;  # e.g. "trialmesh 0.1.0"
   studies @5 :List(Text);    # studies this site answers queries for
+  policies @6 :List(StudyPolicy);
+  # (issue #5) The aggregation policy of the newest approval this site holds per study, so a
+  # coordinator learns the mode, quorum, minimum cell size and time bin it must use without the
+  # user knowing them. Public: the approval is shown to coordinators anyway.
+}
+
+enum Aggregation {
+  # How the sites' answers are combined (ethics::AggregationMode; docs/privacy.md).
+  plain @0;     # each site returns its partial aggregate
+  secure @1;    # each site returns its masked, sealed additive vector (only the sum is visible)
+  secureDp @2;  # secure plus discrete Laplace noise shares drawn by the sites
+}
+
+struct StudyPolicy {
+  study @0 :Text;
+  approval @1 :Text;            # the approval's label, e.g. "LUNG-7 v3"
+  aggregation @2 :Aggregation;
+  minSites @3 :UInt32;          # fewest participants of a secure round
+  minCellSize @4 :UInt32;       # disclosure control on the combined result
+  timeBin @5 :Float64;          # km time grid width; 0 = none
+  dpEpsilonPerQuery @6 :Float64;
 }
 
 struct QueryRequest {
@@ -39,6 +60,12 @@ struct QueryRequest {
   nonce @6 :Data;              # 16..64 random bytes; a site accepts each nonce once
   issuedAtMs @7 :Int64;        # coordinator clock, Unix milliseconds
   expiresAtMs @8 :Int64;       # after this a site refuses the query; expiresAtMs > issuedAtMs
+  aggregation @9 :Aggregation; # (issue #5) the mode the coordinator asks for; absent = plain.
+                               # A site refuses a mode other than its approval's.
+  participants @10 :List(Data);
+  # (issue #5) secure modes: the round's participant list, 32-byte Ed25519 site keys in strictly
+  # ascending byte order, including this site. With `nonce` as the round id it keys the
+  # pairwise masks, so masks cancel only when every participant was sent the same list.
 }
 
 struct SignedQuery {
@@ -71,6 +98,7 @@ struct StatPartial {
   bins @8 :UInt32;
   binCounts @9 :List(UInt64);
   km @10 :List(KmCell);
+  vec @11 :List(Float64);  # model rounds: additive sums, layout in query/partial.h
 }
 
 struct PartialResult {
@@ -89,9 +117,16 @@ struct QueryResponse {
   site @0 :Text;             # the answering site's member name
   partial @1 :PartialResult;
   dictionary @2 :Text;       # the study's data dictionary (TOML): metadata the coordinator
-                             # needs to bind the query and label the result; no patient data
+                             # needs to bind the query and label the result; no patient data.
+                             # Empty when the request's knownDictionaryHash equals
+                             # partial.dictionaryHash (the coordinator already holds it).
   datasetVersion @3 :UInt64; # storage version of the dataset that answered
   elapsedUs @4 :UInt64;      # scan time at the site, microseconds
+  maskedVector @5 :Data;
+  # (issue #5) secure modes: the site's additive vector (query/additive.h) plus its pairwise
+  # mask (and, in secure-dp, its noise share), 16 bytes per word little-endian, sealed to the
+  # coordinator's X25519 key (crypto_box_seal). `partial` then carries only its shape
+  # (dictionaryHash, queryText, cells, statistics); no vector of it is set.
 }
 
 interface Site {
@@ -102,11 +137,16 @@ interface Site {
   info @0 () -> (info :NodeInfo);
   # Always allowed for a member; used for readiness checks.
 
-  runQuery @1 (query :SignedQuery) -> (response :QueryResponse);
+  runQuery @1 (query :SignedQuery, knownDictionaryHash :Text) -> (response :QueryResponse);
   # Verifies the signature, that the signer is a member with role coordinator and is the
   # authenticated peer of this connection, the federation, site key, protocol version,
   # freshness and the nonce, then runs the query on the study's dataset and returns its
   # partial aggregates.
+  # knownDictionaryHash (added after protocol version 1 shipped; parameter ordinal 1, absent =
+  # empty from older coordinators): the hex dictionary hash the coordinator already holds for
+  # this study. When it equals the site's, the response leaves `dictionary` empty, so a
+  # coordinator that keeps a session fetches and parses each dictionary once, not per answer.
+  # It is not part of the signed request: it changes only what metadata comes back.
 
   # Ethics (issue #4; docs/ethics.md). Approvals and statements travel as the ethics module's
   # canonical signed bytes (ethics::encodeSignedApproval / encodeSignedStatement), which the

@@ -3,6 +3,8 @@
 #include <capnp/message.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <limits>
 
 namespace trialmesh::protocol {
@@ -113,6 +115,26 @@ TEST(SignedQuery, SignThenVerifyReturnsTheFields) {
   auto v = verifySignedQuery(q);
   ASSERT_TRUE(v.isOk()) << v.status().toString();
   EXPECT_EQ(*v, f);
+}
+
+// Issue #5: the aggregation mode and the participant list are signed and round-trip; a plain
+// request without them encodes exactly as before they existed (shorter bytes).
+TEST(SignedQuery, SecureRoundFieldsRoundTrip) {
+  crypto::Identity id = crypto::generateIdentity();
+  QueryRequestFields plain = sampleRequest(id);
+  QueryRequestFields secure = plain;
+  secure.aggregation = wire::Aggregation::SECURE_DP;
+  for (int i = 0; i < 3; ++i) secure.participants.push_back(crypto::generateIdentity().pub);
+  std::sort(secure.participants.begin(), secure.participants.end());
+  auto v = verifySignedQuery(signQuery(id, secure));
+  ASSERT_TRUE(v.isOk()) << v.status().toString();
+  EXPECT_EQ(*v, secure);
+  EXPECT_EQ(v->participants.size(), 3u);
+  EXPECT_GT(encodeQueryRequest(secure).size(), encodeQueryRequest(plain).size());
+  auto p = verifySignedQuery(signQuery(id, plain));
+  ASSERT_TRUE(p.isOk());
+  EXPECT_EQ(p->aggregation, wire::Aggregation::PLAIN);
+  EXPECT_TRUE(p->participants.empty());
 }
 
 TEST(SignedQuery, ModifiedRequestOrSignatureIsRefused) {

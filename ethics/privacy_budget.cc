@@ -1,0 +1,142 @@
+#include "ethics/privacy_budget.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+#include <charconv>
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "ethics/codec.h"
+
+namespace trialmesh::ethics {
+namespace {
+
+using detail::bytesOf;
+using detail::Reader;
+using detail::Writer;
+
+constexpr double kUnitsPerEpsilon = 1e9;
+
+uint64_t toUnits(double epsilon) {
+  return static_cast<uint64_t>(std::llround(epsilon * kUnitsPerEpsilon));
+}
+double fromUnits(uint64_t units) { return static_cast<double>(units) / kUnitsPerEpsilon; }
+
+// "0.9", "1.0", "0.25": shortest round-trip text, with ".0" on whole numbers so an ε reads as
+// a real number.
+std::string epsilonText(double v) {
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, res.ptr);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
+
+std::string accountLabel(const BudgetAccount& a) {
+  return a.study + " v" + std::to_string(a.protocolVersion) + " for coordinator '" +
+         (a.coordinatorName.empty() ? a.coordinator.toText() : a.coordinatorName) + "'";
+}
+
+std::string accountKey(const BudgetAccount& a) {
+  Writer w;
+  w.str(a.study);
+  w.u32(a.protocolVersion);
+  w.fixed(a.coordinator.bytes());
+  return w.take();
+}
+
+}  // namespace
+
+class PrivacyBudgetLedger::Impl {
+ public:
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // default, privacy_budget
+  std::string path;
+  mutable std::mutex mu;
+
+  ~Impl() {
+    if (db) {
+      for (auto* h : handles) (void)db->DestroyColumnFamilyHandle(h);
+      (void)db->Close();
+    }
+  }
+
+  Result<uint64_t> read(const std::string& key) const {
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[1], key, &value);
+    if (s.IsNotFound()) return uint64_t{0};
+    if (!s.ok()) return Status::ioError("privacy budget ledger " + path + ": " + s.ToString());
+    Reader r(bytesOf(value), "privacy budget ledger " + path + " record");
+    TM_ASSIGN_OR_RETURN(uint64_t units, r.u64("spent"));
+    TM_RETURN_IF_ERROR(r.finish());
+    return units;
+  }
+};
+
+Result<std::unique_ptr<PrivacyBudgetLedger>> PrivacyBudgetLedger::open(const std::string& path) {
+  rocksdb::DBOptions options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const char* name : {rocksdb::kDefaultColumnFamilyName.c_str(), "privacy_budget"}) {
+    families.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, path, families, &impl->handles, &raw);
+  if (!s.ok()) {
+    return Status::ioError("privacy budget ledger " + path + ": cannot open: " + s.ToString());
+  }
+  impl->db.reset(raw);
+  return std::unique_ptr<PrivacyBudgetLedger>(new PrivacyBudgetLedger(std::move(impl)));
+}
+
+PrivacyBudgetLedger::PrivacyBudgetLedger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+PrivacyBudgetLedger::~PrivacyBudgetLedger() = default;
+
+Result<BudgetCharge> PrivacyBudgetLedger::charge(const BudgetAccount& account, double epsilon) {
+  if (!std::isfinite(account.budget) || !(account.budget > 0) ||
+      account.budget > kMaxEpsilonBudget) {
+    return Status::invalidArgument("privacy budget of " + accountLabel(account) + ": budget " +
+                                   epsilonText(account.budget) +
+                                   " must be a number above 0 and at most 1e6");
+  }
+  if (!std::isfinite(epsilon) || epsilon < kMinEpsilonCharge || epsilon > kMaxEpsilonBudget) {
+    return Status::invalidArgument("privacy budget of " + accountLabel(account) +
+                                   ": a query's epsilon must be between 1e-9 and 1e6, got " +
+                                   epsilonText(epsilon));
+  }
+  const std::string key = accountKey(account);
+  const uint64_t need = toUnits(epsilon);
+  const uint64_t budget = toUnits(account.budget);
+  std::lock_guard lock(impl_->mu);
+  TM_ASSIGN_OR_RETURN(uint64_t spent, impl_->read(key));
+  if (spent > budget || need > budget - spent) {
+    return Status::resourceExhausted("privacy budget of " + accountLabel(account) +
+                                     " exhausted: spent " + epsilonText(fromUnits(spent)) + " of " +
+                                     epsilonText(account.budget) + ", this query needs " +
+                                     epsilonText(epsilon));
+  }
+  const uint64_t total = spent + need;
+  Writer w;
+  w.u64(total);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // durable before any answer that spent it leaves the site
+  rocksdb::Status s = impl_->db->Put(wo, impl_->handles[1], key, w.take());
+  if (!s.ok()) {
+    return Status::ioError("privacy budget ledger " + impl_->path +
+                           ": write failed: " + s.ToString());
+  }
+  return BudgetCharge{fromUnits(total), fromUnits(budget - total)};
+}
+
+Result<double> PrivacyBudgetLedger::spent(const BudgetAccount& account) const {
+  std::lock_guard lock(impl_->mu);
+  TM_ASSIGN_OR_RETURN(uint64_t units, impl_->read(accountKey(account)));
+  return fromUnits(units);
+}
+
+}  // namespace trialmesh::ethics
