@@ -332,9 +332,126 @@ class Binder {
     return t == VariableType::kInteger || t == VariableType::kReal;
   }
 
+  // The design of a model: response, covariates expanded to columns, strata.
+  Result<detail::ModelPlan> bindModel(const Aggregate& a) const {
+    detail::ModelPlan m;
+    m.fn = a.fn;
+    const std::string what = aggFnName(a.fn);
+    const bool survival = isSurvivalModel(a.fn);
+    TM_ASSIGN_OR_RETURN(m.response, resolve(a.var));
+    const Variable& y = var(m.response);
+    m.responseType = y.type;
+    if (survival) {
+      if (!isNumeric(y.type))
+        return Status::invalidArgument(
+            fmt::format("{}: the time variable {} is {}; it needs an integer or real time", what,
+                        y.name, storage::variableTypeName(y.type)));
+      TM_ASSIGN_OR_RETURN(m.event, resolve(a.event));
+      const Variable& e = var(m.event);
+      m.eventType = e.type;
+      if (e.type != VariableType::kBoolean && e.type != VariableType::kInteger)
+        return Status::invalidArgument(fmt::format(
+            "{}: the event variable {} is {}; it needs a boolean (true = event) or an integer "
+            "(0 = censored, otherwise event)",
+            what, e.name, storage::variableTypeName(e.type)));
+      if (a.terms.empty())
+        return Status::invalidArgument(
+            fmt::format("{}: a Cox model needs at least one covariate after '~'", what));
+    } else if (a.fn == AggFn::kGlm || a.fn == AggFn::kGlmSums) {
+      if (y.type != VariableType::kBoolean && y.type != VariableType::kInteger)
+        return Status::invalidArgument(fmt::format(
+            "{}: the response {} is {}; logistic regression needs a boolean or a 0/1 integer "
+            "outcome",
+            what, y.name, storage::variableTypeName(y.type)));
+    } else if (!isNumeric(y.type) && y.type != VariableType::kBoolean) {
+      return Status::invalidArgument(
+          fmt::format("{}: the response {} is {}; lm needs an integer, real or boolean response",
+                      what, y.name, storage::variableTypeName(y.type)));
+    }
+    m.intercept = !survival;
+    if (m.intercept) m.columnNames.push_back("(Intercept)");
+    for (const auto& name : a.terms) {
+      detail::ModelTerm t;
+      TM_ASSIGN_OR_RETURN(t.var, resolve(name));
+      const Variable& v = var(t.var);
+      if (t.var == m.response || (survival && t.var == m.event))
+        return Status::invalidArgument(
+            fmt::format("{}: {} is the response and cannot also be a covariate", what, v.name));
+      t.type = v.type;
+      t.firstColumn = m.columnNames.size();
+      switch (v.type) {
+        case VariableType::kInteger:
+        case VariableType::kReal:
+          m.columnNames.push_back(v.name);
+          break;
+        case VariableType::kBoolean:
+          m.columnNames.push_back(v.name + "TRUE");
+          break;
+        case VariableType::kCategorical:
+          t.levels = static_cast<uint32_t>(v.levels.size());
+          if (t.levels < 2)
+            return Status::invalidArgument(fmt::format(
+                "{}: covariate {} has {} level(s); a categorical covariate needs at least two",
+                what, v.name, t.levels));
+          for (size_t l = 1; l < v.levels.size(); ++l)
+            m.columnNames.push_back(v.name + v.levels[l].code);
+          break;
+        case VariableType::kDate:
+          return Status::invalidArgument(fmt::format(
+              "{}: covariate {} is a date; use a numeric variable (e.g. days since an origin)",
+              what, v.name));
+      }
+      t.columns = m.columnNames.size() - t.firstColumn;
+      m.terms.push_back(t);
+    }
+    if (m.columnNames.size() > 200)
+      return Status::invalidArgument(fmt::format(
+          "{}: the design has {} columns; at most 200 are supported", what, m.columnNames.size()));
+    if (!a.strata.empty()) {
+      TM_ASSIGN_OR_RETURN(m.strataVar, resolve(a.strata));
+      const Variable& s = var(m.strataVar);
+      if (s.type == VariableType::kBoolean) {
+        m.strata = 2;
+        m.strataNames = {"FALSE", "TRUE"};
+      } else if (s.type == VariableType::kCategorical) {
+        m.strata = static_cast<uint32_t>(s.levels.size());
+        for (const auto& l : s.levels) m.strataNames.push_back(l.code);
+      } else {
+        return Status::invalidArgument(
+            fmt::format("{}: strata = {}: {} is {}; strata need a categorical or boolean variable",
+                        what, s.name, s.name, storage::variableTypeName(s.type)));
+      }
+      m.hasStrata = true;
+      for (const auto& t : m.terms)
+        if (t.var == m.strataVar)
+          return Status::invalidArgument(
+              fmt::format("{}: {} is both a covariate and the strata variable", what, s.name));
+    }
+    const size_t p = m.width();
+    auto lengthError = [&](const char* key, size_t got) {
+      std::string cols;
+      for (size_t i = 0; i < m.columnNames.size(); ++i) cols += (i ? ", " : "") + m.columnNames[i];
+      return Status::invalidArgument(fmt::format(
+          "{}: {} has {} entries but the design has {} columns ({})", what, key, got, p, cols));
+    };
+    if (!a.beta.empty() && a.beta.size() != p) return lengthError("beta", a.beta.size());
+    if (!a.center.empty() && a.center.size() != p) return lengthError("center", a.center.size());
+    if (a.fn == AggFn::kCoxSums && a.times.size() != m.strata)
+      return Status::invalidArgument(
+          fmt::format("{}: times has {} event-time lists but the model has {} strata", what,
+                      a.times.size(), m.strata));
+    return m;
+  }
+
   Result<detail::BoundAggregate> bindAggregate(const Aggregate& a) const {
     detail::BoundAggregate b;
     b.fn = a.fn;
+    if (isModel(a.fn) || isModelRound(a.fn)) {
+      TM_ASSIGN_OR_RETURN(b.var, resolve(a.var));
+      b.hasVar = true;
+      b.type = var(b.var).type;
+      return b;
+    }
     if (a.fn == AggFn::kCount && a.var.empty()) return b;
     TM_ASSIGN_OR_RETURN(b.var, resolve(a.var));
     b.hasVar = true;
@@ -387,6 +504,14 @@ class Binder {
         }
         break;
       }
+      case AggFn::kLm:
+      case AggFn::kGlm:
+      case AggFn::kCoxph:
+      case AggFn::kLmSums:
+      case AggFn::kGlmSums:
+      case AggFn::kCoxTimes:
+      case AggFn::kCoxSums:
+        break;  // handled above
       case AggFn::kKm: {
         if (!isNumeric(v.type))
           return Status::invalidArgument(
@@ -422,6 +547,27 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
   std::vector<size_t> columns;
 
   for (const auto& a : query.select) {
+    if (isModel(a.fn) || isModelRound(a.fn)) {
+      if (query.select.size() > 1)
+        return Status::invalidArgument(fmt::format(
+            "{} must be the only statistic of its query; run the other statistics as a separate "
+            "query",
+            aggregateText(a)));
+      if (!query.by.empty())
+        return Status::invalidArgument(fmt::format(
+            "{} cannot be grouped with 'by': add the grouping variable as a covariate, or fit "
+            "one model per group with 'where'",
+            aggFnName(a.fn)));
+      TM_ASSIGN_OR_RETURN(detail::ModelPlan m, binder.bindModel(a));
+      columns.push_back(m.response);
+      if (isSurvivalModel(a.fn)) columns.push_back(m.event);
+      for (const auto& t : m.terms) columns.push_back(t.var);
+      if (m.hasStrata) {
+        columns.push_back(m.strataVar);
+        plan->cells = m.strata;
+      }
+      plan->model = std::move(m);
+    }
     if ((a.fn == AggFn::kHist || a.fn == AggFn::kKm) && query.select.size() > 1) {
       return Status::invalidArgument(fmt::format(
           "{} must be the only statistic of its query (it produces its own rows); run the "
@@ -445,7 +591,7 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
     plan->aggregates.push_back(std::move(b));
   }
 
-  uint64_t cells = 1;
+  uint64_t cells = plan->model ? plan->cells : 1;
   for (const auto& name : query.by) {
     TM_ASSIGN_OR_RETURN(size_t idx, binder.resolve(name));
     const Variable& v = dictionary.variable(idx);

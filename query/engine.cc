@@ -22,6 +22,7 @@
 #include <limits>
 #include <thread>
 
+#include "query/model_kernel.h"
 #include "query/plan.h"
 
 #if defined(__SSE2__)
@@ -604,6 +605,8 @@ PartialResult emptyPartial(const detail::Plan& plan) {
       case AggFn::kKm:
         s.km.assign(cells, {});
         break;
+      default:  // models run in model_kernel.cc, never through the Worker's scan
+        break;
     }
     p.stats.push_back(std::move(s));
   }
@@ -628,6 +631,18 @@ class Worker {
   }
 
   PartialResult& result() { return result_; }
+
+  // The filter's selection of chunk `c` (n rows) into `out`; for the model kernel.
+  Status select(uint32_t c, uint32_t n, std::vector<uint8_t>& out) {
+    TM_RETURN_IF_ERROR(fetch(c, n));
+    out.assign(n, 1);
+    if (plan_.hasFilter) {
+      uint8_t* m = buffer(0);
+      evalFilter(plan_.filter, n, m, 0);
+      std::copy(m, m + n, out.begin());
+    }
+    return Status::ok();
+  }
 
  private:
   uint8_t* buffer(size_t depth) {
@@ -1116,6 +1131,20 @@ class Worker {
 
 }  // namespace
 
+Result<std::vector<uint8_t>> detail::selectChunk(const detail::Plan& plan,
+                                                 const storage::ColumnSource& source,
+                                                 uint32_t chunk, uint32_t rows) {
+  std::vector<uint8_t> out;
+  if (!plan.hasFilter) {
+    out.assign(rows, 1);
+    return out;
+  }
+  static const std::vector<std::vector<uint32_t>> kNoLuts;
+  Worker w(plan, source, kNoLuts);
+  TM_RETURN_IF_ERROR(w.select(chunk, rows, out));
+  return out;
+}
+
 Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSource& source,
                               const ExecOptions& options) {
   const detail::Plan& plan = query.plan();
@@ -1125,6 +1154,7 @@ Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSour
         "(hash {}); bind the query to this dataset's dictionary",
         source.dictionary().study(), source.dictionary().hashHex(), plan.dictionaryHash));
   }
+  if (plan.model) return detail::executeModel(plan, source, options);
   std::vector<std::vector<uint32_t>> binLuts(plan.aggregates.size());
   for (size_t i = 0; i < plan.aggregates.size(); ++i) {
     const auto& a = plan.aggregates[i];

@@ -54,6 +54,11 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
 
 struct ExecOptions {
   unsigned threads = 0;  // worker threads; 0 = std::thread::hardware_concurrency()
+  // Identifies the source's contents (e.g. "<dataset>@<version>"): model rounds on the same key
+  // reuse the design matrix and the Cox row order built by an earlier round (a small
+  // process-wide cache), so a fit's later rounds skip the column reads and the sort. Must
+  // change whenever the rows change. Empty: nothing is cached.
+  std::string cacheKey;
 };
 
 // Computes the partial aggregates of `source`'s rows. Errors: FailedPrecondition when the

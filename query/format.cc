@@ -79,15 +79,25 @@ std::string crossTab(const ResultTable& t) {
     v.push_back(s);
     return v.size() - 1;
   };
-  std::vector<std::tuple<size_t, size_t, int64_t>> cells;
+  // A cell holding text (disclosure control's "suppressed", query/disclosure.h) is shown as
+  // that text, and so is every total that would include it: its true value is not known here.
+  std::vector<std::tuple<size_t, size_t, int64_t, std::string>> cells;
   for (const auto& row : t.rows) {
     size_t ai = indexOf(aLevels, exactText(row[aCol]));
     size_t bi = indexOf(bLevels, exactText(row[bCol]));
     const auto* n = std::get_if<int64_t>(&row[countCol]);
-    cells.emplace_back(ai, bi, n ? *n : 0);
+    const auto* text = std::get_if<std::string>(&row[countCol]);
+    cells.emplace_back(ai, bi, n ? *n : 0, text ? *text : std::string());
   }
   std::vector<std::vector<int64_t>> grid(aLevels.size(), std::vector<int64_t>(bLevels.size(), 0));
-  for (auto [ai, bi, n] : cells) grid[ai][bi] += n;
+  std::vector<std::vector<std::string>> gridText(aLevels.size(),
+                                                 std::vector<std::string>(bLevels.size()));
+  std::vector<std::string> rowText(aLevels.size()), colText(bLevels.size());
+  std::string totalText;
+  for (auto& [ai, bi, n, text] : cells) {
+    grid[ai][bi] += n;
+    if (!text.empty()) gridText[ai][bi] = rowText[ai] = colText[bi] = totalText = text;
+  }
   std::vector<std::string> header{a + " \\ " + b};
   for (const auto& l : bLevels) header.push_back(l);
   header.push_back("total");
@@ -99,20 +109,21 @@ std::string crossTab(const ResultTable& t) {
     std::vector<std::string> r{aLevels[i]};
     int64_t rowTotal = 0;
     for (size_t j = 0; j < bLevels.size(); ++j) {
-      r.push_back(std::to_string(grid[i][j]));
+      r.push_back(gridText[i][j].empty() ? std::to_string(grid[i][j]) : gridText[i][j]);
       rowTotal += grid[i][j];
       colTotal[j] += grid[i][j];
     }
     total += rowTotal;
-    r.push_back(std::to_string(rowTotal));
+    r.push_back(rowText[i].empty() ? std::to_string(rowTotal) : rowText[i]);
     rows.push_back(std::move(r));
     std::vector<bool> ra(header.size(), true);
     ra[0] = false;
     right.push_back(std::move(ra));
   }
   std::vector<std::string> last{"total"};
-  for (int64_t c : colTotal) last.push_back(std::to_string(c));
-  last.push_back(std::to_string(total));
+  for (size_t j = 0; j < colTotal.size(); ++j)
+    last.push_back(colText[j].empty() ? std::to_string(colTotal[j]) : colText[j]);
+  last.push_back(totalText.empty() ? std::to_string(total) : totalText);
   rows.push_back(std::move(last));
   std::vector<bool> ra(header.size(), true);
   ra[0] = false;
@@ -144,6 +155,7 @@ std::string formatTable(const ResultTable& table, const TableFormatOptions& opti
     out = renderGrid(table.columns, rows, right);
   }
   for (const auto& n : table.notes) out += "note: " + n + "\n";
+  if (!table.appendix.empty()) out += "\n" + table.appendix;
   return out;
 }
 

@@ -6,7 +6,10 @@
 #include <limits>
 
 #include "query/engine.h"
+#include "query/model_kernel.h"
 #include "query/plan.h"
+#include "stats/format.h"
+#include "stats/km.h"
 
 namespace trialmesh::query {
 
@@ -46,7 +49,8 @@ bool sameLayout(const StatPartial& a, const StatPartial& b) {
          a.sum.size() == b.sum.size() && a.intSum.size() == b.intSum.size() &&
          a.mean.size() == b.mean.size() && a.min.size() == b.min.size() &&
          a.max.size() == b.max.size() && a.bins == b.bins &&
-         a.binCounts.size() == b.binCounts.size() && a.km.size() == b.km.size();
+         a.binCounts.size() == b.binCounts.size() && a.km.size() == b.km.size() &&
+         a.vec.size() == b.vec.size();
 }
 
 std::vector<KmPoint> mergeKm(const std::vector<KmPoint>& a, const std::vector<KmPoint>& b) {
@@ -100,6 +104,7 @@ Status mergeInto(PartialResult& acc, const PartialResult& other) {
     for (size_t c = 0; c < a.max.size(); ++c) a.max[c] = std::max(a.max[c], b.max[c]);
     for (size_t k = 0; k < a.binCounts.size(); ++k) a.binCounts[k] += b.binCounts[k];
     for (size_t c = 0; c < a.km.size(); ++c) a.km[c] = mergeKm(a.km[c], b.km[c]);
+    for (size_t k = 0; k < a.vec.size(); ++k) a.vec[k] += b.vec[k];
     if (!a.mean.empty()) {
       for (size_t c = 0; c < cells; ++c)
         detail::mergeMoments(a.n[c], a.mean[c], a.m2[c], b.n[c], b.mean[c], b.m2[c]);
@@ -136,6 +141,7 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
                     partial.shape.queryText, partial.shape.cells, plan.canonical, plan.cells));
   }
   TM_RETURN_IF_ERROR(checkConsistent(partial, "the"));
+  if (plan.model) return detail::finalizeModel(partial, plan);
   const storage::Dictionary& dict = plan.dictionary;
 
   ResultTable t;
@@ -226,14 +232,31 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
 
   if (first == AggFn::kKm) {
     t.kind = ResultTable::Kind::kSurvival;
-    for (const char* c : {"time", "n_risk", "n_event", "n_censor", "survival", "std_err"})
+    for (const char* c :
+         {"time", "n_risk", "n_event", "n_censor", "survival", "std_err", "lower_95", "upper_95"})
       t.columns.push_back(c);
     const auto& a = plan.aggregates.front();
     const StatPartial& s = partial.stats.front();
+    std::vector<stats::KmCurve> curves;
+    std::vector<stats::SurvivalGroup> groups;
     for (uint32_t c = 0; c < cells; ++c) {
+      // The curve's name as R's survfit strata: "arm=PBO" (", " between group variables).
+      std::string name;
+      const auto values = groupValues(c);
+      size_t col = 0;
+      for (size_t gi = 0; gi < plan.groups.size(); ++gi) {
+        if (gi) name += ", ";
+        name += dict.variable(plan.groups[gi].var).name + "=" + std::get<std::string>(values[col]);
+        col += hasLabels[gi] ? 2 : 1;
+      }
+      if (name.empty()) name = "all";
+      stats::SurvivalGroup group{name, {}};
+      for (const KmPoint& p : s.km[c]) group.points.push_back({p.time, p.events, p.censored});
+      TM_ASSIGN_OR_RETURN(stats::KmCurve curve, stats::kaplanMeier(name, group.points));
       uint64_t atRisk = s.n[c];
       double survival = 1.0, greenwood = 0.0;
-      for (const KmPoint& p : s.km[c]) {
+      for (size_t k = 0; k < s.km[c].size(); ++k) {
+        const KmPoint& p = s.km[c][k];
         auto row = groupValues(c);
         row.push_back(typedValue(p.time, a.type));
         row.push_back(static_cast<int64_t>(atRisk));
@@ -251,8 +274,35 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
         } else {
           row.push_back(std::monostate{});
         }
+        auto finiteOrNull = [](double v) {
+          return std::isfinite(v) ? ResultValue(v) : ResultValue(std::monostate{});
+        };
+        row.push_back(finiteOrNull(curve.rows[k].lower));
+        row.push_back(finiteOrNull(curve.rows[k].upper));
         t.rows.push_back(std::move(row));
         atRisk -= p.events + p.censored;
+      }
+      auto textOf = [](double v) {
+        return std::isnan(v) ? std::string("NA") : fmt::format("{}", v);
+      };
+      t.notes.push_back(fmt::format("{}: n = {}, events = {}, median = {} (95% CI {}, {})", name,
+                                    curve.n, curve.events, textOf(curve.median),
+                                    textOf(curve.medianLower), textOf(curve.medianUpper)));
+      curves.push_back(std::move(curve));
+      groups.push_back(std::move(group));
+    }
+    const std::string call = plan.canonical;
+    t.appendix = stats::formatKmTable(curves, call);
+    if (groups.size() >= 2) {
+      // Groups without any row do not count (survdiff drops empty strata).
+      std::vector<stats::SurvivalGroup> used;
+      for (auto& g : groups)
+        if (!g.points.empty()) used.push_back(g);
+      if (used.size() >= 2) {
+        TM_ASSIGN_OR_RETURN(stats::LogRankTest test, stats::logRank(used));
+        t.notes.push_back(fmt::format("log-rank test: chisq = {} on {} degrees of freedom, p = {}",
+                                      test.chiSquare, test.df, test.pValue));
+        t.appendix += "\n" + stats::formatLogRank(test, call);
       }
     }
     return t;

@@ -53,6 +53,19 @@ struct KmPoint {
 //   min / max      n, missing, min / max (+inf / -inf in a cell without values)
 //   hist           n, missing, bins, binCounts
 //   km             n (rows with both time and event), missing, km
+// Model rounds (query.h; p = design columns, in the order of the round table's "term" rows;
+// formulas in docs/statistics.md). n and missing count complete-case and dropped rows.
+//   lm_sums        cells 1; vec = X'X (p*p, row-major), X'y (p), y'y, sum y
+//   glm_sums       cells 1; vec = X'WX (p*p), X'(y - mu) (p), deviance, sum y, boundary rows
+//   cox_times      cells = strata; n per stratum, missing[0] all dropped rows; km per stratum:
+//                  the distinct event times with their event counts (censored 0); vec = the
+//                  column sums of X over the complete-case rows (p), for the centring means
+// The finalized table of a round has one row per cell holding n; its notes name the design
+// columns ("design column: sexM").
+//   cox_sums       cells = strata; n per stratum, missing[0] all dropped rows; vec = for each
+//                  stratum s in order, with m_s = |times[s]|: riskR (m), riskRX (m*p), riskRXX
+//                  (m*p*p), deaths (m), deathX (m*p), deathR (m), deathRX (m*p), deathRXX
+//                  (m*p*p), as stats::CoxStratumSums
 struct StatPartial {
   std::vector<uint64_t> n;
   std::vector<uint64_t> missing;  // rows that passed the filter but lacked the variable(s)
@@ -65,6 +78,7 @@ struct StatPartial {
   uint32_t bins = 0;                     // hist: bins per cell; slot `bins` counts values outside
   std::vector<uint64_t> binCounts;       // hist: cells * (bins + 1), cell-major
   std::vector<std::vector<KmPoint>> km;  // km: per cell, strictly ascending time
+  std::vector<double> vec;               // model rounds: additive sums, layout above
   bool operator==(const StatPartial&) const = default;
 };
 
@@ -89,7 +103,9 @@ using ResultValue = std::variant<std::monostate, int64_t, double, std::string>;
 // plus "<var>_label" when the dictionary declares labels) then one column per statistic named
 // by its canonical text. hist: one row per cell and bin ("bin", "from", "to", "count") plus an
 // "outside" and a "missing" row per cell. km: one row per cell and distinct time ("time",
-// "n_risk", "n_event", "n_censor", "survival", "std_err").
+// "n_risk", "n_event", "n_censor", "survival", "std_err", "lower_95", "upper_95": Greenwood
+// standard error, log-transformed 95% limits as R's survfit), a note per curve with its median
+// and limits, and with two or more non-empty groups a note with the log-rank test.
 struct ResultTable {
   enum class Kind : uint8_t { kCells, kHistogram, kSurvival };
   Kind kind = Kind::kCells;
@@ -99,6 +115,9 @@ struct ResultTable {
   std::vector<std::string> statistics;   // canonical text of each statistic
   std::vector<std::vector<ResultValue>> rows;
   std::vector<std::string> notes;  // e.g. how many missing values were skipped
+  // Text printed after the table in R's layout (km: print(survfit) and, grouped, survdiff);
+  // empty for other queries. The notes carry the same numbers for programs.
+  std::string appendix;
 };
 
 // Turns a (merged) partial into the table. Errors: InvalidArgument when the partial's shape

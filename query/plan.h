@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,34 @@ struct BoundAggregate {
   int sameStateAs = -1;
 };
 
+// One covariate of a model and the design columns it expands to: a numeric variable is one
+// column, a boolean one column (1 = true, named "<var>TRUE" as R's model.matrix), a
+// categorical one indicator column per level after the first (named "<var><level>").
+struct ModelTerm {
+  size_t var = 0;
+  storage::VariableType type = storage::VariableType::kReal;
+  uint32_t levels = 0;  // categorical: declared levels
+  size_t firstColumn = 0;
+  size_t columns = 1;
+};
+
+// A bound model or model round (query/model_kernel.cc).
+struct ModelPlan {
+  AggFn fn = AggFn::kLm;
+  size_t response = 0;  // y, or the time of a survival model
+  storage::VariableType responseType = storage::VariableType::kReal;
+  size_t event = 0;  // survival models
+  storage::VariableType eventType = storage::VariableType::kBoolean;
+  bool intercept = false;  // lm, glm: a first column of ones
+  std::vector<ModelTerm> terms;
+  std::vector<std::string> columnNames;  // design columns, R's names
+  bool hasStrata = false;
+  size_t strataVar = 0;
+  uint32_t strata = 1;  // strata count (the strata variable's levels; 1 without strata)
+  std::vector<std::string> strataNames;
+  size_t width() const { return columnNames.size(); }
+};
+
 struct Plan {
   Query query;
   std::string canonical;
@@ -69,7 +98,8 @@ struct Plan {
   std::vector<BoundAggregate> aggregates;
   bool hasFilter = false;
   BoundFilter filter;
-  std::vector<size_t> columns;  // every variable the query reads, ascending
+  std::vector<size_t> columns;     // every variable the query reads, ascending
+  std::optional<ModelPlan> model;  // set for a model or model round (the only statistic)
 };
 
 // Chan et al.: combine (n, mean, M2) of two disjoint sets of values into the first.

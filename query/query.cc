@@ -38,8 +38,10 @@ bool isPlainIdentifier(std::string_view s) {
   return true;
 }
 
-constexpr AggFn kAllFns[] = {AggFn::kCount, AggFn::kSum, AggFn::kMean, AggFn::kVar, AggFn::kSd,
-                             AggFn::kMin,   AggFn::kMax, AggFn::kHist, AggFn::kKm};
+constexpr AggFn kAllFns[] = {AggFn::kCount,  AggFn::kSum,     AggFn::kMean,     AggFn::kVar,
+                             AggFn::kSd,     AggFn::kMin,     AggFn::kMax,      AggFn::kHist,
+                             AggFn::kKm,     AggFn::kLm,      AggFn::kGlm,      AggFn::kCoxph,
+                             AggFn::kLmSums, AggFn::kGlmSums, AggFn::kCoxTimes, AggFn::kCoxSums};
 
 struct Token {
   enum class Kind { kIdent, kNumber, kString, kPunct, kEnd };
@@ -165,7 +167,7 @@ class Parser {
           }
         }
         if (!matched) {
-          if (std::string_view("(),[]=<>").find(c) == std::string_view::npos)
+          if (std::string_view("(),[]=<>~+").find(c) == std::string_view::npos)
             return errorAt(i, 1, fmt::format("unexpected character '{}'", c));
           t.text = std::string(1, c);
         }
@@ -277,12 +279,16 @@ class Parser {
     }
     if (!fn) {
       return error(t, fmt::format("expected a statistic (count, sum, mean, var, sd, min, max, "
-                                  "hist, km), found {}",
+                                  "hist, km) or a model (lm, glm, coxph), found {}",
                                   describe(t)));
     }
     next();
     Aggregate a;
     a.fn = *fn;
+    if (isModel(*fn) || isModelRound(*fn)) {
+      TM_RETURN_IF_ERROR(parseModel(a));
+      return a;
+    }
     std::string context = fmt::format("after '{}'", aggFnName(*fn));
     if (*fn == AggFn::kCount && !isPunct(peek(), "(")) return a;  // bare count: rows
     TM_RETURN_IF_ERROR(expectPunct("(", context));
@@ -323,6 +329,125 @@ class Parser {
     }
     TM_RETURN_IF_ERROR(expectPunct(")", fmt::format("to close {}(", aggFnName(*fn))));
     return a;
+  }
+
+  // A list of numbers in brackets: [1, -2.5e-3]; may be empty.
+  Result<std::vector<double>> parseNumberList(std::string_view what) {
+    TM_RETURN_IF_ERROR(expectPunct("[", fmt::format("to open the list of {}", what)));
+    std::vector<double> out;
+    if (isPunct(peek(), "]")) {
+      next();
+      return out;
+    }
+    while (true) {
+      TM_ASSIGN_OR_RETURN(double v, expectNumber(fmt::format("in the list of {}", what)));
+      out.push_back(v);
+      if (!isPunct(peek(), ",")) break;
+      next();
+    }
+    TM_RETURN_IF_ERROR(expectPunct("]", fmt::format("to close the list of {}", what)));
+    return out;
+  }
+
+  // name(response ~ terms, options) for lm/glm/*_sums; name(time, event ~ terms, options) for
+  // coxph and cox_*. Which options each accepts is fixed here so canonical text is unique.
+  Status parseModel(Aggregate& a) {
+    const std::string name = aggFnName(a.fn);
+    const bool survival = isSurvivalModel(a.fn);
+    const std::string shape = survival ? name + "(time, event ~ x1 + x2)" : name + "(y ~ x1 + x2)";
+    TM_RETURN_IF_ERROR(expectPunct("(", "after '" + name + "'"));
+    TM_ASSIGN_OR_RETURN(a.var, expectVariable(survival ? "as the time variable of " + shape
+                                                       : "as the response of " + shape));
+    if (survival) {
+      TM_RETURN_IF_ERROR(expectPunct(",", "after the time variable of " + shape));
+      TM_ASSIGN_OR_RETURN(a.event, expectVariable("as the event variable of " + shape));
+    }
+    TM_RETURN_IF_ERROR(expectPunct("~", "between the response and the covariates of " + shape));
+    if (peek().kind == Token::Kind::kNumber && peek().text == "1") {
+      next();  // intercept only
+    } else {
+      while (true) {
+        TM_ASSIGN_OR_RETURN(std::string term, expectVariable("as a covariate of " + shape));
+        for (const auto& t : a.terms)
+          if (t == term)
+            return error(tokens_[pos_ - 1], fmt::format("covariate '{}' appears twice", term));
+        a.terms.push_back(std::move(term));
+        if (!isPunct(peek(), "+")) break;
+        next();
+      }
+    }
+    const bool isGlm = a.fn == AggFn::kGlm;
+    bool sawFamily = false, sawTies = false, sawStrata = false, sawBeta = false, sawCenter = false,
+         sawTimes = false;
+    while (isPunct(peek(), ",")) {
+      next();
+      const Token& opt = peek();
+      if (opt.kind != Token::Kind::kIdent || opt.quotedIdent)
+        return error(opt, fmt::format("expected an option name (e.g. {}) after ',' in {}",
+                                      isGlm      ? "family"
+                                      : survival ? "ties, strata"
+                                                 : "none",
+                                      name));
+      std::string key = opt.text;
+      for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      auto allowed = [&](bool ok, bool& seen) -> Status {
+        if (!ok) return error(opt, fmt::format("{}() has no option '{}'", name, opt.text));
+        if (seen) return error(opt, fmt::format("option '{}' is given twice", key));
+        seen = true;
+        return Status::ok();
+      };
+      const Token& keyTok = next();
+      TM_RETURN_IF_ERROR(expectPunct("=", "after the option '" + key + "'"));
+      if (key == "family") {
+        TM_RETURN_IF_ERROR(allowed(isGlm, sawFamily));
+        const Token& v = peek();
+        if (!isKeyword(v, "binomial"))
+          return error(v, fmt::format("glm supports family = binomial (logistic regression) "
+                                      "only, found {}; for a linear model write lm(...)",
+                                      describe(v)));
+        next();
+      } else if (key == "ties") {
+        TM_RETURN_IF_ERROR(allowed(a.fn == AggFn::kCoxph, sawTies));
+        const Token& v = peek();
+        if (isKeyword(v, "efron")) {
+          a.breslow = false;
+        } else if (isKeyword(v, "breslow")) {
+          a.breslow = true;
+        } else {
+          return error(v, fmt::format("ties must be efron or breslow, found {}", describe(v)));
+        }
+        next();
+      } else if (key == "strata") {
+        TM_RETURN_IF_ERROR(allowed(survival, sawStrata));
+        TM_ASSIGN_OR_RETURN(a.strata, expectVariable("after 'strata ='"));
+      } else if (key == "beta") {
+        TM_RETURN_IF_ERROR(allowed(a.fn == AggFn::kGlmSums || a.fn == AggFn::kCoxSums, sawBeta));
+        TM_ASSIGN_OR_RETURN(a.beta, parseNumberList("coefficients"));
+      } else if (key == "center") {
+        TM_RETURN_IF_ERROR(allowed(a.fn == AggFn::kCoxSums, sawCenter));
+        TM_ASSIGN_OR_RETURN(a.center, parseNumberList("centring values"));
+      } else if (key == "times") {
+        TM_RETURN_IF_ERROR(allowed(a.fn == AggFn::kCoxSums, sawTimes));
+        TM_RETURN_IF_ERROR(expectPunct("[", "to open the list of per-stratum event times"));
+        while (isPunct(peek(), "[")) {
+          TM_ASSIGN_OR_RETURN(std::vector<double> grid, parseNumberList("event times"));
+          for (size_t k = 1; k < grid.size(); ++k)
+            if (!(grid[k - 1] < grid[k]))
+              return error(tokens_[pos_ - 1], "event times must be strictly increasing");
+          a.times.push_back(std::move(grid));
+          if (!isPunct(peek(), ",")) break;
+          next();
+        }
+        TM_RETURN_IF_ERROR(expectPunct("]", "to close the list of per-stratum event times"));
+      } else {
+        return error(keyTok, fmt::format("{}() has no option '{}'", name, opt.text));
+      }
+    }
+    if (isGlm && !sawFamily)
+      return error(peek(),
+                   "glm needs 'family = binomial' (the only family; R's default gaussian "
+                   "is lm(...))");
+    return expectPunct(")", "to close " + name + "(");
   }
 
   Result<Filter> parseOr() {
@@ -605,8 +730,56 @@ const char* aggFnName(AggFn fn) {
       return "hist";
     case AggFn::kKm:
       return "km";
+    case AggFn::kLm:
+      return "lm";
+    case AggFn::kGlm:
+      return "glm";
+    case AggFn::kCoxph:
+      return "coxph";
+    case AggFn::kLmSums:
+      return "lm_sums";
+    case AggFn::kGlmSums:
+      return "glm_sums";
+    case AggFn::kCoxTimes:
+      return "cox_times";
+    case AggFn::kCoxSums:
+      return "cox_sums";
   }
   return "?";
+}
+
+bool isModel(AggFn fn) { return fn == AggFn::kLm || fn == AggFn::kGlm || fn == AggFn::kCoxph; }
+
+bool isModelRound(AggFn fn) {
+  return fn == AggFn::kLmSums || fn == AggFn::kGlmSums || fn == AggFn::kCoxTimes ||
+         fn == AggFn::kCoxSums;
+}
+
+bool isSurvivalModel(AggFn fn) {
+  return fn == AggFn::kCoxph || fn == AggFn::kCoxTimes || fn == AggFn::kCoxSums;
+}
+
+const char* analysisName(AggFn fn) {
+  switch (fn) {
+    case AggFn::kLmSums:
+      return "lm";
+    case AggFn::kGlmSums:
+      return "glm";
+    case AggFn::kCoxTimes:
+    case AggFn::kCoxSums:
+      return "coxph";
+    default:
+      return aggFnName(fn);
+  }
+}
+
+std::vector<std::string> aggregateVariables(const Aggregate& a) {
+  std::vector<std::string> out;
+  if (!a.var.empty()) out.push_back(a.var);
+  if (!a.event.empty()) out.push_back(a.event);
+  for (const auto& t : a.terms) out.push_back(t);
+  if (!a.strata.empty()) out.push_back(a.strata);
+  return out;
 }
 
 const char* compareOpText(CompareOp op) {
@@ -636,6 +809,38 @@ Result<Query> parseQuery(std::string_view text) {
 std::string aggregateText(const Aggregate& a) {
   std::string s = aggFnName(a.fn);
   if (a.fn == AggFn::kCount && a.var.empty()) return s;
+  if (isModel(a.fn) || isModelRound(a.fn)) {
+    auto list = [](const std::vector<double>& v) {
+      std::string out = "[";
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (i) out += ", ";
+        out += numberText(v[i]);
+      }
+      return out + "]";
+    };
+    s += "(" + quoteName(a.var);
+    if (isSurvivalModel(a.fn)) s += ", " + quoteName(a.event);
+    s += " ~ ";
+    if (a.terms.empty()) s += "1";
+    for (size_t i = 0; i < a.terms.size(); ++i) {
+      if (i) s += " + ";
+      s += quoteName(a.terms[i]);
+    }
+    if (a.fn == AggFn::kGlm) s += ", family = binomial";
+    if (a.breslow) s += ", ties = breslow";
+    if (!a.strata.empty()) s += ", strata = " + quoteName(a.strata);
+    if (!a.beta.empty()) s += ", beta = " + list(a.beta);
+    if (!a.center.empty()) s += ", center = " + list(a.center);
+    if (!a.times.empty()) {
+      s += ", times = [";
+      for (size_t i = 0; i < a.times.size(); ++i) {
+        if (i) s += ", ";
+        s += list(a.times[i]);
+      }
+      s += "]";
+    }
+    return s + ")";
+  }
   s += "(" + quoteName(a.var);
   if (a.fn == AggFn::kKm) s += ", " + quoteName(a.event);
   if (a.fn == AggFn::kHist) {

@@ -5,6 +5,9 @@
 //   count, mean(bmi), var(bmi) by arm
 //   hist(age, 0, 120, 10)
 //   km(os_days, death) by arm
+//   lm(bmi ~ age + sex)                        (models: fitted in rounds, query/model_runner.h)
+//   glm(event ~ age + arm, family = binomial)
+//   coxph(time, event ~ age + arm, ties = breslow, strata = site)
 //
 // A Query is only syntax: names are not checked against a dictionary until bindQuery
 // (query/engine.h). Parse errors come back as InvalidArgument whose message names the line and
@@ -24,10 +27,41 @@
 namespace trialmesh::query {
 
 // Frozen: the names below are part of the canonical text.
-enum class AggFn : uint8_t { kCount, kSum, kMean, kVar, kSd, kMin, kMax, kHist, kKm };
+// Appended after kKm: the models a coordinator asks for (kLm, kGlm, kCoxph; fitted in rounds by
+// query/model_runner.h, never executed by a site) and the round statistics a site answers
+// (kLmSums, kGlmSums, kCoxTimes, kCoxSums; layouts in query/partial.h, formulas in
+// docs/statistics.md).
+enum class AggFn : uint8_t {
+  kCount,
+  kSum,
+  kMean,
+  kVar,
+  kSd,
+  kMin,
+  kMax,
+  kHist,
+  kKm,
+  kLm,
+  kGlm,
+  kCoxph,
+  kLmSums,
+  kGlmSums,
+  kCoxTimes,
+  kCoxSums
+};
 
-// "count", "sum", ... as written in queries.
+// "count", "sum", ..., "lm", "glm_sums", "cox_times" as written in queries.
 const char* aggFnName(AggFn fn);
+// lm, glm, coxph: a model the coordinator fits in rounds.
+bool isModel(AggFn fn);
+// lm_sums, glm_sums, cox_times, cox_sums: one round of a model fit, answered by a site.
+bool isModelRound(AggFn fn);
+// coxph, cox_times, cox_sums: the response is (time, event).
+bool isSurvivalModel(AggFn fn);
+// The analysis an approval must allow (ethics::kKnownAnalyses): a round statistic maps to its
+// model (lm_sums -> "lm", glm_sums -> "glm", cox_times and cox_sums -> "coxph"); every other
+// statistic to aggFnName.
+const char* analysisName(AggFn fn);
 
 // One statistic of the select list.
 struct Aggregate {
@@ -38,6 +72,15 @@ struct Aggregate {
   bool uniformBins = true;
   double from = 0, to = 0, width = 0;
   std::vector<double> breaks;
+  // Models and their rounds: `var` is the response (lm, glm) or the time and `event` the event
+  // indicator (coxph, cox_*); `terms` are the covariates in formula order (empty: intercept
+  // only, written `~ 1`).
+  std::vector<std::string> terms;
+  bool breslow = false;        // coxph: ties = breslow (default efron; the round sums serve both)
+  std::string strata;          // coxph, cox_*: strata = <categorical or boolean variable>
+  std::vector<double> beta;    // glm_sums, cox_sums (empty: all zero)
+  std::vector<double> center;  // cox_sums: covariate centring (empty: none)
+  std::vector<std::vector<double>> times;  // cox_sums: event-time grid per stratum
 
   // min and max reveal individual values: a policy layer may refuse them.
   bool disclosive() const { return fn == AggFn::kMin || fn == AggFn::kMax; }
@@ -97,5 +140,7 @@ std::string canonicalQueryText(const Query& query);
 std::string aggregateText(const Aggregate& aggregate);
 // The JSON form (docs/query-language.md); parseQueryJson(toJson(q)) == q.
 std::string toJson(const Query& query);
+// Every variable `aggregate` reads (value, event, covariates, strata), in that order.
+std::vector<std::string> aggregateVariables(const Aggregate& aggregate);
 
 }  // namespace trialmesh::query

@@ -113,6 +113,78 @@ Result<Filter> parseFilter(const json& j, const std::string& path) {
                                              op));
 }
 
+Result<std::vector<double>> getNumberList(const json& j, const std::string& path) {
+  if (!j.is_array()) return jsonError(path, "must be an array of numbers");
+  std::vector<double> out;
+  for (size_t i = 0; i < j.size(); ++i) {
+    TM_ASSIGN_OR_RETURN(double v, getNumber(j[i], fmt::format("{}[{}]", path, i)));
+    out.push_back(v);
+  }
+  return out;
+}
+
+// {"fn": "lm", "response": "y", "terms": [...]}; survival models have "time" and "event"
+// instead of "response"; options as keys (family, ties, strata, beta, center, times).
+Result<Aggregate> parseModelJson(const json& j, const std::string& path, Aggregate a) {
+  const bool survival = isSurvivalModel(a.fn);
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const std::string& k = it.key();
+    bool ok = k == "fn" || k == "terms" ||
+              (survival ? k == "time" || k == "event" || k == "strata" : k == "response");
+    ok = ok || (a.fn == AggFn::kGlm && k == "family") || (a.fn == AggFn::kCoxph && k == "ties") ||
+         ((a.fn == AggFn::kGlmSums || a.fn == AggFn::kCoxSums) && k == "beta") ||
+         (a.fn == AggFn::kCoxSums && (k == "center" || k == "times"));
+    if (!ok) return jsonError(path, fmt::format("{} has no key \"{}\"", aggFnName(a.fn), k));
+  }
+  if (survival) {
+    TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
+    TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
+  } else {
+    TM_ASSIGN_OR_RETURN(a.var, getString(j, "response", path));
+  }
+  if (auto t = j.find("terms"); t != j.end()) {
+    if (!t->is_array()) return jsonError(path + ".terms", "must be an array of variable names");
+    for (size_t i = 0; i < t->size(); ++i) {
+      if (!(*t)[i].is_string())
+        return jsonError(fmt::format("{}.terms[{}]", path, i), "must be a string");
+      a.terms.push_back((*t)[i].get<std::string>());
+    }
+  }
+  if (a.fn == AggFn::kGlm) {
+    TM_ASSIGN_OR_RETURN(std::string family, getString(j, "family", path));
+    if (family != "binomial")
+      return jsonError(path + ".family", "glm supports \"binomial\" only; use lm for gaussian");
+  }
+  if (auto t = j.find("ties"); t != j.end()) {
+    if (*t == "breslow") {
+      a.breslow = true;
+    } else if (*t != "efron") {
+      return jsonError(path + ".ties", "must be \"efron\" or \"breslow\"");
+    }
+  }
+  if (j.contains("strata")) {
+    TM_ASSIGN_OR_RETURN(a.strata, getString(j, "strata", path));
+  }
+  if (auto b = j.find("beta"); b != j.end()) {
+    TM_ASSIGN_OR_RETURN(a.beta, getNumberList(*b, path + ".beta"));
+  }
+  if (auto c = j.find("center"); c != j.end()) {
+    TM_ASSIGN_OR_RETURN(a.center, getNumberList(*c, path + ".center"));
+  }
+  if (auto t = j.find("times"); t != j.end()) {
+    if (!t->is_array()) return jsonError(path + ".times", "must be an array of arrays");
+    for (size_t i = 0; i < t->size(); ++i) {
+      TM_ASSIGN_OR_RETURN(std::vector<double> grid,
+                          getNumberList((*t)[i], fmt::format("{}.times[{}]", path, i)));
+      for (size_t k = 1; k < grid.size(); ++k)
+        if (!(grid[k - 1] < grid[k]))
+          return jsonError(fmt::format("{}.times[{}]", path, i), "must be strictly increasing");
+      a.times.push_back(std::move(grid));
+    }
+  }
+  return a;
+}
+
 Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   if (!j.is_object())
     return jsonError(path, "a statistic must be an object like {\"fn\": \"count\"}");
@@ -120,7 +192,8 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   Aggregate a;
   bool found = false;
   for (AggFn f : {AggFn::kCount, AggFn::kSum, AggFn::kMean, AggFn::kVar, AggFn::kSd, AggFn::kMin,
-                  AggFn::kMax, AggFn::kHist, AggFn::kKm}) {
+                  AggFn::kMax, AggFn::kHist, AggFn::kKm, AggFn::kLm, AggFn::kGlm, AggFn::kCoxph,
+                  AggFn::kLmSums, AggFn::kGlmSums, AggFn::kCoxTimes, AggFn::kCoxSums}) {
     if (fn == aggFnName(f)) {
       a.fn = f;
       found = true;
@@ -128,8 +201,9 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   }
   if (!found)
     return jsonError(path + ".fn", fmt::format("unknown statistic \"{}\" (count, sum, mean, var, "
-                                               "sd, min, max, hist, km)",
+                                               "sd, min, max, hist, km, lm, glm, coxph)",
                                                fn));
+  if (isModel(a.fn) || isModelRound(a.fn)) return parseModelJson(j, path, a);
   if (a.fn == AggFn::kKm) {
     TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
     TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
@@ -253,6 +327,23 @@ std::string toJson(const Query& query) {
   json sel = json::array();
   for (const auto& a : query.select) {
     json s{{"fn", aggFnName(a.fn)}};
+    if (isModel(a.fn) || isModelRound(a.fn)) {
+      if (isSurvivalModel(a.fn)) {
+        s["time"] = a.var;
+        s["event"] = a.event;
+        if (!a.strata.empty()) s["strata"] = a.strata;
+      } else {
+        s["response"] = a.var;
+      }
+      s["terms"] = a.terms;
+      if (a.fn == AggFn::kGlm) s["family"] = "binomial";
+      if (a.breslow) s["ties"] = "breslow";
+      if (!a.beta.empty()) s["beta"] = a.beta;
+      if (!a.center.empty()) s["center"] = a.center;
+      if (!a.times.empty()) s["times"] = a.times;
+      sel.push_back(std::move(s));
+      continue;
+    }
     if (a.fn == AggFn::kKm) {
       s["time"] = a.var;
       s["event"] = a.event;

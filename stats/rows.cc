@@ -182,6 +182,145 @@ Result<std::vector<std::vector<double>>> coxEventTimes(const SurvivalRows& data,
   return times;
 }
 
+Result<CoxOrder> coxOrder(const SurvivalRows& data, std::span<const size_t> rows,
+                          const std::vector<std::vector<double>>& grids) {
+  if (data.x == nullptr) return Status::invalidArgument("Cox sums need a design matrix");
+  if (grids.empty()) return Status::invalidArgument("Cox sums need at least one stratum grid");
+  const size_t p = data.x->cols;
+  CoxOrder order;
+  order.p = p;
+  TM_ASSIGN_OR_RETURN(std::vector<size_t> use,
+                      completeSurvivalRows(data, rows, grids.size(), order.missing));
+  order.strata.resize(grids.size());
+  // Grid slot of every row: it is at risk at grid times 0 .. k-1 (t <= time); slot k-1, or
+  // none when k == 0 (never at risk at an event time of its stratum).
+  std::vector<uint32_t> slot(use.size());
+  for (size_t u = 0; u < use.size(); ++u) {
+    const size_t r = use[u];
+    const size_t s = data.strata.empty() ? 0 : data.strata[r];
+    CoxOrder::Stratum& st = order.strata[s];
+    const std::vector<double>& grid = grids[s];
+    ++st.n;
+    const size_t k = static_cast<size_t>(std::upper_bound(grid.begin(), grid.end(), data.time[r]) -
+                                         grid.begin());
+    const bool event = data.event[r] == 1.0;
+    if (event && (k == 0 || grid[k - 1] != data.time[r])) {
+      return Status::invalidArgument("event time " + std::to_string(data.time[r]) + " of row " +
+                                     std::to_string(r) + " is not on the event-time grid of " +
+                                     "stratum " + std::to_string(s + 1) +
+                                     " (the grid must hold every event time)");
+    }
+    slot[u] = static_cast<uint32_t>(k);  // 0 = never at risk
+  }
+  // Counting sort by slot, per stratum: rows of slot t are [start[t], start[t+1]).
+  for (size_t s = 0; s < grids.size(); ++s) {
+    CoxOrder::Stratum& st = order.strata[s];
+    st.times = grids[s];
+    st.start.assign(grids[s].size() + 1, 0);
+  }
+  for (size_t u = 0; u < use.size(); ++u) {
+    if (slot[u] == 0) continue;
+    const size_t s = data.strata.empty() ? 0 : data.strata[use[u]];
+    ++order.strata[s].start[slot[u]];
+  }
+  std::vector<std::vector<size_t>> fill(grids.size());
+  for (size_t s = 0; s < grids.size(); ++s) {
+    CoxOrder::Stratum& st = order.strata[s];
+    for (size_t t = 1; t < st.start.size(); ++t) st.start[t] += st.start[t - 1];
+    fill[s].assign(st.start.begin(), st.start.end() - 1);
+    st.x.resize(st.start.back() * p);
+    st.event.resize(st.start.back());
+  }
+  for (size_t u = 0; u < use.size(); ++u) {
+    if (slot[u] == 0) continue;
+    const size_t r = use[u];
+    const size_t s = data.strata.empty() ? 0 : data.strata[r];
+    CoxOrder::Stratum& st = order.strata[s];
+    const size_t at = fill[s][slot[u] - 1]++;
+    for (size_t j = 0; j < p; ++j) st.x[at * p + j] = data.x->at(r, j);
+    st.event[at] = data.event[r] == 1.0 ? 1 : 0;
+  }
+  return order;
+}
+
+Result<CoxSums> coxSumsOrdered(const CoxOrder& order, const std::vector<double>& beta,
+                               const std::vector<double>& center) {
+  const size_t p = order.p;
+  if (beta.size() != p || center.size() != p) {
+    return Status::invalidArgument("beta has " + std::to_string(beta.size()) + " and center " +
+                                   std::to_string(center.size()) + " entries for " +
+                                   std::to_string(p) + " covariates");
+  }
+  const size_t pp = p * p;
+  CoxSums sums;
+  sums.p = static_cast<uint32_t>(p);
+  sums.missing = order.missing;
+  sums.strata.resize(order.strata.size());
+  std::vector<double> xc(p), runRX(p), runRXX(pp);
+  for (size_t s = 0; s < order.strata.size(); ++s) {
+    const CoxOrder::Stratum& in = order.strata[s];
+    CoxStratumSums& st = sums.strata[s];
+    const size_t m = in.times.size();
+    st.times = in.times;
+    st.n = in.n;
+    st.riskR.assign(m, 0.0);
+    st.riskRX.assign(m * p, 0.0);
+    st.riskRXX.assign(m * pp, 0.0);
+    st.deaths.assign(m, 0.0);
+    st.deathX.assign(m * p, 0.0);
+    st.deathR.assign(m, 0.0);
+    st.deathRX.assign(m * p, 0.0);
+    st.deathRXX.assign(m * pp, 0.0);
+    // One sweep from the last grid time down: running sums over the rows with time >= t_k are
+    // the risk-set sums at t_k. Rows are stored in slot order, so every read is sequential and
+    // every write lands in the current slot (no scattered updates, no search).
+    double runR = 0;
+    std::fill(runRX.begin(), runRX.end(), 0.0);
+    std::fill(runRXX.begin(), runRXX.end(), 0.0);
+    for (size_t t = m; t-- > 0;) {
+      for (size_t row = in.start[t]; row < in.start[t + 1]; ++row) {
+        const double* x = &in.x[row * p];
+        double eta = 0;
+        for (size_t j = 0; j < p; ++j) {
+          xc[j] = x[j] - center[j];
+          eta += xc[j] * beta[j];
+        }
+        const double w = std::exp(eta);
+        runR += w;
+        for (size_t i = 0; i < p; ++i) {
+          const double wx = w * xc[i];
+          runRX[i] += wx;
+          double* out = &runRXX[i * p];
+          for (size_t j = 0; j <= i; ++j) out[j] += wx * xc[j];
+        }
+        if (in.event[row]) {
+          st.deaths[t] += 1;
+          st.deathR[t] += w;
+          for (size_t i = 0; i < p; ++i) {
+            const double wx = w * xc[i];
+            st.deathX[t * p + i] += xc[i];
+            st.deathRX[t * p + i] += wx;
+            double* out = &st.deathRXX[t * pp + i * p];
+            for (size_t j = 0; j <= i; ++j) out[j] += wx * xc[j];
+          }
+        }
+      }
+      st.riskR[t] = runR;
+      std::copy(runRX.begin(), runRX.end(), st.riskRX.begin() + static_cast<std::ptrdiff_t>(t * p));
+      double* risk = &st.riskRXX[t * pp];
+      double* death = &st.deathRXX[t * pp];
+      // Only the lower triangles were accumulated (half the work per row); mirror them.
+      for (size_t i = 0; i < p; ++i) {
+        for (size_t j = 0; j <= i; ++j) {
+          risk[i * p + j] = risk[j * p + i] = runRXX[i * p + j];
+          death[j * p + i] = death[i * p + j];
+        }
+      }
+    }
+  }
+  return sums;
+}
+
 Result<CoxSums> coxSumsFromRows(const SurvivalRows& data, std::span<const size_t> rows,
                                 const std::vector<double>& beta, const std::vector<double>& center,
                                 const std::vector<std::vector<double>>& grids) {
@@ -192,84 +331,8 @@ Result<CoxSums> coxSumsFromRows(const SurvivalRows& data, std::span<const size_t
                                    std::to_string(center.size()) + " entries for " +
                                    std::to_string(p) + " covariates");
   }
-  if (grids.empty()) return Status::invalidArgument("Cox sums need at least one stratum grid");
-  CoxSums sums;
-  sums.p = static_cast<uint32_t>(p);
-  TM_ASSIGN_OR_RETURN(std::vector<size_t> use,
-                      completeSurvivalRows(data, rows, grids.size(), sums.missing));
-  const size_t pp = p * p;
-  sums.strata.resize(grids.size());
-  for (size_t s = 0; s < grids.size(); ++s) {
-    CoxStratumSums& st = sums.strata[s];
-    const size_t m = grids[s].size();
-    st.times = grids[s];
-    st.riskR.assign(m, 0.0);
-    st.riskRX.assign(m * p, 0.0);
-    st.riskRXX.assign(m * pp, 0.0);
-    st.deaths.assign(m, 0.0);
-    st.deathX.assign(m * p, 0.0);
-    st.deathR.assign(m, 0.0);
-    st.deathRX.assign(m * p, 0.0);
-    st.deathRXX.assign(m * pp, 0.0);
-  }
-  std::vector<double> xc(p);
-  for (size_t r : use) {
-    const size_t s = data.strata.empty() ? 0 : data.strata[r];
-    CoxStratumSums& st = sums.strata[s];
-    ++st.n;
-    const std::vector<double>& grid = grids[s];
-    // The row is at risk at grid times 0 .. k-1 (t <= time). Add it at k-1 here; the suffix
-    // sum below spreads it over the earlier times.
-    const size_t k = static_cast<size_t>(std::upper_bound(grid.begin(), grid.end(), data.time[r]) -
-                                         grid.begin());
-    const bool event = data.event[r] == 1.0;
-    if (event && (k == 0 || grid[k - 1] != data.time[r])) {
-      return Status::invalidArgument("event time " + std::to_string(data.time[r]) + " of row " +
-                                     std::to_string(r) + " is not on the event-time grid of " +
-                                     "stratum " + std::to_string(s + 1) +
-                                     " (the grid must hold every event time)");
-    }
-    if (k == 0) continue;  // never at risk at an event time
-    double eta = 0;
-    for (size_t j = 0; j < p; ++j) {
-      xc[j] = data.x->at(r, j) - center[j];
-      eta += xc[j] * beta[j];
-    }
-    const double w = std::exp(eta);
-    const size_t t = k - 1;
-    st.riskR[t] += w;
-    for (size_t i = 0; i < p; ++i) {
-      st.riskRX[t * p + i] += w * xc[i];
-      for (size_t j = 0; j <= i; ++j) st.riskRXX[t * pp + i * p + j] += w * xc[i] * xc[j];
-    }
-    if (event) {
-      st.deaths[t] += 1;
-      st.deathR[t] += w;
-      for (size_t i = 0; i < p; ++i) {
-        st.deathX[t * p + i] += xc[i];
-        st.deathRX[t * p + i] += w * xc[i];
-        for (size_t j = 0; j <= i; ++j) st.deathRXX[t * pp + i * p + j] += w * xc[i] * xc[j];
-      }
-    }
-  }
-  for (CoxStratumSums& st : sums.strata) {
-    const size_t m = st.times.size();
-    for (size_t t = m - (m > 0 ? 1 : 0); t-- > 0;) {
-      st.riskR[t] += st.riskR[t + 1];
-      for (size_t i = 0; i < p; ++i) st.riskRX[t * p + i] += st.riskRX[(t + 1) * p + i];
-      for (size_t i = 0; i < pp; ++i) st.riskRXX[t * pp + i] += st.riskRXX[(t + 1) * pp + i];
-    }
-    // Only the lower triangles were accumulated (half the work per row); mirror them.
-    for (size_t t = 0; t < m; ++t) {
-      for (size_t i = 0; i < p; ++i) {
-        for (size_t j = 0; j < i; ++j) {
-          st.riskRXX[t * pp + j * p + i] = st.riskRXX[t * pp + i * p + j];
-          st.deathRXX[t * pp + j * p + i] = st.deathRXX[t * pp + i * p + j];
-        }
-      }
-    }
-  }
-  return sums;
+  TM_ASSIGN_OR_RETURN(CoxOrder order, coxOrder(data, rows, grids));
+  return coxSumsOrdered(order, beta, center);
 }
 
 Result<std::vector<SurvivalPoint>> survivalPointsFromRows(const SurvivalRows& data,

@@ -67,6 +67,30 @@ Result<CoxSums> coxSumsFromRows(const SurvivalRows& data, std::span<const size_t
                                 const std::vector<double>& beta, const std::vector<double>& center,
                                 const std::vector<std::vector<double>>& grids);
 
+// The complete-case rows of a survival data set arranged for repeated Cox evaluations (one per
+// Newton round): per stratum, the covariates copied in order of their grid slot (the last grid
+// time at or before the row's time), so coxSumsOrdered is one sequential sweep from the last
+// grid time down, O(n·p² + m·p²), with no search and no scattered writes. A site builds it once
+// per dataset version and grid and reuses it every round. Errors: as coxSumsFromRows.
+struct CoxOrder {
+  struct Stratum {
+    std::vector<double> times;   // the grid
+    uint64_t n = 0;              // complete-case rows of the stratum
+    std::vector<size_t> start;   // m + 1: rows of slot t are [start[t], start[t+1])
+    std::vector<double> x;       // rows in slot order, p per row (uncentred)
+    std::vector<uint8_t> event;  // 1 = event
+  };
+  size_t p = 0;
+  uint64_t missing = 0;
+  std::vector<Stratum> strata;
+};
+Result<CoxOrder> coxOrder(const SurvivalRows& data, std::span<const size_t> rows,
+                          const std::vector<std::vector<double>>& grids);
+// The sums of coxSumsFromRows from an ordered data set. Errors: InvalidArgument when beta or
+// center do not have p entries.
+Result<CoxSums> coxSumsOrdered(const CoxOrder& order, const std::vector<double>& beta,
+                               const std::vector<double>& center);
+
 // Kaplan–Meier counts (time ascending) of the complete-case `rows` (x is not used and may be
 // null; strata are ignored: pass one group's rows). Errors: as coxEventTimes.
 Result<std::vector<SurvivalPoint>> survivalPointsFromRows(const SurvivalRows& data,

@@ -350,7 +350,7 @@ inline ResultTable runQuery(const std::string& text, const storage::ColumnSource
   auto b = bindQuery(*q, source.dictionary());
   EXPECT_TRUE(b.isOk()) << text << ": " << b.status().toString();
   if (!b.isOk()) return {};
-  auto p = execute(*b, source, ExecOptions{threads});
+  auto p = execute(*b, source, ExecOptions{threads, {}});
   EXPECT_TRUE(p.isOk()) << text << ": " << p.status().toString();
   if (!p.isOk()) return {};
   if (partialOut) *partialOut = *p;

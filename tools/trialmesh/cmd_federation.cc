@@ -14,6 +14,7 @@
 #include "node/coordinator.h"
 #include "node/local_federation.h"
 #include "query/format.h"
+#include "tools/trialmesh/model_commands.h"
 #include "tools/trialmesh/passphrase.h"
 
 namespace trialmesh::cli {
@@ -30,8 +31,12 @@ int fail(const Status& status) {
 void printSites(const node::FederatedResult& r, FILE* out) {
   std::fprintf(out, "\nSites (%zu of %zu answered%s):\n", r.answered(), r.sites.size(),
                r.partial() ? "; PARTIAL RESULT" : "");
+  const bool secure = r.aggregation != ethics::AggregationMode::kPlain;
   for (const auto& s : r.sites) {
-    if (s.outcome == node::SiteOutcomeKind::kAnswered) {
+    if (s.outcome == node::SiteOutcomeKind::kAnswered && secure) {
+      std::fprintf(out, "  %-20s answered     masked vector, %.1f ms\n", s.site.c_str(),
+                   s.elapsedMs);
+    } else if (s.outcome == node::SiteOutcomeKind::kAnswered) {
       std::fprintf(out, "  %-20s answered     %llu rows scanned, %.1f ms\n", s.site.c_str(),
                    static_cast<unsigned long long>(s.rowsScanned), s.elapsedMs);
     } else {
@@ -39,6 +44,18 @@ void printSites(const node::FederatedResult& r, FILE* out) {
                    s.reason.c_str());
     }
   }
+}
+
+// "Aggregation: secure (approval LUNG-7 v1), 2 rounds; dropped: s03"
+std::string aggregationLine(const node::FederatedResult& r) {
+  std::string line = std::string("Aggregation: ") + ethics::aggregationModeName(r.aggregation);
+  if (!r.approval.empty()) line += " (approval " + r.approval + ")";
+  if (r.rounds > 1) line += ", " + std::to_string(r.rounds) + " rounds";
+  if (!r.dropped.empty()) {
+    line += "; dropped:";
+    for (const auto& d : r.dropped) line += " " + d;
+  }
+  return line;
 }
 
 }  // namespace
@@ -59,6 +76,9 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
                                          ") is not a coordinator in " + a.members +
                                          "; sites refuse queries from anyone else"));
   }
+  if (isModelQuery(a.text)) {
+    return runFederatedModel(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv);
+  }
   node::FederatedQueryOptions options;
   options.deadline = std::chrono::milliseconds(a.deadlineMs);
   auto result = node::runFederatedQuery(*identity, *members, a.study, a.text, options);
@@ -76,23 +96,32 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
     out["query"] = result->canonicalQuery;
     out["study"] = a.study;
     out["partial"] = result->partial();
+    out["aggregation"] = ethics::aggregationModeName(result->aggregation);
+    out["approval"] = result->approval;
+    out["rounds"] = result->rounds;
+    out["dropped"] = result->dropped;
+    out["refusal"] = result->refusal;
     out["sites"] = sites;
     out["result"] = result->table ? nlohmann::json::parse(query::formatJson(*result->table))
                                   : nlohmann::json(nullptr);
     std::printf("%s\n", out.dump(2).c_str());
   } else if (a.csv) {
     if (result->table) std::fputs(query::formatCsv(*result->table).c_str(), stdout);
+    std::fprintf(stderr, "\n%s\n", aggregationLine(*result).c_str());
     printSites(*result, stderr);
   } else {
     std::printf("Study %s: %s\n\n", a.study.c_str(), result->canonicalQuery.c_str());
     if (result->table) {
       std::fputs(query::formatTable(*result->table).c_str(), stdout);
+    } else if (!result->refusal.empty()) {
+      std::printf("(no result: %s)\n", result->refusal.c_str());
     } else {
       std::printf("(no site answered; no result)\n");
     }
+    std::printf("\n%s\n", aggregationLine(*result).c_str());
     printSites(*result, stdout);
   }
-  if (result->answered() == 0) return kExitFailed;
+  if (result->answered() == 0 || !result->table) return kExitFailed;
   return result->partial() ? kExitPartial : 0;
 }
 

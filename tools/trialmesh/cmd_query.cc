@@ -10,6 +10,7 @@
 #include "storage/store.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/federation_commands.h"
+#include "tools/trialmesh/model_commands.h"
 
 namespace trialmesh::cli {
 namespace {
@@ -49,6 +50,8 @@ int runLocalQuery(const QueryArgs& a) {
   if (!store) return fail(store.status());
   auto source = (*store)->openDataset(a.dataset);
   if (!source) return fail(source.status());
+  if (parsed->select.size() == 1 && query::isModel(parsed->select[0].fn))
+    return runLocalModel(a.text, **source, a.threads, a.json, a.csv);
   auto bound = query::bindQuery(*parsed, (*source)->dictionary());
   if (!bound) return fail(bound.status());
   auto start = std::chrono::steady_clock::now();
@@ -81,6 +84,10 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "  trialmesh query --local --store site1 --dataset lung7 'count, mean(bmi) by arm'\n"
       "  trialmesh query --local --store site1 --dataset lung7 --json \\\n"
       "      'count where age >= 65 and sex = \"F\"'\n"
+      "  trialmesh query --local --store site1 --dataset lung7 \\\n"
+      "      'coxph(time, event ~ age + sex + arm, ties = efron)'\n"
+      "Models (lm, glm with family = binomial, coxph) run as rounds of ordinary queries and\n"
+      "print in R's layout (--json / --csv for programs).\n"
       "Language: docs/query-language.md (also accepts the JSON form).");
   q->add_option("query", args->text, "The query, e.g. 'count, mean(bmi), var(bmi) by arm'")
       ->required();

@@ -1,0 +1,48 @@
+// Internal to tm_query: the site side of model rounds (building the design matrix from the
+// dictionary's columns and computing the additive sums of query/partial.h's layouts), and the
+// conversions between those layouts and the stats:: sums the coordinator fits from.
+// Not part of the public interface.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "query/engine.h"
+#include "query/partial.h"
+#include "query/plan.h"
+#include "stats/cox.h"
+#include "stats/regression.h"
+
+namespace trialmesh::query::detail {
+
+// A site answers a model round only when parameters <= kModelParameterShare × its complete-case
+// rows (DataSHIELD's nfilter.glm rule, default 0.33). docs/query-language.md.
+inline constexpr double kModelParameterShare = 0.33;
+
+// The round statistic's partial over `source`'s rows (the plan's statistic must be a model
+// round; a model itself is refused with InvalidArgument).
+Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource& source,
+                                   const ExecOptions& options);
+
+// The selection mask (1 = passes the where clause) of one chunk; all ones without a filter.
+// Implemented by the engine (engine.cc) so filters have one evaluator.
+Result<std::vector<uint8_t>> selectChunk(const Plan& plan, const storage::ColumnSource& source,
+                                         uint32_t chunk, uint32_t rows);
+
+// Prefix of the notes of a round's table that name the design columns, one per note in order.
+inline constexpr const char* kDesignColumnNote = "design column: ";
+
+// The finalized table of a round: one row per stratum (cells) with its complete-case rows; notes
+// name the design columns (kDesignColumnNote) and give the counts.
+Result<ResultTable> finalizeModel(const PartialResult& partial, const Plan& plan);
+
+// Layout conversions (query/partial.h). Errors: InvalidArgument when the vector length does not
+// fit p (and the grids, for Cox).
+Result<stats::LinearSums> linearSumsOf(const StatPartial& s, uint32_t p);
+Result<stats::LogisticSums> logisticSumsOf(const StatPartial& s, uint32_t p);
+Result<stats::CoxSums> coxSumsOf(const StatPartial& s, uint32_t p,
+                                 const std::vector<std::vector<double>>& grids);
+
+}  // namespace trialmesh::query::detail

@@ -1,0 +1,225 @@
+#include "query/model_runner.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "query/model_kernel.h"
+#include "stats/format.h"
+
+namespace trialmesh::query {
+
+namespace {
+
+std::string fullPrecision(double v) {
+  if (std::isnan(v)) return "NA";
+  return fmt::format("{}", v);
+}
+
+// Runs the rounds of one fit, numbering them and recording their text.
+class Rounds {
+ public:
+  Rounds(const Query& model, const RoundRunner& run, ModelResult& result)
+      : model_(model), run_(run), result_(result) {}
+
+  Result<RoundAnswer> run(const Aggregate& statistic) {
+    Query q;
+    q.select.push_back(statistic);
+    q.where = model_.where;
+    std::string text = canonicalQueryText(q);
+    result_.roundQueries.push_back(text);
+    const size_t round = result_.roundQueries.size();
+    Result<RoundAnswer> r = run_(text);
+    if (!r.isOk())
+      return r.status().withContext(fmt::format("round {} ({})", round, aggFnName(statistic.fn)));
+    if (r->merged.stats.size() != 1)
+      return Status::invalidArgument(
+          fmt::format("round {} ({}): the answer has {} statistics, expected 1", round,
+                      aggFnName(statistic.fn), r->merged.stats.size()));
+    return r;
+  }
+
+ private:
+  const Query& model_;
+  const RoundRunner& run_;
+  ModelResult& result_;
+};
+
+Result<std::vector<std::string>> columnNames(const RoundAnswer& answer) {
+  std::vector<std::string> names;
+  const std::string prefix = detail::kDesignColumnNote;
+  for (const auto& note : answer.table.notes)
+    if (note.rfind(prefix, 0) == 0) names.push_back(note.substr(prefix.size()));
+  if (names.empty())
+    return Status::invalidArgument("the round table does not list the design columns");
+  return names;
+}
+
+}  // namespace
+
+Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
+  if (model.select.size() != 1 || !isModel(model.select[0].fn))
+    return Status::invalidArgument(
+        "fitModel needs a query whose only statistic is lm(...), glm(...) or coxph(...)");
+  if (!model.by.empty())
+    return Status::invalidArgument(
+        "a model cannot be grouped with 'by': add the grouping variable as a covariate");
+  const Aggregate& spec = model.select[0];
+  ModelResult result;
+  result.fn = spec.fn;
+  result.call = canonicalQueryText(model);
+  Rounds rounds(model, run, result);
+  Aggregate a = spec;
+  a.breslow = false;
+
+  switch (spec.fn) {
+    case AggFn::kLm: {
+      a.fn = AggFn::kLmSums;
+      TM_ASSIGN_OR_RETURN(RoundAnswer r, rounds.run(a));
+      TM_ASSIGN_OR_RETURN(std::vector<std::string> names, columnNames(r));
+      const auto p = static_cast<uint32_t>(names.size());
+      TM_ASSIGN_OR_RETURN(stats::LinearSums sums, detail::linearSumsOf(r.merged.stats[0], p));
+      TM_ASSIGN_OR_RETURN(stats::LinearFit fit, stats::fitLinear(names, sums));
+      result.linear = std::move(fit);
+      return result;
+    }
+    case AggFn::kGlm: {
+      a.fn = AggFn::kGlmSums;
+      // Round 1 at beta = 0 also tells the design's columns; fitLogistic's first evaluation
+      // (at beta = 0) reuses it.
+      TM_ASSIGN_OR_RETURN(RoundAnswer first, rounds.run(a));
+      TM_ASSIGN_OR_RETURN(std::vector<std::string> names, columnNames(first));
+      const auto p = static_cast<uint32_t>(names.size());
+      TM_ASSIGN_OR_RETURN(stats::LogisticSums firstSums,
+                          detail::logisticSumsOf(first.merged.stats[0], p));
+      bool firstUsed = false;
+      auto evaluate = [&](const std::vector<double>& beta) -> Result<stats::LogisticSums> {
+        bool zero = true;
+        for (double b : beta) zero = zero && b == 0.0;
+        if (zero && !firstUsed) {
+          firstUsed = true;
+          return firstSums;
+        }
+        Aggregate round = a;
+        round.beta = beta;
+        TM_ASSIGN_OR_RETURN(RoundAnswer r, rounds.run(round));
+        return detail::logisticSumsOf(r.merged.stats[0], p);
+      };
+      TM_ASSIGN_OR_RETURN(stats::LogisticFit fit, stats::fitLogistic(names, evaluate));
+      result.logistic = std::move(fit);
+      return result;
+    }
+    case AggFn::kCoxph: {
+      a.fn = AggFn::kCoxTimes;
+      TM_ASSIGN_OR_RETURN(RoundAnswer times, rounds.run(a));
+      TM_ASSIGN_OR_RETURN(std::vector<std::string> names, columnNames(times));
+      const auto p = static_cast<uint32_t>(names.size());
+      const StatPartial& s = times.merged.stats[0];
+      if (s.vec.size() != p || s.km.size() != s.n.size())
+        return Status::invalidArgument("the cox_times answer has the wrong shape");
+      uint64_t n = 0;
+      for (uint64_t v : s.n) n += v;
+      if (n == 0)
+        return Status::invalidArgument(
+            "coxph: no complete-case rows at any site (every row lacks a model variable or is "
+            "excluded by 'where')");
+      std::vector<double> center(p);
+      for (uint32_t j = 0; j < p; ++j) center[j] = s.vec[j] / static_cast<double>(n);
+      std::vector<std::vector<double>> grids(s.km.size());
+      for (size_t k = 0; k < s.km.size(); ++k)
+        for (const KmPoint& point : s.km[k])
+          if (point.events > 0) grids[k].push_back(point.time);
+      Aggregate sumsSpec = a;
+      sumsSpec.fn = AggFn::kCoxSums;
+      sumsSpec.center = center;
+      sumsSpec.times = grids;
+      auto evaluate = [&](const std::vector<double>& beta) -> Result<stats::CoxSums> {
+        Aggregate round = sumsSpec;
+        round.beta = beta;
+        TM_ASSIGN_OR_RETURN(RoundAnswer r, rounds.run(round));
+        return detail::coxSumsOf(r.merged.stats[0], p, grids);
+      };
+      stats::CoxOptions options;
+      options.ties = spec.breslow ? stats::CoxTies::kBreslow : stats::CoxTies::kEfron;
+      TM_ASSIGN_OR_RETURN(stats::CoxFit fit, stats::fitCox(names, evaluate, options));
+      result.cox = std::move(fit);
+      return result;
+    }
+    default:
+      return Status::invalidArgument("not a model");
+  }
+}
+
+RoundRunner localRoundRunner(const storage::ColumnSource& source, ExecOptions options) {
+  // One cache key per runner: the source must outlive the runner, so its rows cannot change
+  // between the rounds it runs.
+  static std::atomic<uint64_t> runners{0};
+  if (options.cacheKey.empty())
+    options.cacheKey =
+        fmt::format("local-runner-{}-{}", runners.fetch_add(1), static_cast<const void*>(&source));
+  return [&source, options](const std::string& text) -> Result<RoundAnswer> {
+    TM_ASSIGN_OR_RETURN(Query q, parseQuery(text));
+    TM_ASSIGN_OR_RETURN(BoundQuery bound, bindQuery(q, source.dictionary()));
+    RoundAnswer answer;
+    TM_ASSIGN_OR_RETURN(answer.merged, execute(bound, source, options));
+    TM_ASSIGN_OR_RETURN(answer.table, finalize(answer.merged, bound));
+    return answer;
+  };
+}
+
+std::string formatModel(const ModelResult& r) {
+  std::string out;
+  if (r.linear) out = stats::formatLinear(*r.linear, r.call);
+  if (r.logistic) out = stats::formatLogistic(*r.logistic, r.call);
+  if (r.cox) out = stats::formatCox(*r.cox, r.call);
+  out += fmt::format("\n({} round{} of site queries)\n", r.roundQueries.size(),
+                     r.roundQueries.size() == 1 ? "" : "s");
+  return out;
+}
+
+std::string modelJson(const ModelResult& r) {
+  nlohmann::json j;
+  if (r.linear) j = stats::toJson(*r.linear);
+  if (r.logistic) j = stats::toJson(*r.logistic);
+  if (r.cox) j = stats::toJson(*r.cox);
+  j["model"] = aggFnName(r.fn);
+  j["call"] = r.call;
+  j["rounds"] = r.roundQueries.size();
+  return j.dump();
+}
+
+std::string modelCsv(const ModelResult& r) {
+  std::string out;
+  auto quote = [](const std::string& s) {
+    std::string q = "\"";
+    for (char c : s) {
+      if (c == '"') q += '"';
+      q += c;
+    }
+    return q + "\"";
+  };
+  if (r.cox) {
+    out = "term,coef,exp_coef,se_coef,z,p,lower_95,upper_95\n";
+    for (const auto& c : r.cox->coefficients)
+      out +=
+          fmt::format("{},{},{},{},{},{},{},{}\n", quote(c.name), fullPrecision(c.coef),
+                      fullPrecision(c.hazardRatio), fullPrecision(c.stdError), fullPrecision(c.z),
+                      fullPrecision(c.pValue), fullPrecision(c.lower), fullPrecision(c.upper));
+    return out;
+  }
+  const std::vector<stats::Coefficient>* coefs = r.linear     ? &r.linear->coefficients
+                                                 : r.logistic ? &r.logistic->coefficients
+                                                              : nullptr;
+  out = fmt::format("term,estimate,std_error,{},p\n", r.linear ? "t" : "z");
+  if (coefs) {
+    for (const auto& c : *coefs)
+      out += fmt::format("{},{},{},{},{}\n", quote(c.name), fullPrecision(c.estimate),
+                         fullPrecision(c.stdError), fullPrecision(c.statistic),
+                         fullPrecision(c.pValue));
+  }
+  return out;
+}
+
+}  // namespace trialmesh::query

@@ -1,0 +1,68 @@
+// Fitting a model query (lm, glm, coxph) by rounds of round statistics (lm_sums, glm_sums,
+// cox_times, cox_sums), each of which is an ordinary query: on one local store (the pooled
+// reference) or across a federation, where each round is signed, approval-checked and audited
+// at every site like any other query.
+//
+//   TM_ASSIGN_OR_RETURN(Query q, parseQuery("coxph(time, event ~ age + sex, ties = breslow)"));
+//   TM_ASSIGN_OR_RETURN(ModelResult fit, fitModel(q, localRoundRunner(store)));
+//   std::cout << formatModel(fit);
+//
+// Rounds: lm one (lm_sums); glm one at beta = 0, then one per IRLS iteration (glm_sums with
+// beta); coxph one for the event-time grid and the centring means (cox_times), then one per
+// Newton step (cox_sums with beta, center and times). docs/statistics.md has what a site sends.
+//
+// Thread-safety: fitModel calls `run` sequentially from the calling thread.
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "query/engine.h"
+#include "query/partial.h"
+#include "query/query.h"
+#include "stats/cox.h"
+#include "stats/regression.h"
+#include "storage/column.h"
+
+namespace trialmesh::query {
+
+// What one round returns: the merged partial over every site and its finalized table (for a
+// round statistic: complete-case rows per stratum; its notes name the design columns).
+struct RoundAnswer {
+  PartialResult merged;
+  ResultTable table;
+};
+
+// Runs one round: canonical query text of a round statistic -> merged answer. An error (for a
+// federation: any site that did not answer, named) aborts the fit and is returned with the
+// round number.
+using RoundRunner = std::function<Result<RoundAnswer>(const std::string& roundQuery)>;
+
+struct ModelResult {
+  AggFn fn = AggFn::kLm;
+  std::string call;  // canonical text of the model query
+  std::optional<stats::LinearFit> linear;
+  std::optional<stats::LogisticFit> logistic;
+  std::optional<stats::CoxFit> cox;
+  std::vector<std::string> roundQueries;  // every round run, in order
+};
+
+// Fits `model` (its only statistic must be lm, glm or coxph). Errors: InvalidArgument for a
+// query that is not a model; the first error of `run`, as "round N (<statistic>): ..."; the
+// fit's own errors (collinear design, no events, too few rows).
+Result<ModelResult> fitModel(const Query& model, const RoundRunner& run);
+
+// A RoundRunner over one local dataset (binds each round to source's dictionary, executes and
+// finalizes it). `source` must outlive the runner.
+RoundRunner localRoundRunner(const storage::ColumnSource& source, ExecOptions options = {});
+
+// R layout (summary.lm / summary.glm / summary.coxph, stats/format.h), JSON and CSV (one row per
+// coefficient).
+std::string formatModel(const ModelResult& result);
+std::string modelJson(const ModelResult& result);
+std::string modelCsv(const ModelResult& result);
+
+}  // namespace trialmesh::query

@@ -1,0 +1,71 @@
+// Model fits (lm, glm, coxph) from `trialmesh query`.
+#include "tools/trialmesh/model_commands.h"
+
+#include <chrono>
+#include <cstdio>
+
+#include "node/coordinator.h"
+#include "node/model_runner.h"
+
+namespace trialmesh::cli {
+namespace {
+
+int fail(const Status& status) {
+  std::fprintf(stderr, "error: %s\n", status.message().c_str());
+  return 1;
+}
+
+void printModel(const query::ModelResult& fit, bool json, bool csv) {
+  if (json) {
+    std::printf("%s\n", query::modelJson(fit).c_str());
+  } else if (csv) {
+    std::fputs(query::modelCsv(fit).c_str(), stdout);
+  } else {
+    std::fputs(query::formatModel(fit).c_str(), stdout);
+  }
+}
+
+}  // namespace
+
+bool isModelQuery(const std::string& text) {
+  auto parsed = query::parseQuery(text);
+  return parsed && parsed->select.size() == 1 && query::isModel(parsed->select[0].fn);
+}
+
+int runLocalModel(const std::string& text, const storage::ColumnSource& source, unsigned threads,
+                  bool json, bool csv) {
+  auto parsed = query::parseQuery(text);
+  if (!parsed) return fail(parsed.status());
+  query::ExecOptions options;
+  options.threads = threads;
+  const auto start = std::chrono::steady_clock::now();
+  auto fit = query::fitModel(*parsed, query::localRoundRunner(source, options));
+  if (!fit) return fail(fit.status());
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  printModel(*fit, json, csv);
+  if (!json && !csv) std::printf("fitted locally in %.1f ms\n", ms);
+  return 0;
+}
+
+int runFederatedModel(const std::string& text, const crypto::Identity& identity,
+                      const node::Members& members, const std::string& study, int64_t deadlineMs,
+                      bool json, bool csv) {
+  auto parsed = query::parseQuery(text);
+  if (!parsed) return fail(parsed.status());
+  node::CoordinatorSession session(identity, members);
+  node::FederatedQueryOptions options;
+  options.deadline = std::chrono::milliseconds(deadlineMs);
+  const auto start = std::chrono::steady_clock::now();
+  auto fit = query::fitModel(*parsed, node::federatedRoundRunner(session, study, options));
+  session.close();
+  if (!fit) return fail(fit.status());
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  printModel(*fit, json, csv);
+  if (!json && !csv)
+    std::printf("study %s: fitted across the federation in %.1f ms\n", study.c_str(), ms);
+  return 0;
+}
+
+}  // namespace trialmesh::cli

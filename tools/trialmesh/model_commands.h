@@ -1,0 +1,30 @@
+// Model fits from the `trialmesh query` command (tools/trialmesh/cmd_model.cc): a query whose
+// statistic is lm(...), glm(...) or coxph(...) runs as rounds (query/model_runner.h), locally
+// (cmd_query.cc, --local) or across a federation (cmd_federation.cc).
+#pragma once
+
+#include <string>
+
+#include "crypto/identity.h"
+#include "node/config.h"
+#include "query/model_runner.h"
+#include "storage/column.h"
+
+namespace trialmesh::cli {
+
+// True when `text` parses to a model query (lm, glm, coxph).
+bool isModelQuery(const std::string& text);
+
+// Fits the model over one local dataset and prints it (R layout, or --json / --csv). Returns
+// the exit status: 0, or 1 with the error on stderr.
+int runLocalModel(const std::string& text, const storage::ColumnSource& source, unsigned threads,
+                  bool json, bool csv);
+
+// Fits the model across every site of `study` over one coordinator session (the rounds reuse
+// the connections) and prints it. Returns 0, or 1 with the error (e.g. the sites that did not
+// answer a round) on stderr.
+int runFederatedModel(const std::string& text, const crypto::Identity& identity,
+                      const node::Members& members, const std::string& study, int64_t deadlineMs,
+                      bool json, bool csv);
+
+}  // namespace trialmesh::cli
