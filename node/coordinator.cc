@@ -105,30 +105,6 @@ struct SiteAnswer {
   query::PartialShape shape;
 };
 
-ethics::AggregationMode modeFromWire(wire::Aggregation a) {
-  switch (a) {
-    case wire::Aggregation::PLAIN:
-      return ethics::AggregationMode::kPlain;
-    case wire::Aggregation::SECURE:
-      return ethics::AggregationMode::kSecure;
-    case wire::Aggregation::SECURE_DP:
-      return ethics::AggregationMode::kSecureDp;
-  }
-  return ethics::AggregationMode::kSecure;
-}
-
-wire::Aggregation modeToWire(ethics::AggregationMode m) {
-  switch (m) {
-    case ethics::AggregationMode::kPlain:
-      return wire::Aggregation::PLAIN;
-    case ethics::AggregationMode::kSecure:
-      return wire::Aggregation::SECURE;
-    case ethics::AggregationMode::kSecureDp:
-      return wire::Aggregation::SECURE_DP;
-  }
-  return wire::Aggregation::SECURE;
-}
-
 SiteInfo siteInfoFromWire(wire::NodeInfo::Reader r) {
   SiteInfo info;
   info.name = r.getName();
@@ -140,7 +116,7 @@ SiteInfo siteInfoFromWire(wire::NodeInfo::Reader r) {
     StudyPolicy policy;
     policy.study = p.getStudy();
     policy.approval = p.getApproval();
-    policy.aggregation = modeFromWire(p.getAggregation());
+    policy.aggregation = protocol::aggregationFromWire(p.getAggregation());
     policy.minSites = p.getMinSites();
     policy.minCellSize = p.getMinCellSize();
     if (p.getTimeBin() > 0) policy.timeBin = p.getTimeBin();
@@ -914,7 +890,7 @@ Result<FederatedResult> CoordinatorSession::Impl::querySecure(
       fields.nonce = nonce;
       fields.issuedAtMs = clock.nowMs();
       fields.expiresAtMs = fields.issuedAtMs + validity.count();
-      fields.aggregation = modeToWire(policy.aggregation);
+      fields.aggregation = protocol::aggregationToWire(policy.aggregation);
       fields.participants = keys;
       if (options.adjustRequest) options.adjustRequest(*site, fields);
       plan->signedQuery = protocol::signQuery(identity_, fields);

@@ -150,18 +150,6 @@ struct ScanOutcome {
 
 // ---- secure aggregation (issue #5; docs/privacy.md) ----
 
-wire::Aggregation wireMode(ethics::AggregationMode mode) {
-  switch (mode) {
-    case ethics::AggregationMode::kPlain:
-      return wire::Aggregation::PLAIN;
-    case ethics::AggregationMode::kSecure:
-      return wire::Aggregation::SECURE;
-    case ethics::AggregationMode::kSecureDp:
-      return wire::Aggregation::SECURE_DP;
-  }
-  return wire::Aggregation::SECURE;
-}
-
 const char* wireModeName(wire::Aggregation mode) {
   switch (mode) {
     case wire::Aggregation::PLAIN:
@@ -428,7 +416,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
 Status SiteState::checkRound(const protocol::QueryRequestFields& r,
                              const ethics::Grant& grant) const {
   const std::string label = grant.study + " v" + std::to_string(grant.protocolVersion);
-  if (r.aggregation != wireMode(grant.aggregation)) {
+  if (r.aggregation != protocol::aggregationToWire(grant.aggregation)) {
     return Status::failedPrecondition("approval " + label + " requires " +
                                       modeRequirement(grant.aggregation) +
                                       "; the query asked for " + wireModeName(r.aggregation));
@@ -607,7 +595,7 @@ class SiteImpl final : public wire::Site::Server {
       auto p = policies[static_cast<unsigned>(i)];
       p.setStudy(newest[i].study);
       p.setApproval(newest[i].label());
-      p.setAggregation(wireMode(newest[i].aggregation));
+      p.setAggregation(protocol::aggregationToWire(newest[i].aggregation));
       p.setMinSites(newest[i].minSites);
       p.setMinCellSize(newest[i].minCellSize);
       p.setTimeBin(newest[i].timeBin.value_or(0.0));

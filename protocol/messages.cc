@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "crypto/random.h"
+#include "ethics/approval.h"
 
 namespace trialmesh::protocol {
 namespace {
@@ -356,6 +357,30 @@ Status exceptionToStatus(const kj::Exception& e) {
     default:
       return Status::internal(std::string(d));
   }
+}
+
+wire::Aggregation aggregationToWire(ethics::AggregationMode mode) {
+  switch (mode) {
+    case ethics::AggregationMode::kPlain:
+      return wire::Aggregation::PLAIN;
+    case ethics::AggregationMode::kSecure:
+      return wire::Aggregation::SECURE;
+    case ethics::AggregationMode::kSecureDp:
+      return wire::Aggregation::SECURE_DP;
+  }
+  return wire::Aggregation::SECURE;
+}
+
+ethics::AggregationMode aggregationFromWire(wire::Aggregation mode) {
+  switch (mode) {
+    case wire::Aggregation::PLAIN:
+      return ethics::AggregationMode::kPlain;
+    case wire::Aggregation::SECURE:
+      return ethics::AggregationMode::kSecure;
+    case wire::Aggregation::SECURE_DP:
+      return ethics::AggregationMode::kSecureDp;
+  }
+  return ethics::AggregationMode::kSecure;
 }
 
 }  // namespace trialmesh::protocol

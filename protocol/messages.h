@@ -21,6 +21,10 @@
 #include "common/status.h"
 #include "crypto/identity.h"
 #include "protocol/trialmesh.capnp.h"
+
+namespace trialmesh::ethics {
+enum class AggregationMode : uint8_t;  // ethics/approval.h
+}
 #include "query/partial.h"
 
 namespace trialmesh::protocol {
@@ -107,5 +111,10 @@ kj::Exception statusToException(const Status& status);
 // its code and message; DISCONNECTED -> Unavailable; OVERLOADED -> ResourceExhausted unless the
 // description names a code; other exceptions -> Internal with their description.
 Status exceptionToStatus(const kj::Exception& e);
+
+// An approval's aggregation mode (ethics::AggregationMode) as the wire enum and back. A wire
+// value this build does not know reads as kSecure, the default and strictest masked mode.
+wire::Aggregation aggregationToWire(ethics::AggregationMode mode);
+ethics::AggregationMode aggregationFromWire(wire::Aggregation mode);
 
 }  // namespace trialmesh::protocol
