@@ -12,7 +12,10 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <random>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -126,7 +129,61 @@ std::string executableDirectory() {
   return ec ? std::string(".") : p.parent_path().string();
 }
 
+namespace {
+
+// The kernel's ephemeral range, from which it takes the source port of every outgoing
+// connection (and the port for bind(0)). A port picked there can be taken by any client socket
+// on the machine before our node binds it; that is the race CI hit. Defaults to Linux's.
+std::pair<uint32_t, uint32_t> ephemeralPortRange() {
+  uint32_t low = 32768, high = 60999;
+  std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+  uint32_t l = 0, h = 0;
+  if (in >> l >> h && l > 0 && l <= h && h <= 65535) {
+    low = l;
+    high = h;
+  }
+  return {low, high};
+}
+
+// True when 127.0.0.1:port can be bound right now (no listener, no connection using it).
+bool loopbackPortBindable(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(port);
+  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
 Result<uint16_t> pickFreeLoopbackPort() {
+  // Pick at random from the largest span outside the ephemeral range (above 10000, away from
+  // well-known services), so neither outgoing connections nor another test's bind(0) collide
+  // with it; concurrent pickers collide only by chance, and callers retry on "address in use".
+  auto [low, high] = ephemeralPortRange();
+  constexpr uint32_t kFloor = 10000;
+  uint32_t spanLow = 0, spanHigh = 0;
+  if (low > kFloor + 1000) {
+    spanLow = kFloor;
+    spanHigh = low - 1;
+  }
+  if (high < 65535 && 65535 - high > spanHigh - spanLow) {
+    spanLow = high + 1;
+    spanHigh = 65535;
+  }
+  if (spanHigh > spanLow) {
+    std::random_device rd;
+    std::uniform_int_distribution<uint32_t> pick(spanLow, spanHigh);
+    for (int attempt = 0; attempt < 256; ++attempt) {
+      auto port = static_cast<uint16_t>(pick(rd));
+      if (loopbackPortBindable(port)) return port;
+    }
+  }
+  // No room outside the ephemeral range (or every try was taken): let the kernel choose.
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::ioError(std::string("socket: ") + std::strerror(errno));
   sockaddr_in addr{};

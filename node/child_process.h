@@ -54,8 +54,9 @@ class ChildProcess {
 // next to trialmesh.
 std::string executableDirectory();
 
-// Binds 127.0.0.1:0 and returns the port the kernel chose (then closes the socket). Another
-// process may take it before it is used; callers retry on "address in use".
+// A loopback port that is free now, chosen at random outside the kernel's ephemeral range (so
+// the source port of some outgoing connection cannot take it before our node binds it).
+// Another process may still take it first; callers retry on "address in use".
 Result<uint16_t> pickFreeLoopbackPort();
 
 }  // namespace trialmesh::node

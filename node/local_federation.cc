@@ -98,12 +98,6 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
                       ethics::signApproval(std::move(approval), fed->committee_));
   TM_RETURN_IF_ERROR(writeText(fed->approvalPath(), ethics::encodeSignedApproval(signedApproval)));
 
-  std::string members =
-      "federation = \"local-demo\"\n\n[[member]]\nname = \"coordinator\"\n"
-      "role = \"coordinator\"\npublic_key = \"" +
-      fed->coordinator_.pub.toText() +
-      "\"\n\n[[member]]\nname = \"ethics-board\"\nrole = \"ethics-board\"\npublic_key = \"" +
-      fed->committee_.pub.toText() + "\"\n";
   for (uint32_t i = 0; i < options.sites; ++i) {
     Site site;
     std::string code = gen::siteCode(i);  // "S01"
@@ -128,25 +122,13 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
                           ethics::ApprovalStore::open(site.dir + "/store/ethics-approvals"));
       TM_RETURN_IF_ERROR(approvals->putApproval(signedApproval));
     }
+    site.pub = id.pub;
     TM_ASSIGN_OR_RETURN(site.port, pickFreeLoopbackPort());
     TM_ASSIGN_OR_RETURN(site.opsPort, pickFreeLoopbackPort());
-    members += "\n[[member]]\nname = \"" + site.name + "\"\nrole = \"site\"\npublic_key = \"" +
-               id.pub.toText() + "\"\naddress = \"127.0.0.1:" + std::to_string(site.port) +
-               "\"\nstudies = [\"" + kStudy + "\"]\n";
-    std::string config = "name = \"" + site.name + "\"\nidentity = \"" + site.name +
-                         ".key\"\nlisten = \"127.0.0.1:" + std::to_string(site.port) +
-                         "\"\ndata_dir = \"store\"\nmembers = \"../members.toml\"\n"
-                         "ops_listen = \"127.0.0.1:" +
-                         std::to_string(site.opsPort) + "\"\nlog_format = \"" + options.logFormat +
-                         "\"\nlog_file = \"node.log\"\n\n[limits]\nworker_threads = 2\n" +
-                         options.extraLimits + "\n\n[ethics]\nrecognised_committees = [\"" +
-                         fed->committee_.pub.toText() + "\"]\n\n[[dataset]]\nstudy = \"" + kStudy +
-                         "\"\nname = \"" + kDataset + "\"\n";
-    TM_RETURN_IF_ERROR(writeText(site.dir + "/node.toml", config));
     fed->sites_.push_back(std::move(site));
+    TM_RETURN_IF_ERROR(fed->writeSiteConfig(fed->sites_.size() - 1));
   }
-  TM_RETURN_IF_ERROR(writeText(fed->membersPath(), members));
-  TM_ASSIGN_OR_RETURN(fed->members_, loadMembers(fed->membersPath()));
+  TM_RETURN_IF_ERROR(fed->writeMembers());
   if (fed->options_.nodeBinary.empty()) {
     std::string sibling = executableDirectory() + "/trialmesh-node";
     fed->options_.nodeBinary = fs::exists(sibling) ? sibling : "trialmesh-node";
@@ -156,9 +138,60 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
 
 LocalFederation::~LocalFederation() { stop(); }
 
+Status LocalFederation::writeSiteConfig(size_t i) const {
+  const Site& site = sites_[i];
+  std::string config = "name = \"" + site.name + "\"\nidentity = \"" + site.name +
+                       ".key\"\nlisten = \"127.0.0.1:" + std::to_string(site.port) +
+                       "\"\ndata_dir = \"store\"\nmembers = \"../members.toml\"\n"
+                       "ops_listen = \"127.0.0.1:" +
+                       std::to_string(site.opsPort) + "\"\nlog_format = \"" + options_.logFormat +
+                       "\"\nlog_file = \"node.log\"\n\n[limits]\nworker_threads = 2\n" +
+                       options_.extraLimits + "\n\n[ethics]\nrecognised_committees = [\"" +
+                       committee_.pub.toText() + "\"]\n\n[[dataset]]\nstudy = \"" + kStudy +
+                       "\"\nname = \"" + kDataset + "\"\n";
+  return writeText(site.dir + "/node.toml", config);
+}
+
+Status LocalFederation::writeMembers() {
+  std::string members =
+      "federation = \"local-demo\"\n\n[[member]]\nname = \"coordinator\"\n"
+      "role = \"coordinator\"\npublic_key = \"" +
+      coordinator_.pub.toText() +
+      "\"\n\n[[member]]\nname = \"ethics-board\"\nrole = \"ethics-board\"\npublic_key = \"" +
+      committee_.pub.toText() + "\"\n";
+  for (const Site& site : sites_) {
+    members += "\n[[member]]\nname = \"" + site.name + "\"\nrole = \"site\"\npublic_key = \"" +
+               site.pub.toText() + "\"\naddress = \"127.0.0.1:" + std::to_string(site.port) +
+               "\"\nstudies = [\"" + kStudy + "\"]\n";
+  }
+  TM_RETURN_IF_ERROR(writeText(membersPath(), members));
+  TM_ASSIGN_OR_RETURN(members_, loadMembers(membersPath()));
+  return Status::ok();
+}
+
 Status LocalFederation::startSite(size_t i, std::chrono::milliseconds timeout) {
   Site& site = sites_[i];
   if (site.process && site.process->running()) return Status::ok();
+  // A port picked free at create() may have been taken since by another process on the
+  // machine (pickFreeLoopbackPort makes that unlikely, not impossible). Then the node exits
+  // with "address already in use": pick new ports, rewrite node.toml and members.toml, retry.
+  // Sites already running keep the old address of this site for their peer checks.
+  constexpr int kAttempts = 4;
+  for (int attempt = 1;; ++attempt) {
+    Status s = launchSite(i, timeout);
+    if (s.isOk() || attempt == kAttempts ||
+        s.message().find("address already in use") == std::string::npos) {
+      return s;
+    }
+    TM_ASSIGN_OR_RETURN(site.port, pickFreeLoopbackPort());
+    TM_ASSIGN_OR_RETURN(site.opsPort, pickFreeLoopbackPort());
+    TM_RETURN_IF_ERROR(writeSiteConfig(i));
+    TM_RETURN_IF_ERROR(writeMembers());
+  }
+}
+
+Status LocalFederation::launchSite(size_t i, std::chrono::milliseconds timeout) {
+  Site& site = sites_[i];
   TM_ASSIGN_OR_RETURN(ChildProcess p, ChildProcess::spawn(options_.nodeBinary,
                                                           {"--config", site.dir + "/node.toml"},
                                                           site.dir + "/output.log"));

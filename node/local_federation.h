@@ -62,7 +62,9 @@ class LocalFederation {
   static Result<std::unique_ptr<LocalFederation>> create(const LocalFederationOptions& options);
   ~LocalFederation();  // stop()
 
-  // Starts every site not running and waits (at most `timeout`) until each answers.
+  // Starts every site not running and waits (at most `timeout`) until each answers. A site
+  // whose port another process took meanwhile moves to new ports (node.toml and members.toml
+  // are rewritten and members() reloaded); re-read sitePort/siteOpsPort/members() after.
   Status start(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   Status startSite(size_t index, std::chrono::milliseconds timeout = std::chrono::seconds(30));
   // SIGTERM to every running site, SIGKILL after `grace`. Returns the exit statuses.
@@ -74,6 +76,7 @@ class LocalFederation {
   std::string siteLogPath(size_t i) const { return sites_[i].dir + "/node.log"; }
   std::string siteConfigPath(size_t i) const { return sites_[i].dir + "/node.toml"; }
   const std::string& siteCsvPath(size_t i) const { return sites_[i].csv; }
+  uint16_t sitePort(size_t i) const { return sites_[i].port; }  // RPC, as in members.toml
   uint16_t siteOpsPort(size_t i) const { return sites_[i].opsPort; }
   // The site's process; nullptr when not started (or after stop()).
   ChildProcess* siteProcess(size_t i) { return sites_[i].process.get(); }
@@ -99,6 +102,7 @@ class LocalFederation {
     std::string csv;
     uint16_t port = 0;
     uint16_t opsPort = 0;
+    crypto::PublicKey pub{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
     std::unique_ptr<ChildProcess> process;
   };
   LocalFederation(LocalFederationOptions options, crypto::Identity coordinator,
@@ -106,6 +110,9 @@ class LocalFederation {
       : options_(std::move(options)),
         coordinator_(std::move(coordinator)),
         committee_(std::move(committee)) {}
+  Status writeSiteConfig(size_t i) const;  // site-sNN/node.toml from sites_[i]
+  Status writeMembers();                   // members.toml from sites_, then reloads members_
+  Status launchSite(size_t i, std::chrono::milliseconds timeout);  // one attempt
 
   LocalFederationOptions options_;
   crypto::Identity coordinator_;

@@ -1177,8 +1177,13 @@ int runSiteNode(const NodeConfig& config) {
     auto address = io.provider->getNetwork().parseAddress(config.listen).wait(io.waitScope);
     listener = address->listen();
   } catch (const kj::Exception& e) {
-    return startupFailure(Status::ioError(config.path + ": listen " + config.listen + ": " +
-                                          e.getDescription().cStr()));
+    std::string why = e.getDescription().cStr();
+    if (why.find("Address already in use") != std::string::npos) {
+      why =
+          "address already in use (another process holds this port: stop it, or change "
+          "`listen` here and this site's address in the members file)";
+    }
+    return startupFailure(Status::ioError(config.path + ": listen " + config.listen + ": " + why));
   }
 
   ops::OpsServer opsServer;

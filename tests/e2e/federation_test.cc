@@ -342,6 +342,39 @@ TEST_F(FederationTest, SessionReconnectsToARestartedSite) {
   EXPECT_EQ(session.openConnections(), 3u);
 }
 
+// Another process on the machine took a site's port between create() and start() (what
+// failed once in CI): the site moves to fresh ports and the federation still answers.
+TEST_F(FederationTest, SiteWhosePortWasTakenMovesToAFreeOne) {
+  std::vector<int> squatters;
+  uint16_t taken = 0;
+  startFederation(3000, [&](LocalFederation& fed) {
+    taken = fed.sitePort(1);
+    for (uint16_t port : {fed.sitePort(1), fed.siteOpsPort(1)}) {
+      int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      ASSERT_GE(fd, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      addr.sin_port = htons(port);
+      ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0)
+          << std::strerror(errno);
+      ASSERT_EQ(::listen(fd, 1), 0);
+      squatters.push_back(fd);
+    }
+  });
+  for (int fd : squatters) ::close(fd);
+  ASSERT_FALSE(HasFatalFailure());
+  EXPECT_NE(fed_->sitePort(1), taken);
+  EXPECT_NE(readFile(fed_->siteDirectory(1) + "/output.log").find("address already in use"),
+            std::string::npos);
+  auto r = query("count");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_FALSE(r->partial());
+  EXPECT_EQ(r->answered(), 3u);
+  ASSERT_TRUE(r->merged.has_value());
+  EXPECT_EQ(r->merged->rowsScanned, 3000u);
+}
+
 TEST_F(FederationTest, SiteDownIsNamedAndOthersAnswer) {
   startFederation();
   fed_->siteProcess(1)->signal(SIGKILL);
