@@ -205,7 +205,13 @@ Result<double> wordSensitivity(const query::AdditiveLayout& layout,
       bounded = true;
     }
   }
-  if (!bounded || seg.field == Field::kVec) {
+  if (seg.field == Field::kVec) {
+    return Status::failedPrecondition(
+        "secure-dp: model rounds (lm, glm, coxph) release sums whose sensitivity this node "
+        "cannot bound, so they are not answered under differential privacy; fit models under an "
+        "approval with aggregation = \"secure\"");
+  }
+  if (!bounded) {
     return Status::failedPrecondition(
         "secure-dp: statistic " + std::to_string(seg.stat + 1) +
         " sums values of a variable without a declared range (min and max in the data "
@@ -934,6 +940,9 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
       options.threads = threads;
       // Model rounds of one fit reuse the design built by the first (query/engine.h).
       options.cacheKey = dataset + "@" + std::to_string(opened->version);
+      // Secure cox rounds carry event times on the approval's grid; bin before computing so
+      // the grid round and the Newton rounds agree (query/additive.h).
+      if (secure) options.survivalTimeBin = secure->timeBin;
       TM_ASSIGN_OR_RETURN(out.partial, query::execute(bound, source, options));
       if (secure) {
         TM_ASSIGN_OR_RETURN(out.sealed, maskedAnswer(bound, out.partial, *secure));

@@ -102,14 +102,26 @@ long double fromFixed(SignedWord v) { return static_cast<long double>(v) / kFixe
 
 // The grid point of a km time; nullopt when the time lies outside the grid.
 std::optional<size_t> gridPoint(double time, double width, size_t points) {
-  if (!std::isfinite(time) || time < 0) return std::nullopt;
-  const long double k = std::ceil(static_cast<long double>(time) / width - kGridSlack);
-  if (k < 0) return size_t{0};
-  if (!(k < static_cast<long double>(points))) return std::nullopt;
-  return static_cast<size_t>(k);
+  std::optional<uint64_t> k = timeGridIndex(time, width);
+  if (!k || *k >= points) return std::nullopt;
+  return static_cast<size_t>(*k);
+}
+
+// The time variable a km or cox_times statistic counts on the grid.
+const storage::Variable& gridTimeVariable(const detail::Plan& plan,
+                                          const detail::BoundAggregate& a) {
+  return plan.dictionary.variable(a.fn == AggFn::kKm ? a.var : plan.model->response);
 }
 
 }  // namespace
+
+std::optional<uint64_t> timeGridIndex(double t, double w) {
+  if (!std::isfinite(t) || t < 0) return std::nullopt;
+  const long double k = std::ceil(static_cast<long double>(t) / w - kGridSlack);
+  if (k <= 0) return uint64_t{0};
+  if (!(k <= 0x1p53L)) return std::nullopt;
+  return static_cast<uint64_t>(k);
+}
 
 Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
                                               const AdditiveOptions& options) {
@@ -173,8 +185,11 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
       case AggFn::kHist:
         add(stat, Field::kBinCounts, Kind::kCount, cells * a.breaks.size());  // bins + 1 slots
         break;
-      case AggFn::kKm: {
-        const storage::Variable& t = plan.dictionary.variable(a.var);
+      case AggFn::kKm:
+      case AggFn::kCoxTimes: {
+        // cox_times: the distinct event times per stratum, as event counts on the km grid
+        // (its censorings run stays 0), then Σx (p) for the centring means.
+        const storage::Variable& t = gridTimeVariable(plan, a);
         if (!options.kmTimeBin) {
           return Status::invalidArgument(fmt::format(
               "{}: secure aggregation counts survival times on a fixed grid, and no grid width "
@@ -214,6 +229,17 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
         layout.kmGridPoints_ = static_cast<size_t>(points);
         add(stat, Field::kKmEvents, Kind::kCount, cells * layout.kmGridPoints_);
         add(stat, Field::kKmCensored, Kind::kCount, cells * layout.kmGridPoints_);
+        if (a.fn == AggFn::kCoxTimes) add(stat, Field::kVec, Kind::kFixed, plan.model->width());
+        break;
+      }
+      case AggFn::kCoxSums: {
+        // The round's grid (its `times`, one list per stratum) fixes the length (layout in
+        // query/partial.h).
+        const size_t p = plan.model->width();
+        size_t length = 0;
+        for (const auto& g : plan.query.select[i].times)
+          length += g.size() * (3 + 3 * p + 2 * p * p);
+        add(stat, Field::kVec, Kind::kFixed, length);
         break;
       }
       case AggFn::kLmSums:
@@ -228,12 +254,11 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
       case AggFn::kMax:
         break;  // refused above
       default:
-        // Models are fitted by the coordinator in rounds (the rounds are encoded, not the
-        // model); cox_times and cox_sums have data-dependent lengths (the distinct event
-        // times) and so no fixed layout.
+        // Models are fitted by the coordinator in rounds: the rounds are encoded, not the
+        // model.
         return Status::invalidArgument(fmt::format(
-            "{}: {} has no fixed-length additive encoding and cannot be securely aggregated; "
-            "ask for an approval in plain mode",
+            "{}: {} is fitted by the coordinator from rounds and is never sent as one secure "
+            "query; run it with `trialmesh query`, which drives the rounds",
             name, aggFnName(a.fn)));
     }
   }
@@ -343,7 +368,7 @@ Result<std::vector<AdditiveWord>> encodeAdditive(const PartialResult& partial,
                   "{}: cell {} has a time {} outside the secure-aggregation time grid [0, {}] "
                   "(width {}); check the values of {} against its dictionary range",
                   name, c, p.time, static_cast<double>(points - 1) * layout.kmTimeBin(),
-                  layout.kmTimeBin(), plan.dictionary.variable(a.var).name));
+                  layout.kmTimeBin(), gridTimeVariable(plan, a).name));
             }
             w[c * points + *k] += p.events;
             censored[c * points + *k] += p.censored;
@@ -530,7 +555,7 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
           for (size_t k = 0; k < points; ++k) {
             const uint64_t e = events[c * points + k], d = censored[c * points + k];
             if (e == 0 && d == 0) continue;
-            s.km[c].push_back({static_cast<double>(k) * layout.kmTimeBin(), e, d});
+            s.km[c].push_back({timeGridTime(k, layout.kmTimeBin()), e, d});
           }
         }
         break;

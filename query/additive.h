@@ -26,8 +26,11 @@
 // detects a faulty or malicious site or vectors from different rounds.
 //
 // Statistics: count, sum, mean, var, sd, hist, km (on a bounded time grid), and the model
-// rounds lm_sums and glm_sums (their fixed-length vec). min and max are refused: they reveal
-// single values; so are models and cox rounds, whose vectors have no fixed length.
+// rounds lm_sums, glm_sums and cox_sums (their vec, whose length the round fixes) and
+// cox_times (its event counts on the same bounded time grid as km, and vec). min and max are
+// refused: they reveal single values. A model itself is not encoded: the coordinator fits it
+// from rounds. For cox rounds the sites bin their times onto the grid before computing
+// (ExecOptions::survivalTimeBin), so both rounds see the same tied times.
 //
 // Thread-safety: an AdditiveLayout is immutable after create and may be shared; the functions
 // are pure. Errors come back as Status/Result.
@@ -63,12 +66,19 @@ inline constexpr uint32_t kMaxAdditiveParticipants = uint32_t{1} << 26;
 // hundreds of cells, is refused.
 inline constexpr size_t kMaxAdditiveWords = size_t{1} << 24;
 
+// The secure-aggregation time grid 0, w, 2w, ...: a time t belongs to the first point k w at
+// or above it, to within 1e-9 of a step (0.3 with w = 0.1 is point 3, not 4). nullopt for a
+// negative or non-finite t, or a point beyond 2^53. REQUIRES: w > 0 and finite.
+std::optional<uint64_t> timeGridIndex(double t, double w);
+// The time of grid point k: k w, computed one way everywhere so binned times compare equal.
+inline double timeGridTime(uint64_t k, double w) { return static_cast<double>(k) * w; }
+
 struct AdditiveOptions {
-  // km: width w of the time grid 0, w, 2w, ... (the approval's time_bin). Default: none, and a
-  // km query is refused. REQUIRES: > 0 when set.
+  // km, cox_times: width w of the time grid 0, w, 2w, ... (the approval's time_bin). Default:
+  // none, and a km or cox_times round is refused. REQUIRES: > 0 when set.
   std::optional<double> kmTimeBin;
-  // km: the largest time the grid must cover. Default: the time variable's dictionary maximum;
-  // without one a km query is refused.
+  // km, cox_times: the largest time the grid must cover. Default: the time variable's
+  // dictionary maximum; without one the query is refused.
   std::optional<double> kmTimeMax;
   // mean/var/sd: the shift c per variable name (sums of x - c are encoded). Default: the
   // midpoint of the variable's declared range, or 0 when the range is open. The closer c is to
@@ -93,9 +103,9 @@ class AdditiveLayout {
     kShiftedSum,      // fixed per cell: n (mean - c) = sum of (x - c)
     kShiftedSquares,  // fixed per cell: M2 + n (mean - c)^2 = sum of (x - c)^2
     kBinCounts,       // count per cell and bin slot (bins + 1, the last = outside)
-    kKmEvents,        // count per cell and grid point
-    kKmCensored,      // count per cell and grid point
-    kVec,             // fixed: StatPartial::vec of a model round (lm_sums, glm_sums; issue #6)
+    kKmEvents,        // count per cell and grid point (km, cox_times)
+    kKmCensored,      // count per cell and grid point (km, cox_times: all 0)
+    kVec,             // fixed: StatPartial::vec of a model round (issue #6)
     // Extension point: another additive real vector (per cell or not) is one more kFixed run
     // whose length the bound query fixes; a data-dependent length cannot be encoded.
   };

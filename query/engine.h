@@ -13,6 +13,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/status.h"
@@ -59,6 +60,11 @@ struct ExecOptions {
   // process-wide cache), so a fit's later rounds skip the column reads and the sort. Must
   // change whenever the rows change. Empty: nothing is cached.
   std::string cacheKey;
+  // Survival model rounds (cox_times, cox_sums): put every time on the grid 0, w, 2w, ...
+  // (query/additive.h timeGridIndex: the first point at or above it) before computing, so the
+  // rounds see the times secure aggregation can carry and agree on ties. Set by a site in
+  // secure mode to the approval's time_bin; a negative time is then refused. REQUIRES: > 0.
+  std::optional<double> survivalTimeBin;
 };
 
 // Computes the partial aggregates of `source`'s rows. Errors: FailedPrecondition when the

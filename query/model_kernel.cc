@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 
+#include "query/additive.h"
 #include "stats/rows.h"
 
 namespace trialmesh::query::detail {
@@ -45,7 +46,8 @@ struct ModelRows {
   uint64_t scanned = 0;
 };
 
-Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source) {
+Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source,
+                           std::optional<double> timeBin) {
   const ModelPlan& m = *plan.model;
   const bool survival = isSurvivalModel(m.fn);
   const bool logistic = m.fn == AggFn::kGlmSums;
@@ -109,8 +111,19 @@ Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source
           row[term.firstColumn] = v;
         }
       }
+      double y = yv[i];
+      if (survival && timeBin) {
+        std::optional<uint64_t> k = timeGridIndex(y, *timeBin);
+        if (!k) {
+          return Status::invalidArgument(fmt::format(
+              "{}: the time {} in row {} of the dataset cannot be placed on the secure-"
+              "aggregation time grid (width {}); survival times must be finite and >= 0",
+              aggFnName(m.fn), y, start + i + 1, *timeBin));
+        }
+        y = timeGridTime(*k, *timeBin);
+      }
       out.x.values.insert(out.x.values.end(), row.begin(), row.end());
-      out.y.push_back(yv[i]);
+      out.y.push_back(y);
       if (survival) out.event.push_back(ev[i] != 0.0 ? 1.0 : 0.0);
       const uint32_t s = m.hasStrata ? static_cast<uint32_t>(sv[i]) : 0;
       if (s >= m.strata)
@@ -144,7 +157,8 @@ std::string cacheKeyOf(const Plan& plan, const ExecOptions& options) {
   q.select[0].beta.clear();
   q.select[0].center.clear();
   q.select[0].times.clear();
-  return options.cacheKey + "\n" + plan.dictionaryHash + "\n" + canonicalQueryText(q);
+  std::string bin = options.survivalTimeBin ? fmt::format("{}", *options.survivalTimeBin) : "-";
+  return options.cacheKey + "\n" + plan.dictionaryHash + "\n" + bin + "\n" + canonicalQueryText(q);
 }
 
 CacheEntry lookup(const std::string& key) {
@@ -185,7 +199,12 @@ Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource
   const std::string key = cacheKeyOf(plan, options);
   CacheEntry cached = key.empty() ? CacheEntry{} : lookup(key);
   if (!cached.rows) {
-    TM_ASSIGN_OR_RETURN(ModelRows loaded, loadRows(plan, source));
+    if (options.survivalTimeBin &&
+        !(*options.survivalTimeBin > 0 && std::isfinite(*options.survivalTimeBin))) {
+      return Status::invalidArgument(
+          fmt::format("the survival time bin must be > 0, got {}", *options.survivalTimeBin));
+    }
+    TM_ASSIGN_OR_RETURN(ModelRows loaded, loadRows(plan, source, options.survivalTimeBin));
     cached = CacheEntry{key, std::make_shared<const ModelRows>(std::move(loaded)), {}, nullptr};
     if (!key.empty()) remember(cached);
   }

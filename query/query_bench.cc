@@ -38,6 +38,12 @@ using storage::VariableType;
 
 namespace {
 
+query::ExecOptions threadsOnly(unsigned threads) {
+  query::ExecOptions o;
+  o.threads = threads;
+  return o;
+}
+
 Variable var(std::string name, VariableType type, std::vector<std::string> levels = {},
              std::optional<double> min = {}, std::optional<double> max = {},
              bool missingAllowed = false) {
@@ -210,13 +216,13 @@ int main(int argc, char** argv) {
     }
     if (once) {
       TM_CALLGRIND_START();
-      auto r = query::execute(*b, table, {threads, {}});
+      auto r = query::execute(*b, table, threadsOnly(threads));
       TM_CALLGRIND_STOP();
       TM_CALLGRIND_DUMP(argv[a]);
       fmt::print("   {:40} {}\n", argv[a], r.isOk() ? "ok" : r.status().toString());
       continue;
     }
-    double ms = bestMs([&] { (void)query::execute(*b, table, {threads, {}}); });
+    double ms = bestMs([&] { (void)query::execute(*b, table, threadsOnly(threads)); });
     fmt::print("   {:40} engine {:7.2f} ms\n", argv[a], ms);
   }
   if (once) return 0;
@@ -232,8 +238,8 @@ int main(int argc, char** argv) {
       return 1;
     }
     query::PartialResult last;
-    double engine = bestMs([&] { last = *query::execute(*b, table, {threads, {}}); });
-    double engine1 = bestMs([&] { last = *query::execute(*b, table, {1, {}}); });
+    double engine = bestMs([&] { last = *query::execute(*b, table, threadsOnly(threads)); });
+    double engine1 = bestMs([&] { last = *query::execute(*b, table, threadsOnly(1)); });
     double loop = bestMs(floors[qi]);
     fmt::print(
         "Q{} {:40} engine {:7.2f} ms ({} thr)  {:7.2f} ms (1 thr)  floor loop {:7.2f} ms (1 thr)"

@@ -120,20 +120,21 @@ void expectClose(double fed, double pooled, double tolerance, const std::string&
       << what << ": federated " << fed << " pooled " << pooled;
 }
 
-class ModelsE2eTest : public ::testing::Test {
+// Every test runs twice: plain aggregation, and secure aggregation (the default; the rounds are
+// masked, the cox rounds carry times on the approval's grid of width 1, which the generator's
+// whole days fill exactly, so the pooled reference needs no binning).
+class ModelsE2eTest : public ::testing::TestWithParam<ethics::AggregationMode> {
  protected:
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
-           ("trialmesh-models-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("trialmesh-models-" + std::to_string(::getpid()) + "-" + testName());
     std::filesystem::remove_all(dir_);
     LocalFederationOptions o;
     o.directory = dir_.string();
     o.rows = 3000;
     o.seed = 6;
     o.nodeBinary = TRIALMESH_NODE_BINARY;
-    // Plain aggregation: the model rounds' secure encoding (query/additive.h) is not there yet.
-    o.aggregation = ethics::AggregationMode::kPlain;
+    o.aggregation = GetParam();
     auto fed = LocalFederation::create(o);
     ASSERT_TRUE(fed.isOk()) << fed.status().toString();
     fed_ = std::move(*fed);
@@ -145,6 +146,13 @@ class ModelsE2eTest : public ::testing::Test {
     }
     ASSERT_EQ(pooled_.size(), 3000u);
     session_ = std::make_unique<CoordinatorSession>(fed_->coordinator(), fed_->members());
+  }
+  // "CoxEfron.../Secure" -> "CoxEfron...-Secure": one directory per test and mode.
+  static std::string testName() {
+    std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : name)
+      if (c == '/') c = '-';
+    return name;
   }
   void TearDown() override {
     if (session_) session_->close();
@@ -193,7 +201,7 @@ class ModelsE2eTest : public ::testing::Test {
   std::vector<Subject> pooled_;
 };
 
-TEST_F(ModelsE2eTest, LinearAndLogisticEqualPooled) {
+TEST_P(ModelsE2eTest, LinearAndLogisticEqualPooled) {
   // lm: closed form, 1e-9.
   auto lm = fit("lm(bmi ~ age + sexM_placeholder)");
   ASSERT_FALSE(lm.isOk());  // an unknown covariate is refused before any fit
@@ -287,7 +295,7 @@ Result<stats::CoxFit> pooledCox(const std::vector<Subject>& rows,
       options);
 }
 
-TEST_F(ModelsE2eTest, CoxEfronBreslowStrataAndKaplanMeierEqualPooled) {
+TEST_P(ModelsE2eTest, CoxEfronBreslowStrataAndKaplanMeierEqualPooled) {
   struct Case {
     std::string text;
     stats::CoxTies ties;
@@ -379,7 +387,7 @@ TEST_F(ModelsE2eTest, CoxEfronBreslowStrataAndKaplanMeierEqualPooled) {
   EXPECT_TRUE(found) << expected;
 }
 
-TEST_F(ModelsE2eTest, ARoundWithoutEverySiteFailsNamingTheSite) {
+TEST_P(ModelsE2eTest, ARoundWithoutEverySiteFailsNamingTheSite) {
   fed_->siteProcess(1)->stop(5s);
   auto r = fit("lm(bmi ~ age)");
   ASSERT_FALSE(r.isOk());
@@ -389,6 +397,14 @@ TEST_F(ModelsE2eTest, ARoundWithoutEverySiteFailsNamingTheSite) {
       << r.status().message();
   EXPECT_NE(r.status().message().find("every site contributes to every round"), std::string::npos);
 }
+
+INSTANTIATE_TEST_SUITE_P(Aggregation, ModelsE2eTest,
+                         ::testing::Values(ethics::AggregationMode::kPlain,
+                                           ethics::AggregationMode::kSecure),
+                         [](const ::testing::TestParamInfo<ethics::AggregationMode>& info) {
+                           return info.param == ethics::AggregationMode::kPlain ? "Plain"
+                                                                                : "Secure";
+                         });
 
 }  // namespace
 }  // namespace trialmesh::node

@@ -47,7 +47,7 @@ Outcome run(const std::string& text, const std::vector<Row>& rows, DisclosurePol
   EXPECT_TRUE(q.isOk()) << q.status().toString();
   auto b = bindQuery(*q, dict);
   EXPECT_TRUE(b.isOk()) << b.status().toString();
-  auto p = execute(*b, *table, ExecOptions{1, {}});
+  auto p = execute(*b, *table, threadsOnly(1));
   EXPECT_TRUE(p.isOk()) << p.status().toString();
   auto plain = finalize(*p, *b);
   EXPECT_TRUE(plain.isOk());

@@ -46,7 +46,7 @@ Result<PartialResult> partialOf(const std::string& text, const storage::ColumnSo
                                 unsigned threads) {
   TM_ASSIGN_OR_RETURN(Query q, parseQuery(text));
   TM_ASSIGN_OR_RETURN(BoundQuery b, bindQuery(q, source.dictionary()));
-  return execute(b, source, ExecOptions{threads, {}});
+  return execute(b, source, threadsOnly(threads));
 }
 
 const char* kQueries[] = {

@@ -342,6 +342,12 @@ inline ::testing::AssertionResult valuesMatch(const ResultValue& got, const Resu
 }
 
 // Parses, binds, executes and finalizes; fails the test on any error.
+inline ExecOptions threadsOnly(unsigned threads) {
+  ExecOptions o;
+  o.threads = threads;
+  return o;
+}
+
 inline ResultTable runQuery(const std::string& text, const storage::ColumnSource& source,
                             unsigned threads, PartialResult* partialOut = nullptr) {
   auto q = parseQuery(text);
@@ -350,7 +356,7 @@ inline ResultTable runQuery(const std::string& text, const storage::ColumnSource
   auto b = bindQuery(*q, source.dictionary());
   EXPECT_TRUE(b.isOk()) << text << ": " << b.status().toString();
   if (!b.isOk()) return {};
-  auto p = execute(*b, source, ExecOptions{threads, {}});
+  auto p = execute(*b, source, threadsOnly(threads));
   EXPECT_TRUE(p.isOk()) << text << ": " << p.status().toString();
   if (!p.isOk()) return {};
   if (partialOut) *partialOut = *p;
