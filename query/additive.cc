@@ -6,6 +6,7 @@
 #include <limits>
 #include <utility>
 
+#include "query/model_kernel.h"
 #include "query/plan.h"
 
 namespace trialmesh::query {
@@ -84,21 +85,44 @@ std::string decimal(SignedWord v) {
   return negative ? "-" + s : s;
 }
 
+Status fixedRangeError(long double v, const std::string& stat, const char* what, uint32_t cell) {
+  return Status::invalidArgument(fmt::format(
+      "{}: the {} of cell {} is {}, outside the range secure aggregation can encode exactly "
+      "(|value| < 2^{} = {:.3g}); run this query in plain mode, or narrow it with a filter",
+      stat, what, cell, static_cast<double>(v), kFixedPointMaxExponent,
+      std::ldexp(1.0, kFixedPointMaxExponent)));
+}
+
 // Fixed point of a site's real value; refuses what does not fit instead of wrapping.
 Result<AdditiveWord> toFixed(long double v, const std::string& stat, const char* what,
                              uint32_t cell) {
   const long double scaled = v * kFixedScale;
-  if (!std::isfinite(v) || !(std::fabs(scaled) < kFixedSiteLimit)) {
-    return Status::invalidArgument(fmt::format(
-        "{}: the {} of cell {} is {}, outside the range secure aggregation can encode exactly "
-        "(|value| < 2^{} = {:.3g}); run this query in plain mode, or narrow it with a filter",
-        stat, what, cell, static_cast<double>(v), kFixedPointMaxExponent,
-        std::ldexp(1.0, kFixedPointMaxExponent)));
-  }
+  if (!std::isfinite(v) || !(std::fabs(scaled) < kFixedSiteLimit))
+    return fixedRangeError(v, stat, what, cell);
   return AdditiveWord(static_cast<SignedWord>(std::round(scaled)));
 }
 
+// The same for a double, without x87 arithmetic: v * 2^32 is exact in double, so this rounds
+// exactly as the long double version. Model rounds encode hundreds of thousands of these.
+Result<AdditiveWord> toFixed(double v, const std::string& stat, const char* what, uint32_t cell) {
+  constexpr double kScale = 0x1p32;
+  static_assert(kFixedPointFractionBits == 32);
+  const double scaled = std::round(v * kScale);
+  if (!(std::fabs(scaled) < 0x1p100)) return fixedRangeError(v, stat, what, cell);
+  if (std::fabs(scaled) < 0x1p62)
+    return AdditiveWord(static_cast<SignedWord>(static_cast<int64_t>(scaled)));
+  return AdditiveWord(static_cast<SignedWord>(scaled));
+}
+
 long double fromFixed(SignedWord v) { return static_cast<long double>(v) / kFixedScale; }
+
+// fromFixed rounded to double; words that fit 64 bits (almost all) skip the 128-bit
+// conversion. Exact as fromFixed: int64 -> double rounds once, the 2^-32 scaling is exact.
+double fixedToDouble(SignedWord v) {
+  if (v >= INT64_MIN && v <= INT64_MAX)
+    return static_cast<double>(static_cast<int64_t>(v)) * 0x1p-32;
+  return static_cast<double>(fromFixed(v));
+}
 
 // The grid point of a km time; nullopt when the time lies outside the grid.
 std::optional<size_t> gridPoint(double time, double width, size_t points) {
@@ -236,10 +260,7 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
         // The round's grid (its `times`, one list per stratum) fixes the length (layout in
         // query/partial.h).
         const size_t p = plan.model->width();
-        size_t length = 0;
-        for (const auto& g : plan.query.select[i].times)
-          length += g.size() * (3 + 3 * p + 2 * p * p);
-        add(stat, Field::kVec, Kind::kFixed, length);
+        add(stat, Field::kVec, Kind::kFixed, detail::coxSumsLength(plan.query.select[i].times, p));
         break;
       }
       case AggFn::kLmSums:
@@ -419,9 +440,11 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
     auto word = [&](size_t k, SignedWord* out) -> Status {
       const AdditiveWord w = sum[seg.offset + k];
       const AdditiveWord bound = siteBound(seg.kind);
-      const std::string where = seg.stat < 0 && seg.field == Field::kRowsScanned
-                                    ? std::string()
-                                    : fmt::format(" at index {}", k);
+      // Only for error messages: formatted when one is needed, not per word.
+      auto whereText = [&] {
+        return seg.stat < 0 && seg.field == Field::kRowsScanned ? std::string()
+                                                                : fmt::format(" at index {}", k);
+      };
       const AdditiveWord limit = bound * participants;
       if (seg.kind == Kind::kCount) {
         if (layout.noisyCounts() && SignedWord(w) < 0 && AdditiveWord(0) - w < limit) {
@@ -432,12 +455,12 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
           return Status::corruption(fmt::format(
               "{}: the summed {}{} is {}, which {} in-range site vectors cannot produce; a site "
               "sent a value outside its bounds or the vectors were masked for different rounds",
-              name, fieldName(seg.field), where, decimal(SignedWord(w)), participants));
+              name, fieldName(seg.field), whereText(), decimal(SignedWord(w)), participants));
         }
         if (w > kUint64Max) {
           return Status::invalidArgument(
               fmt::format("{}: the summed {}{} is {}, which does not fit in 64 bits", name,
-                          fieldName(seg.field), where, decimal(SignedWord(w))));
+                          fieldName(seg.field), whereText(), decimal(SignedWord(w))));
         }
         *out = SignedWord(w);
         return Status::ok();
@@ -449,7 +472,7 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
             "{}: the summed {}{} is out of range for {} sites (|value| must stay below {} x 2^{} "
             "in {}); a site sent a value outside its bounds or the vectors were masked for "
             "different rounds",
-            name, fieldName(seg.field), where, participants, participants,
+            name, fieldName(seg.field), whereText(), participants, participants,
             seg.kind == Kind::kInteger ? kIntegerMaxExponent
                                        : kFixedPointMaxExponent + kFixedPointFractionBits,
             seg.kind == Kind::kInteger ? "integer units" : "fixed-point units"));
@@ -506,7 +529,7 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
         for (size_t c = 0; c < cells; ++c) {
           SignedWord v;
           TM_RETURN_IF_ERROR(word(c, &v));
-          s.sum[c] = static_cast<double>(fromFixed(v));
+          s.sum[c] = fixedToDouble(v);
         }
         break;
       case Field::kShiftedSum:
@@ -565,7 +588,7 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
         for (size_t k = 0; k < seg.length; ++k) {
           SignedWord v;
           TM_RETURN_IF_ERROR(word(k, &v));
-          s.vec[k] = static_cast<double>(fromFixed(v));
+          s.vec[k] = fixedToDouble(v);
         }
         break;
       case Field::kRowsScanned:

@@ -45,4 +45,12 @@ Result<stats::LogisticSums> logisticSumsOf(const StatPartial& s, uint32_t p);
 Result<stats::CoxSums> coxSumsOf(const StatPartial& s, uint32_t p,
                                  const std::vector<std::vector<double>>& grids);
 
+// Length of a cox_sums vec: per grid time 3 + 3p scalars and vectors and two symmetric p x p
+// blocks sent as lower triangles (p (p + 1) / 2 each).
+inline size_t coxSumsLength(const std::vector<std::vector<double>>& grids, size_t p) {
+  size_t times = 0;
+  for (const auto& g : grids) times += g.size();
+  return times * (3 + 3 * p + p * (p + 1));
+}
+
 }  // namespace trialmesh::query::detail

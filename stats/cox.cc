@@ -94,7 +94,6 @@ Result<CoxDerivatives> coxDerivatives(const CoxSums& sums, const std::vector<dou
   CoxDerivatives out;
   out.score.assign(p, 0.0);
   out.information.assign(p * p, 0.0);
-  std::vector<double> a(p), s2(p * p);
   for (size_t si = 0; si < sums.strata.size(); ++si) {
     const CoxStratumSums& s = sums.strata[si];
     TM_RETURN_IF_ERROR(checkStratum(s, sums.p, si));
@@ -108,8 +107,14 @@ Result<CoxDerivatives> coxDerivatives(const CoxSums& sums, const std::vector<dou
       }
       // Efron replaces the risk set of the r-th of d tied deaths by the risk set minus r/d of
       // the tied deaths' weight; Breslow uses the whole risk set d times (one term, weight d).
+      // With s0_r = R - f_r D, u_r = 1/s0_r and v_r = f_r/s0_r, term r contributes
+      //   score       -(RX u_r - DRX v_r)
+      //   information  RXX u_r - DRXX v_r - a_r a_r',  a_r = RX u_r - DRX v_r,
+      // so the d terms reduce to five scalar sums and one O(p^2) update per time, not per death
+      // (the coordinator runs this between rounds while every site waits).
       const long long terms = ties == CoxTies::kEfron ? std::llround(d) : 1;
       const double weight = ties == CoxTies::kEfron ? 1.0 : d;
+      double su = 0, sv = 0, suu = 0, suv = 0, svv = 0;
       for (long long r = 0; r < terms; ++r) {
         const double f = ties == CoxTies::kEfron ? static_cast<double>(r) / d : 0.0;
         const double s0 = s.riskR[k] - f * s.deathR[k];
@@ -118,17 +123,25 @@ Result<CoxDerivatives> coxDerivatives(const CoxSums& sums, const std::vector<dou
                                          ": the risk set at time " + std::to_string(s.times[k]) +
                                          " is empty although it has events (malformed sums)");
         }
-        for (size_t j = 0; j < p; ++j) {
-          a[j] = (s.riskRX[k * p + j] - f * s.deathRX[k * p + j]) / s0;
-        }
+        const double u = 1.0 / s0, v = f / s0;
         out.loglik -= weight * std::log(s0);
-        for (size_t i = 0; i < p; ++i) {
-          out.score[i] -= weight * a[i];
-          for (size_t j = 0; j < p; ++j) {
-            const size_t ij = k * p * p + i * p + j;
-            out.information[i * p + j] +=
-                weight * ((s.riskRXX[ij] - f * s.deathRXX[ij]) / s0 - a[i] * a[j]);
-          }
+        su += weight * u;
+        sv += weight * v;
+        suu += weight * u * u;
+        suv += weight * u * v;
+        svv += weight * v * v;
+      }
+      const double* rx = &s.riskRX[k * p];
+      const double* drx = &s.deathRX[k * p];
+      const double* rxx = &s.riskRXX[k * p * p];
+      const double* drxx = &s.deathRXX[k * p * p];
+      for (size_t i = 0; i < p; ++i) {
+        out.score[i] -= rx[i] * su - drx[i] * sv;
+        for (size_t j = 0; j < p; ++j) {
+          const size_t ij = i * p + j;
+          out.information[ij] += rxx[ij] * su - drxx[ij] * sv -
+                                 (rx[i] * rx[j] * suu - (rx[i] * drx[j] + drx[i] * rx[j]) * suv +
+                                  drx[i] * drx[j] * svv);
         }
       }
     }
