@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
 #include <system_error>
 #include <utility>
@@ -270,12 +272,25 @@ bool verify(const PublicKey& pub, std::span<const uint8_t> message, const Signat
 // ---------------------------------------------------------------- X25519
 
 Result<X25519PublicKey> toX25519(const PublicKey& pub) {
+  // The conversion decompresses a curve point (a field exponentiation, tens of µs) and a node
+  // converts the same few member keys on every secure query, so valid results are kept. Public
+  // data only; bounded, cleared when full.
+  static std::mutex mu;
+  static auto* cache = new std::map<PublicKey, X25519PublicKey>;  // never destroyed: no exit races
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache->find(pub);
+    if (it != cache->end()) return it->second;
+  }
   detail::ensureSodium();
   X25519PublicKey out;
   if (crypto_sign_ed25519_pk_to_curve25519(out.bytes.data(), pub.bytes().data()) != 0) {
     return Status::invalidArgument("public key " + pub.toText() +
                                    " is not a valid Ed25519 point; it cannot be converted");
   }
+  std::lock_guard<std::mutex> lock(mu);
+  if (cache->size() >= 4096) cache->clear();
+  cache->emplace(pub, out);
   return out;
 }
 

@@ -102,6 +102,30 @@ class StaticSecretCache {
 
 }  // namespace
 
+namespace detail {
+
+WipedBytes::WipedBytes(size_t size) : p_(new uint8_t[size]()), size_(size) {}
+
+WipedBytes::~WipedBytes() { wipe(); }
+
+WipedBytes::WipedBytes(WipedBytes&& other) noexcept
+    : p_(std::move(other.p_)), size_(std::exchange(other.size_, 0)) {}
+
+WipedBytes& WipedBytes::operator=(WipedBytes&& other) noexcept {
+  if (this != &other) {
+    wipe();
+    p_ = std::move(other.p_);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
+}
+
+void WipedBytes::wipe() {
+  if (p_) sodium_memzero(p_.get(), size_);
+}
+
+}  // namespace detail
+
 Sha256Digest participantListHash(std::span<const PublicKey> participants) {
   std::vector<uint8_t> all;
   all.reserve(participants.size() * kPublicKeyBytes);
@@ -149,8 +173,8 @@ Result<PairwiseMasker> PairwiseMasker::create(const Identity& self,
   info.resize(pairOffset + 2 * kPublicKeyBytes);
   info.insert(info.end(), listHash.begin(), listHash.end());
 
-  detail::SecretBytes keys((n - 1) * kKeyBytes);
-  detail::SecretBytes shared(kKeyBytes);
+  detail::WipedBytes keys((n - 1) * kKeyBytes);
+  detail::WipedBytes shared(kKeyBytes);
   size_t slot = 0;
   for (size_t j = 0; j < n; ++j) {
     if (j == rank) continue;

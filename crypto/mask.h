@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <utility>
 #include <vector>
@@ -43,6 +44,26 @@ inline constexpr size_t kMaxRoundIdBytes = 256;
 // SHA-256 of the concatenated 32-byte Ed25519 keys, in the given order (the canonical order is
 // ascending). Binds the derived pair keys to one exact participant list.
 Sha256Digest participantListHash(std::span<const PublicKey> participants);
+
+namespace detail {
+// Key material that lives for one round: plain heap memory, wiped with sodium_memzero when
+// freed. SecretBytes' guarded pages cost an mmap and mprotect calls per allocation, which a
+// node would pay on every secure query; the long-lived secrets stay in SecretBytes.
+class WipedBytes {
+ public:
+  explicit WipedBytes(size_t size);
+  ~WipedBytes();
+  WipedBytes(WipedBytes&& other) noexcept;
+  WipedBytes& operator=(WipedBytes&& other) noexcept;
+  uint8_t* data() { return p_.get(); }
+  const uint8_t* data() const { return p_.get(); }
+
+ private:
+  void wipe();
+  std::unique_ptr<uint8_t[]> p_;
+  size_t size_ = 0;
+};
+}  // namespace detail
 
 class PairwiseMasker {
  public:
@@ -69,9 +90,9 @@ class PairwiseMasker {
   Status addMask(std::span<MaskWord> values, uint64_t firstWord = 0) const;
 
  private:
-  PairwiseMasker(detail::SecretBytes keys, size_t rank, size_t count)
+  PairwiseMasker(detail::WipedBytes keys, size_t rank, size_t count)
       : keys_(std::move(keys)), rank_(rank), count_(count) {}
-  detail::SecretBytes keys_;  // (count - 1) pair keys of 32 bytes, in participant order
+  detail::WipedBytes keys_;  // (count - 1) pair keys of 32 bytes, in participant order
   size_t rank_ = 0;
   size_t count_ = 0;
 };

@@ -517,6 +517,7 @@ Result<Dictionary> Dictionary::parseToml(std::string_view text, std::string_view
   Dictionary d;
   d.study_ = std::move(study);
   d.variables_ = std::move(variables);
+  d.hash_ = crypto::sha256(d.canonicalForm());
   return d;
 }
 
@@ -538,6 +539,7 @@ Result<Dictionary> Dictionary::create(std::string study, std::vector<Variable> v
   Dictionary d;
   d.study_ = std::move(study);
   d.variables_ = std::move(variables);
+  d.hash_ = crypto::sha256(d.canonicalForm());
   return d;
 }
 
@@ -577,7 +579,9 @@ std::string Dictionary::canonicalForm() const {
   return out;
 }
 
-crypto::Sha256Digest Dictionary::hash() const { return crypto::sha256(canonicalForm()); }
+Dictionary::Dictionary() : hash_(crypto::sha256(canonicalForm())) {}
+
+crypto::Sha256Digest Dictionary::hash() const { return hash_; }
 
 std::string Dictionary::hashHex() const { return crypto::toHex(hash()); }
 

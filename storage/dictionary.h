@@ -62,7 +62,7 @@ struct Variable {
 
 class Dictionary {
  public:
-  Dictionary() = default;
+  Dictionary();  // empty: no study, no variables
 
   // Parses and validates TOML text. `sourceName` (usually the file path) prefixes every error,
   // e.g. "dict.toml: variable 'age': min 120 is above max 18".
@@ -91,6 +91,9 @@ class Dictionary {
  private:
   std::string study_;
   std::vector<Variable> variables_;
+  // sha256(canonicalForm()), computed once at creation: a dictionary never changes, and the
+  // node checks it against approvals on every query.
+  crypto::Sha256Digest hash_{};
 };
 
 // Days since 1970-01-01 for an ISO 8601 date "YYYY-MM-DD" (proleptic Gregorian); nullopt when
