@@ -6,12 +6,11 @@
 #include <array>
 #include <bit>
 #include <cstring>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 #include <utility>
 
 #include "crypto/key_access.h"
+#include "crypto/static_secret.h"
 
 namespace trialmesh::crypto {
 
@@ -50,55 +49,6 @@ void storeLe(MaskWord w, uint8_t* p) {
     for (int i = 0; i < 16; ++i) p[i] = static_cast<uint8_t>(w >> (8 * i));
   }
 }
-
-// The X25519 agreement of two identity keys never changes, and it is the dominant cost of a
-// round (one scalar multiplication and one key conversion per peer, every round). So each
-// process keeps the static shared secret per (self, peer) pair in guarded sodium memory, as it
-// already keeps the identity secret it is derived from; only the per-round KDF runs each round.
-// Bounded: a federation has at most a few thousand members; the cache is cleared when full.
-class StaticSecretCache {
- public:
-  static StaticSecretCache& instance() {
-    static StaticSecretCache* cache = new StaticSecretCache;  // never destroyed: no exit races
-    return *cache;
-  }
-  // Copies the secret of (self, peer) into `out`; computes and stores it on first use.
-  // Errors as PairwiseMasker::create.
-  Status get(const Identity& self, const PublicKey& peer, uint8_t* out) {
-    std::string key(reinterpret_cast<const char*>(self.pub.bytes().data()), kPublicKeyBytes);
-    key.append(reinterpret_cast<const char*>(peer.bytes().data()), kPublicKeyBytes);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = secrets_.find(key);
-      if (it != secrets_.end()) {
-        std::memcpy(out, it->second.data(), kKeyBytes);
-        return Status::ok();
-      }
-    }
-    auto peerX = toX25519(peer);
-    if (!peerX.isOk()) {
-      return Status::invalidArgument("participant key " + peer.toText() +
-                                     " is not a valid Ed25519 public key");
-    }
-    X25519KeyPair mine = toX25519(self);
-    detail::SecretBytes shared(kKeyBytes);
-    if (crypto_scalarmult(shared.data(), detail::KeyAccess::bytes(mine.secret),
-                          peerX->bytes.data()) != 0) {
-      return Status::invalidArgument("participant key " + peer.toText() +
-                                     " is a low-order point; no shared key can be agreed");
-    }
-    std::memcpy(out, shared.data(), kKeyBytes);
-    std::lock_guard<std::mutex> lock(mu_);
-    if (secrets_.size() >= kMaxEntries) secrets_.clear();
-    secrets_.emplace(std::move(key), std::move(shared));
-    return Status::ok();
-  }
-
- private:
-  static constexpr size_t kMaxEntries = 8192;
-  std::mutex mu_;
-  std::unordered_map<std::string, detail::SecretBytes> secrets_;
-};
 
 }  // namespace
 
@@ -178,7 +128,7 @@ Result<PairwiseMasker> PairwiseMasker::create(const Identity& self,
   size_t slot = 0;
   for (size_t j = 0; j < n; ++j) {
     if (j == rank) continue;
-    TM_RETURN_IF_ERROR(StaticSecretCache::instance().get(self, participants[j], shared.data()));
+    TM_RETURN_IF_ERROR(detail::staticSharedSecret(self, participants[j], shared.data()));
     const PublicKey& lo = j < rank ? participants[j] : self.pub;
     const PublicKey& hi = j < rank ? self.pub : participants[j];
     std::memcpy(info.data() + pairOffset, lo.bytes().data(), kPublicKeyBytes);

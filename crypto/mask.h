@@ -9,7 +9,7 @@
 //   TM_ASSIGN_OR_RETURN(PairwiseMasker m,
 //                       PairwiseMasker::create(identity, signedList.keys, nonce));
 //   TM_RETURN_IF_ERROR(m.addMask(words));
-//   std::vector<uint8_t> box = sealTo(coordinatorKey, maskWordsToBytes(words));
+//   auto box = sealForRound(self, coordinatorKey, roundId, maskWordsToBytes(words));
 //
 // Callers must use a round id only once per participant list (a replayed round id reuses the
 // masks, so the difference of two vectors would reveal the difference of the plain ones) and

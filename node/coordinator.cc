@@ -247,10 +247,7 @@ SiteAnswer closedAnswer(const SiteOutcome& base, Clock::time_point start) {
 class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
  public:
   Impl(const crypto::Identity& identity, Members members, CoordinatorSessionOptions options)
-      : identity_(identity),
-        ownX_(crypto::toX25519(identity)),
-        members_(std::move(members)),
-        options_(options) {
+      : identity_(identity), members_(std::move(members)), options_(options) {
     std::promise<void> ready;
     auto started = ready.get_future();
     thread_ = std::thread([this, &ready] { loopMain(ready); });
@@ -521,8 +518,6 @@ class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
   }
 
   const crypto::Identity& identity_;
-  // identity_ as the X25519 key pair sites seal masked vectors to (converted once).
-  const crypto::X25519KeyPair ownX_;
   const Members members_;
   const CoordinatorSessionOptions options_;
   std::thread thread_;
@@ -965,7 +960,8 @@ Result<FederatedResult> CoordinatorSession::Impl::querySecure(
     std::vector<crypto::MaskWord> sum(layout.words(), 0);
     for (size_t i = 0; i < answers.size() && complete; ++i) {
       SiteAnswer& a = answers[i];
-      auto opened = crypto::openSealed(ownX_, a.sealed);
+      auto opened = crypto::openForRound(identity_, participants[i]->publicKey,
+                                         plans[i]->fields.nonce, a.sealed);
       Result<std::vector<crypto::MaskWord>> words =
           opened ? crypto::maskWordsFromBytes(*opened)
                  : Result<std::vector<crypto::MaskWord>>(opened.status());

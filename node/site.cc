@@ -179,7 +179,8 @@ struct SecureRound {
   wire::Aggregation mode = wire::Aggregation::SECURE;
   std::vector<crypto::PublicKey> participants;
   std::vector<uint8_t> roundId;  // the query's nonce
-  crypto::X25519PublicKey coordinator;
+  // The query's signer: the masked vector is sealed to it.
+  crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
   std::optional<double> timeBin;
   double epsilon = 0;                          // secure-dp: ε of this query
   const crypto::Identity* identity = nullptr;  // the site's; outlives the pool's jobs
@@ -259,7 +260,8 @@ Result<std::vector<uint8_t>> maskedAnswer(const query::BoundQuery& bound,
       crypto::PairwiseMasker masker,
       crypto::PairwiseMasker::create(*round.identity, round.participants, round.roundId));
   TM_RETURN_IF_ERROR(masker.addMask(words));
-  return crypto::sealTo(round.coordinator, crypto::maskWordsToBytes(words));
+  return crypto::sealForRound(*round.identity, round.coordinator, round.roundId,
+                              crypto::maskWordsToBytes(words));
 }
 
 // Lets sleeping fault-injection delays end early at shutdown.
@@ -901,12 +903,7 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
     secure->mode = r.aggregation;
     secure->participants = r.participants;
     secure->roundId = r.nonce;
-    auto coordinatorX = crypto::toX25519(r.coordinatorKey);
-    if (!coordinatorX) {
-      refuse(RefusalReason::kInvalid, coordinatorX.status().withContext("coordinator key"),
-             peerName);
-    }
-    secure->coordinator = *coordinatorX;
+    secure->coordinator = r.coordinatorKey;
     secure->timeBin = grant->timeBin;
     secure->epsilon = grant->dpEpsilonPerQuery;
     secure->identity = &identity_;

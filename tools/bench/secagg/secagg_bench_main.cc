@@ -47,7 +47,6 @@ void inProcess(int reps) {
       "| sites | words | per site: create (ms) | mask+seal (ms) | coordinator: open+sum (ms) "
       "| round total (ms) |\n|---|---|---|---|---|---|\n");
   const crypto::Identity coordinator = crypto::generateIdentity();
-  const crypto::X25519KeyPair coordX = crypto::toX25519(coordinator);
   for (size_t n : {3, 10, 30}) {
     std::vector<crypto::Identity> sites;
     for (size_t i = 0; i < n; ++i) sites.push_back(crypto::generateIdentity());
@@ -70,13 +69,14 @@ void inProcess(int reps) {
           create += msSince(t);
           t = Clock::now();
           (void)masker->addMask(v);
-          boxes.push_back(crypto::sealTo(coordX.pub, crypto::maskWordsToBytes(v)));
+          boxes.push_back(
+              *crypto::sealForRound(sites[i], coordinator.pub, round, crypto::maskWordsToBytes(v)));
           mask += msSince(t);
         }
         const auto t1 = Clock::now();
         std::vector<crypto::MaskWord> sum(words, 0);
-        for (const auto& box : boxes) {
-          auto opened = crypto::openSealed(coordX, box);
+        for (size_t i = 0; i < n; ++i) {
+          auto opened = crypto::openForRound(coordinator, keys[i], round, boxes[i]);
           auto w = crypto::maskWordsFromBytes(*opened);
           for (size_t k = 0; k < words; ++k) sum[k] += (*w)[k];
         }
