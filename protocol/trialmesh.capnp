@@ -125,7 +125,7 @@ struct QueryResponse {
   maskedVector @5 :Data;
   # (issue #5) secure modes: the site's additive vector (query/additive.h) plus its pairwise
   # mask (and, in secure-dp, its noise share), 16 bytes per word little-endian, sealed to the
-  # coordinator's X25519 key (crypto_box_seal). `partial` then carries only its shape
+  # coordinator for this round (crypto::sealForRound). `partial` then carries only its shape
   # (dictionaryHash, queryText, cells, statistics); no vector of it is set.
 }
 
