@@ -195,6 +195,9 @@ Result<double> wordSensitivity(const query::AdditiveLayout& layout,
                                const query::AdditiveLayout::Segment& seg) {
   using Field = query::AdditiveLayout::Field;
   if (seg.kind == query::AdditiveLayout::Kind::kCount) return 1.0;
+  if (seg.kind == query::AdditiveLayout::Kind::kCountPair) {
+    return Status::internal("secure-dp: paired count words cannot carry noise shares");
+  }
   const query::detail::Plan& plan = layout.query().plan();
   const auto& agg = plan.aggregates[static_cast<size_t>(seg.stat)];
   double range = 0;
@@ -250,6 +253,8 @@ Result<std::vector<uint8_t>> maskedAnswer(const query::BoundQuery& bound,
                                           const SecureRound& round) {
   query::AdditiveOptions options;
   options.kmTimeBin = round.timeBin;
+  // The coordinator builds the same layout (node/coordinator.cc): noisy counts are never paired.
+  options.noisyCounts = round.mode == wire::Aggregation::SECURE_DP;
   TM_ASSIGN_OR_RETURN(query::AdditiveLayout layout, query::AdditiveLayout::create(bound, options));
   TM_ASSIGN_OR_RETURN(std::vector<query::AdditiveWord> words,
                       query::encodeAdditive(partial, layout));

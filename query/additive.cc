@@ -36,6 +36,8 @@ AdditiveWord siteBound(Kind kind) {
       return AdditiveWord{1} << kIntegerMaxExponent;
     case Kind::kFixed:
       return AdditiveWord{1} << (kFixedPointMaxExponent + kFixedPointFractionBits);
+    case Kind::kCountPair:
+      return ~AdditiveWord{0};  // each half is checked after the decode
   }
   return 0;
 }
@@ -64,6 +66,8 @@ const char* fieldName(Field f) {
       return "events";
     case Field::kKmCensored:
       return "censorings";
+    case Field::kKmPairs:
+      return "events and censorings";
     case Field::kVec:
       return "vector";
   }
@@ -251,8 +255,13 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
         }
         layout.kmTimeBin_ = w;
         layout.kmGridPoints_ = static_cast<size_t>(points);
-        add(stat, Field::kKmEvents, Kind::kCount, cells * layout.kmGridPoints_);
-        add(stat, Field::kKmCensored, Kind::kCount, cells * layout.kmGridPoints_);
+        if (options.noisyCounts) {
+          // Noise shares are signed: a negative half would borrow from its neighbour.
+          add(stat, Field::kKmEvents, Kind::kCount, cells * layout.kmGridPoints_);
+          add(stat, Field::kKmCensored, Kind::kCount, cells * layout.kmGridPoints_);
+        } else {
+          add(stat, Field::kKmPairs, Kind::kCountPair, cells * layout.kmGridPoints_);
+        }
         if (a.fn == AggFn::kCoxTimes) add(stat, Field::kVec, Kind::kFixed, plan.model->width());
         break;
       }
@@ -375,11 +384,14 @@ Result<std::vector<AdditiveWord>> encodeAdditive(const PartialResult& partial,
         }
         break;
       }
-      case Field::kKmEvents: {
+      case Field::kKmEvents:
+      case Field::kKmPairs: {
         if (s.km.size() != cells) return malformed();
         const size_t points = layout.kmGridPoints();
-        // The censorings run follows the events run (AdditiveLayout::create).
-        AdditiveWord* censored = w + seg.length;
+        // Unpaired, the censorings run follows the events run (AdditiveLayout::create); paired,
+        // censorings go to the high half of the events word.
+        const bool paired = seg.field == Field::kKmPairs;
+        AdditiveWord* censored = paired ? nullptr : w + seg.length;
         const auto& a = plan.aggregates[seg.stat];
         for (size_t c = 0; c < cells; ++c) {
           for (const KmPoint& p : s.km[c]) {
@@ -391,8 +403,12 @@ Result<std::vector<AdditiveWord>> encodeAdditive(const PartialResult& partial,
                   name, c, p.time, static_cast<double>(points - 1) * layout.kmTimeBin(),
                   layout.kmTimeBin(), gridTimeVariable(plan, a).name));
             }
-            w[c * points + *k] += p.events;
-            censored[c * points + *k] += p.censored;
+            if (paired) {
+              w[c * points + *k] += AdditiveWord(p.events) + (AdditiveWord(p.censored) << 64);
+            } else {
+              w[c * points + *k] += p.events;
+              censored[c * points + *k] += p.censored;
+            }
           }
         }
         break;
@@ -569,6 +585,30 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
       case Field::kKmEvents:
         TM_RETURN_IF_ERROR(countsInto(events));
         break;
+      case Field::kKmPairs: {
+        // Every counted row has one grid point, so a cell's events and censorings add up to at
+        // most its n (exactly n for km); more means a site sent an out-of-range pair or the
+        // vectors do not belong together.
+        const size_t points = layout.kmGridPoints();
+        s.km.assign(cells, {});
+        for (size_t c = 0; c < cells; ++c) {
+          AdditiveWord total = 0;
+          for (size_t k = 0; k < points; ++k) {
+            const AdditiveWord v = sum[seg.offset + c * points + k];
+            const uint64_t e = static_cast<uint64_t>(v), d = static_cast<uint64_t>(v >> 64);
+            total += AdditiveWord(e) + d;
+            if (e == 0 && d == 0) continue;
+            s.km[c].push_back({timeGridTime(k, layout.kmTimeBin()), e, d});
+          }
+          if (c >= s.n.size() || total > s.n[c]) {
+            return Status::corruption(fmt::format(
+                "{}: cell {} counts {} events and censorings but has {} rows; a site sent a value "
+                "outside its bounds or the vectors were masked for different rounds",
+                name, c, decimal(SignedWord(total)), c < s.n.size() ? s.n[c] : 0));
+          }
+        }
+        break;
+      }
       case Field::kKmCensored: {
         std::vector<uint64_t> censored;
         TM_RETURN_IF_ERROR(countsInto(censored));

@@ -103,13 +103,17 @@ class AdditiveLayout {
     kShiftedSum,      // fixed per cell: n (mean - c) = sum of (x - c)
     kShiftedSquares,  // fixed per cell: M2 + n (mean - c)^2 = sum of (x - c)^2
     kBinCounts,       // count per cell and bin slot (bins + 1, the last = outside)
-    kKmEvents,        // count per cell and grid point (km, cox_times)
-    kKmCensored,      // count per cell and grid point (km, cox_times: all 0)
+    kKmEvents,        // count per cell and grid point (km, cox_times), secure-dp only
+    kKmCensored,      // count per cell and grid point (cox_times: all 0), secure-dp only
+    kKmPairs,         // count pair per cell and grid point: events + censorings x 2^64
     kVec,             // fixed: StatPartial::vec of a model round (issue #6)
     // Extension point: another additive real vector (per cell or not) is one more kFixed run
     // whose length the bound query fixes; a data-dependent length cannot be encoded.
   };
-  enum class Kind : uint8_t { kCount, kInteger, kFixed };
+  // kCountPair: two uint64 counts in one word (low and high 64 bits). Their sums stay below
+  // 2^64 (they count rows of the federation), so no carry crosses the halves; half the words
+  // of two count runs to mask, seal and send. Not used when counts carry noise.
+  enum class Kind : uint8_t { kCount, kInteger, kFixed, kCountPair };
   struct Segment {
     int stat = -1;  // index in the select list; -1 for kRowsScanned and kCellRows
     Field field = Field::kN;

@@ -253,6 +253,49 @@ TEST(Additive, CoarseKmGridCountsTimesAtTheNextGridPoint) {
       << refused.status().message();
 }
 
+// Without noise, a km cell's events and censorings share one word per grid point (half the
+// words); with noise (secure-dp) they stay in two runs. Both decode to the same curve, and a
+// paired sum that counts more rows than the cell has is refused.
+TEST(Additive, KmCountsArePairedPerWordUnlessNoisy) {
+  Dictionary dict = studyDictionary();
+  Sites sites = splitRows(dict, 4000, 3, 9);
+  BoundQuery b = bound("km(os_days, death) by sex", dict);
+  AdditiveOptions paired;
+  paired.kmTimeBin = 1;
+  AdditiveOptions unpaired = paired;
+  unpaired.noisyCounts = true;
+  auto pairedLayout = AdditiveLayout::create(b, paired);
+  auto unpairedLayout = AdditiveLayout::create(b, unpaired);
+  ASSERT_TRUE(pairedLayout.isOk() && unpairedLayout.isOk());
+  const size_t gridWords = 2 * pairedLayout->kmGridPoints();  // 2 cells
+  EXPECT_EQ(unpairedLayout->words() - pairedLayout->words(), gridWords);
+  std::vector<std::optional<PartialResult>> decoded;
+  for (const AdditiveLayout* layout : {&*pairedLayout, &*unpairedLayout}) {
+    std::vector<std::vector<Word>> encoded;
+    for (const auto& t : sites.tables)
+      encoded.push_back(*encodeAdditive(*execute(b, *t, {}), *layout));
+    auto d = decodeAdditive(sumOf(encoded), *layout, 3);
+    ASSERT_TRUE(d.isOk()) << d.status().toString();
+    decoded.push_back(*d);
+  }
+  EXPECT_EQ(decoded[0]->stats[0].km, decoded[1]->stats[0].km);
+  EXPECT_EQ(decoded[0]->stats[0].n, decoded[1]->stats[0].n);
+  EXPECT_FALSE(decoded[0]->stats[0].km[0].empty());
+
+  // One extra censoring in cell 0 beyond the rows it has.
+  std::vector<std::vector<Word>> encoded;
+  for (const auto& t : sites.tables)
+    encoded.push_back(*encodeAdditive(*execute(b, *t, {}), *pairedLayout));
+  std::vector<Word> sum = sumOf(encoded);
+  for (const auto& seg : pairedLayout->segments()) {
+    if (seg.field == AdditiveLayout::Field::kKmPairs) sum[seg.offset] += Word(1) << 64;
+  }
+  auto bad = decodeAdditive(sum, *pairedLayout, 3);
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(bad.status().message().find("counts"), std::string::npos) << bad.status().message();
+}
+
 TEST(Additive, QueriesThatCannotBeSecurelyAggregatedAreRefused) {
   Dictionary dict = studyDictionary();
   auto expectRefused = [&](const std::string& text, const AdditiveOptions& options,
