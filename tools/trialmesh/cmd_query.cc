@@ -87,7 +87,8 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "  trialmesh query --local --store site1 --dataset lung7 \\\n"
       "      'coxph(time, event ~ age + sex + arm, ties = efron)'\n"
       "Models (lm, glm with family = binomial, coxph) run as rounds of ordinary queries and\n"
-      "print in R's layout (--json / --csv for programs).\n"
+      "print in R's layout (--json / --csv for programs). Under secure aggregation (the\n"
+      "default) km and coxph count times on the approval's time_bin grid (docs/privacy.md).\n"
       "Language: docs/query-language.md (also accepts the JSON form).");
   q->add_option("query", args->text, "The query, e.g. 'count, mean(bmi), var(bmi) by arm'")
       ->required();
