@@ -230,6 +230,14 @@ SiteAnswer answerFromResponse(const SiteOutcome& base, Clock::time_point start,
   return a;
 }
 
+// The outcome row of `site` before it answers: its name and address.
+SiteOutcome baseOutcome(const Member& site) {
+  SiteOutcome base;
+  base.site = site.name;
+  base.address = site.address;
+  return base;
+}
+
 SiteAnswer closedAnswer(const SiteOutcome& base, Clock::time_point start) {
   SiteAnswer a;
   a.outcome = base;
@@ -485,6 +493,13 @@ class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
                                                  std::chrono::milliseconds deadline,
                                                  Clock::time_point start,
                                                  std::map<std::string, SiteOutcome>& early);
+  // One site's signed copy of `request` (siteKey, nonce and validity filled in, the test hooks
+  // of `options` applied), signed on the caller's thread so concurrent queries sign in
+  // parallel. `mayRetry` is further limited to requests the hooks did not shape.
+  std::shared_ptr<const SitePlan> signPlan(const Member& site, protocol::QueryRequestFields request,
+                                           std::vector<uint8_t> nonce, const protocol::Clock& clock,
+                                           std::chrono::milliseconds validity,
+                                           const FederatedQueryOptions& options, bool mayRetry);
   // Sends each plan's signed query and waits for every site's answer (or deadline).
   std::vector<SiteAnswer> sendAll(const std::vector<std::shared_ptr<const SitePlan>>& plans,
                                   const std::vector<SiteOutcome>& bases,
@@ -575,54 +590,19 @@ Result<FederatedResult> CoordinatorSession::Impl::query(const std::string& study
   const auto validity = options.validity.value_or(options.deadline + std::chrono::minutes(1));
   std::string knownHash = knownDictionaryHash(study);
 
-  // Signing happens here, on the caller's thread, so concurrent queries sign in parallel.
-  auto plans = std::make_shared<std::vector<std::shared_ptr<const SitePlan>>>();
+  protocol::QueryRequestFields request;
+  request.federation = members_.federation;
+  request.study = study;
+  request.queryText = result.canonicalQuery;
+  request.coordinatorKey = identity_.pub;
+  std::vector<std::shared_ptr<const SitePlan>> plans;
   std::vector<SiteOutcome> bases;
   for (const Member* site : sites) {
-    auto plan = std::make_shared<SitePlan>();
-    plan->site = site;
-    plan->clock = &clock;
-    protocol::QueryRequestFields& fields = plan->fields;
-    fields.federation = members_.federation;
-    fields.study = study;
-    fields.queryText = result.canonicalQuery;
-    fields.coordinatorKey = identity_.pub;
-    fields.siteKey = site->publicKey;
-    fields.nonce = protocol::newNonce();
-    fields.issuedAtMs = clock.nowMs();
-    fields.expiresAtMs = fields.issuedAtMs + validity.count();
-    if (options.adjustRequest) options.adjustRequest(*site, fields);
-    plan->signedQuery = protocol::signQuery(identity_, fields);
-    if (options.adjustSigned) options.adjustSigned(*site, plan->signedQuery);
-    plan->mayRetry = !options.adjustRequest && !options.adjustSigned;
-    plans->push_back(std::move(plan));
-    SiteOutcome base;
-    base.site = site->name;
-    base.address = site->address;
-    bases.push_back(std::move(base));
+    plans.push_back(signPlan(*site, request, protocol::newNonce(), clock, validity, options,
+                             /*mayRetry=*/true));
+    bases.push_back(baseOutcome(*site));
   }
-
-  std::vector<SiteAnswer> answers;
-  const auto deadline = options.deadline;
-  try {
-    kj::Array<SiteAnswer> got = executor_->executeSync([&]() {
-      kj::Vector<kj::Promise<SiteAnswer>> promises;
-      for (size_t i = 0; i < plans->size(); ++i) {
-        const auto& plan = (*plans)[i];
-        Link* link = linkFor(*plan->site);
-        KJ_ASSERT(link != nullptr);
-        promises.add(withDeadline(querySite(*link, plan, plan->signedQuery, knownHash, bases[i],
-                                            start, plan->mayRetry, ""),
-                                  bases[i], deadline, start));
-      }
-      return kj::joinPromises(promises.releaseAsArray());
-    });
-    for (auto& a : got) answers.push_back(std::move(a));
-  } catch (const kj::Exception&) {
-    // The session's loop has ended (closed): nothing was or will be answered.
-    answers.clear();
-    for (const auto& base : bases) answers.push_back(closedAnswer(base, start));
-  }
+  std::vector<SiteAnswer> answers = sendAll(plans, bases, knownHash, start, options.deadline);
 
   // Merge. The first answering site's dictionary binds the query; every other answer must come
   // from the same dictionary (same hash) and the same query.
@@ -770,6 +750,26 @@ Result<std::optional<StudyPolicy>> CoordinatorSession::Impl::studyPolicy(
   return agreed;
 }
 
+std::shared_ptr<const SitePlan> CoordinatorSession::Impl::signPlan(
+    const Member& site, protocol::QueryRequestFields request, std::vector<uint8_t> nonce,
+    const protocol::Clock& clock, std::chrono::milliseconds validity,
+    const FederatedQueryOptions& options, bool mayRetry) {
+  auto plan = std::make_shared<SitePlan>();
+  plan->site = &site;
+  plan->clock = &clock;
+  protocol::QueryRequestFields& fields = plan->fields;
+  fields = std::move(request);
+  fields.siteKey = site.publicKey;
+  fields.nonce = std::move(nonce);
+  fields.issuedAtMs = clock.nowMs();
+  fields.expiresAtMs = fields.issuedAtMs + validity.count();
+  if (options.adjustRequest) options.adjustRequest(site, fields);
+  plan->signedQuery = protocol::signQuery(identity_, fields);
+  if (options.adjustSigned) options.adjustSigned(site, plan->signedQuery);
+  plan->mayRetry = mayRetry && !options.adjustRequest && !options.adjustSigned;
+  return plan;
+}
+
 std::vector<SiteAnswer> CoordinatorSession::Impl::sendAll(
     const std::vector<std::shared_ptr<const SitePlan>>& plans,
     const std::vector<SiteOutcome>& bases, const std::string& knownHash, Clock::time_point start,
@@ -874,33 +874,20 @@ Result<FederatedResult> CoordinatorSession::Impl::querySecure(
     for (const Member* m : participants) keys.push_back(m->publicKey);
     const std::vector<uint8_t> nonce = protocol::newNonce();
 
+    protocol::QueryRequestFields request;
+    request.federation = members_.federation;
+    request.study = study;
+    request.queryText = result.canonicalQuery;
+    request.coordinatorKey = identity_.pub;
+    request.aggregation = protocol::aggregationToWire(policy.aggregation);
+    request.participants = keys;
     std::vector<std::shared_ptr<const SitePlan>> plans;
     std::vector<SiteOutcome> bases;
     for (const Member* site : participants) {
-      auto plan = std::make_shared<SitePlan>();
-      plan->site = site;
-      plan->clock = &clock;
-      protocol::QueryRequestFields& fields = plan->fields;
-      fields.federation = members_.federation;
-      fields.study = study;
-      fields.queryText = result.canonicalQuery;
-      fields.coordinatorKey = identity_.pub;
-      fields.siteKey = site->publicKey;
-      fields.nonce = nonce;
-      fields.issuedAtMs = clock.nowMs();
-      fields.expiresAtMs = fields.issuedAtMs + validity.count();
-      fields.aggregation = protocol::aggregationToWire(policy.aggregation);
-      fields.participants = keys;
-      if (options.adjustRequest) options.adjustRequest(*site, fields);
-      plan->signedQuery = protocol::signQuery(identity_, fields);
-      if (options.adjustSigned) options.adjustSigned(*site, plan->signedQuery);
       // A retry would need a new round id for every participant, i.e. a new round.
-      plan->mayRetry = false;
-      plans.push_back(std::move(plan));
-      SiteOutcome base;
-      base.site = site->name;
-      base.address = site->address;
-      bases.push_back(std::move(base));
+      plans.push_back(signPlan(*site, request, nonce, clock, validity, options,
+                               /*mayRetry=*/false));
+      bases.push_back(baseOutcome(*site));
     }
     std::vector<SiteAnswer> answers = sendAll(plans, bases, knownHash, start, options.deadline);
 
@@ -1034,9 +1021,7 @@ Result<std::vector<SiteOutcome>> CoordinatorSession::Impl::connect(
       for (const Member* site : sites) {
         Link* link = linkFor(*site);
         KJ_ASSERT(link != nullptr);
-        SiteOutcome base;
-        base.site = site->name;
-        base.address = site->address;
+        const SiteOutcome base = baseOutcome(*site);
         std::shared_ptr<Stage> stage;
         auto work = connection(*link, stage)
                         .then([base, start](kj::Own<SessionConnection>) {
