@@ -5,6 +5,7 @@
 #include <string>
 
 #include "crypto/key_access.h"
+#include "crypto/mask.h"  // kMaxRoundIdBytes: one limit for every use of a round id
 #include "crypto/static_secret.h"
 
 namespace trialmesh::crypto {
@@ -40,7 +41,6 @@ Result<std::vector<uint8_t>> openSealed(const X25519KeyPair& recipient,
 namespace {
 
 constexpr char kRoundSealContext[] = "trialmesh/round-seal/v1";
-constexpr size_t kMaxRoundIdBytes = 256;
 static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES +
                   crypto_aead_xchacha20poly1305_ietf_ABYTES ==
               kRoundSealOverheadBytes);

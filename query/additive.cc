@@ -74,9 +74,28 @@ const char* fieldName(Field f) {
   return "?";
 }
 
-std::string statName(const detail::Plan& plan, int stat) {
-  return stat < 0 ? std::string("the query") : aggregateText(plan.query.select[stat]);
-}
+// The statistic's text for error messages, formatted only when a message is built: a model
+// round's text carries its whole grid, β and centre (tens of KB for a Cox round).
+struct StatName {
+  const detail::Plan* plan = nullptr;
+  int stat = -1;
+  std::string str() const {
+    return stat < 0 ? std::string("the query") : aggregateText(plan->query.select[stat]);
+  }
+};
+
+}  // namespace
+}  // namespace trialmesh::query
+
+template <>
+struct fmt::formatter<trialmesh::query::StatName> : fmt::formatter<std::string> {
+  auto format(const trialmesh::query::StatName& name, fmt::format_context& ctx) const {
+    return fmt::formatter<std::string>::format(name.str(), ctx);
+  }
+};
+
+namespace trialmesh::query {
+namespace {
 
 std::string decimal(SignedWord v) {
   const bool negative = v < 0;
@@ -89,7 +108,7 @@ std::string decimal(SignedWord v) {
   return negative ? "-" + s : s;
 }
 
-Status fixedRangeError(long double v, const std::string& stat, const char* what, uint32_t cell) {
+Status fixedRangeError(long double v, const StatName& stat, const char* what, uint32_t cell) {
   return Status::invalidArgument(fmt::format(
       "{}: the {} of cell {} is {}, outside the range secure aggregation can encode exactly "
       "(|value| < 2^{} = {:.3g}); run this query in plain mode, or narrow it with a filter",
@@ -98,8 +117,7 @@ Status fixedRangeError(long double v, const std::string& stat, const char* what,
 }
 
 // Fixed point of a site's real value; refuses what does not fit instead of wrapping.
-Result<AdditiveWord> toFixed(long double v, const std::string& stat, const char* what,
-                             uint32_t cell) {
+Result<AdditiveWord> toFixed(long double v, const StatName& stat, const char* what, uint32_t cell) {
   const long double scaled = v * kFixedScale;
   if (!std::isfinite(v) || !(std::fabs(scaled) < kFixedSiteLimit))
     return fixedRangeError(v, stat, what, cell);
@@ -108,7 +126,7 @@ Result<AdditiveWord> toFixed(long double v, const std::string& stat, const char*
 
 // The same for a double, without x87 arithmetic: v * 2^32 is exact in double, so this rounds
 // exactly as the long double version. Model rounds encode hundreds of thousands of these.
-Result<AdditiveWord> toFixed(double v, const std::string& stat, const char* what, uint32_t cell) {
+Result<AdditiveWord> toFixed(double v, const StatName& stat, const char* what, uint32_t cell) {
   constexpr double kScale = 0x1p32;
   static_assert(kFixedPointFractionBits == 32);
   const double scaled = std::round(v * kScale);
@@ -169,7 +187,7 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
   for (size_t i = 0; i < plan.aggregates.size(); ++i) {
     const detail::BoundAggregate& a = plan.aggregates[i];
     const int stat = static_cast<int>(i);
-    const std::string name = statName(plan, stat);
+    const StatName name{&plan, stat};
     if (a.fn == AggFn::kMin || a.fn == AggFn::kMax) {
       return Status::invalidArgument(
           fmt::format("{}: min/max reveal single values and cannot be securely aggregated; ask "
@@ -277,7 +295,8 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
         // Model rounds of issue #6: one real vector of fixed length (layouts in
         // query/partial.h): X'X, X'y, y'y, sum y (+ the boundary rows of glm).
         const size_t p = plan.model ? plan.model->width() : 0;
-        add(stat, Field::kVec, Kind::kFixed, p * p + p + (a.fn == AggFn::kLmSums ? 2 : 3));
+        add(stat, Field::kVec, Kind::kFixed,
+            a.fn == AggFn::kLmSums ? detail::lmSumsLength(p) : detail::glmSumsLength(p));
         break;
       }
       case AggFn::kMin:
@@ -315,7 +334,7 @@ Result<std::vector<AdditiveWord>> encodeAdditive(const PartialResult& partial,
   }
   std::vector<AdditiveWord> out(layout.words(), 0);
   for (const Segment& seg : layout.segments()) {
-    const std::string name = statName(plan, seg.stat);
+    const StatName name{&plan, seg.stat};
     auto malformed = [&] {
       return Status::invalidArgument(
           fmt::format("{}: the partial's {} vector has the wrong length for '{}'", name,
@@ -451,7 +470,7 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
   std::vector<uint64_t> events;
 
   for (const Segment& seg : layout.segments()) {
-    const std::string name = statName(plan, seg.stat);
+    const StatName name{&plan, seg.stat};
     // Every word of the run, range-checked for its kind.
     auto word = [&](size_t k, SignedWord* out) -> Status {
       const AdditiveWord w = sum[seg.offset + k];

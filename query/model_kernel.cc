@@ -245,7 +245,7 @@ Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource
   switch (m.fn) {
     case AggFn::kLmSums: {
       TM_ASSIGN_OR_RETURN(stats::LinearSums l, stats::linearSumsFromRows(rows.x, rows.y, all));
-      s.vec.reserve(p * p + p + 2);
+      s.vec.reserve(lmSumsLength(p));
       append(s.vec, l.xtx);
       append(s.vec, l.xty);
       s.vec.push_back(l.yty);
@@ -256,7 +256,7 @@ Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource
       std::vector<double> beta = a.beta.empty() ? std::vector<double>(p, 0.0) : a.beta;
       TM_ASSIGN_OR_RETURN(stats::LogisticSums l,
                           stats::logisticSumsFromRows(rows.x, rows.y, all, beta));
-      s.vec.reserve(p * p + p + 3);
+      s.vec.reserve(glmSumsLength(p));
       append(s.vec, l.xtwx);
       append(s.vec, l.score);
       s.vec.push_back(l.deviance);
@@ -353,9 +353,10 @@ Result<ResultTable> finalizeModel(const PartialResult& partial, const Plan& plan
 
 Result<stats::LinearSums> linearSumsOf(const StatPartial& s, uint32_t p) {
   const size_t pp = size_t{p} * p;
-  if (s.vec.size() != pp + p + 2 || s.n.size() != 1 || s.missing.size() != 1)
-    return Status::invalidArgument(fmt::format(
-        "lm_sums partial has {} sums; {} expected for {} columns", s.vec.size(), pp + p + 2, p));
+  if (s.vec.size() != lmSumsLength(p) || s.n.size() != 1 || s.missing.size() != 1)
+    return Status::invalidArgument(
+        fmt::format("lm_sums partial has {} sums; {} expected for {} columns", s.vec.size(),
+                    lmSumsLength(p), p));
   stats::LinearSums l;
   l.p = p;
   l.n = s.n[0];
@@ -369,9 +370,10 @@ Result<stats::LinearSums> linearSumsOf(const StatPartial& s, uint32_t p) {
 
 Result<stats::LogisticSums> logisticSumsOf(const StatPartial& s, uint32_t p) {
   const size_t pp = size_t{p} * p;
-  if (s.vec.size() != pp + p + 3 || s.n.size() != 1 || s.missing.size() != 1)
-    return Status::invalidArgument(fmt::format(
-        "glm_sums partial has {} sums; {} expected for {} columns", s.vec.size(), pp + p + 3, p));
+  if (s.vec.size() != glmSumsLength(p) || s.n.size() != 1 || s.missing.size() != 1)
+    return Status::invalidArgument(
+        fmt::format("glm_sums partial has {} sums; {} expected for {} columns", s.vec.size(),
+                    glmSumsLength(p), p));
   stats::LogisticSums l;
   l.p = p;
   l.n = s.n[0];

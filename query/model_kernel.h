@@ -45,6 +45,10 @@ Result<stats::LogisticSums> logisticSumsOf(const StatPartial& s, uint32_t p);
 Result<stats::CoxSums> coxSumsOf(const StatPartial& s, uint32_t p,
                                  const std::vector<std::vector<double>>& grids);
 
+// Lengths of the lm_sums and glm_sums vecs (layouts in query/partial.h).
+inline size_t lmSumsLength(size_t p) { return p * p + p + 2; }
+inline size_t glmSumsLength(size_t p) { return p * p + p + 3; }
+
 // Length of a cox_sums vec: per grid time 3 + 3p scalars and vectors and two symmetric p x p
 // blocks sent as lower triangles (p (p + 1) / 2 each).
 inline size_t coxSumsLength(const std::vector<std::vector<double>>& grids, size_t p) {
