@@ -967,9 +967,11 @@ Result<Grant> ApprovalRegistry::check(const QueryUse& use) const {
   return checkLocked(use);
 }
 
-Result<Grant> ApprovalRegistry::authorize(const QueryUse& use) {
+Result<Grant> ApprovalRegistry::authorize(const QueryUse& use,
+                                          const std::function<Status(const Grant&)>& precondition) {
   std::lock_guard lock(mu_);
   TM_ASSIGN_OR_RETURN(Grant g, checkLocked(use));
+  if (precondition) TM_RETURN_IF_ERROR(precondition(g));
   ++used_[g.approvalId];
   return g;
 }

@@ -20,6 +20,7 @@
 
 #include <compare>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -208,8 +209,11 @@ class ApprovalRegistry {
 
   // Decides without consuming budget.
   Result<Grant> check(const QueryUse& use) const;
-  // check() and, when allowed, counts one query against the budget atomically.
-  Result<Grant> authorize(const QueryUse& use);
+  // check(), then `precondition` on the grant when one is given (e.g. the node's aggregation
+  // mode and quorum rules), and only when both allow, counts one query against the budget;
+  // atomically, and with one check. A refusal by either leaves the budget untouched.
+  Result<Grant> authorize(const QueryUse& use,
+                          const std::function<Status(const Grant&)>& precondition = {});
 
   // All stored approvals, newest version first per study.
   std::vector<SignedApproval> approvals() const;

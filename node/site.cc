@@ -366,8 +366,8 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   // ledger at <data_dir>/privacy-budget (opened on first use), durably, and logs the charge in
   // the audit log, before the query runs. Throws the refusal (ResourceExhausted with the
   // ledger's message) when the budget would be exceeded.
-  void chargePrivacyBudget(const protocol::QueryRequestFields& r, const ethics::Grant& grant,
-                           const std::string& peerName);
+  void chargePrivacyBudget(const protocol::QueryRequestFields& r, const ethics::Hash& queryHash,
+                           const ethics::Grant& grant, const std::string& peerName);
   Status openEthics(const std::map<std::string, ethics::Hash>& dictionaryHashes);
   // Appends the node-stop entry; logged (not fatal) if the write fails.
   void closeEthics(const std::string& reason);
@@ -467,7 +467,8 @@ Status SiteState::checkRound(const protocol::QueryRequestFields& r,
 }
 
 void SiteState::chargePrivacyBudget(const protocol::QueryRequestFields& r,
-                                    const ethics::Grant& grant, const std::string& peerName) {
+                                    const ethics::Hash& queryHash, const ethics::Grant& grant,
+                                    const std::string& peerName) {
   if (!ledger_) {
     const std::string path = config_.dataDir + "/privacy-budget";
     auto opened = ethics::PrivacyBudgetLedger::open(path);
@@ -490,7 +491,7 @@ void SiteState::chargePrivacyBudget(const protocol::QueryRequestFields& r,
   ethics::QueryEvent event;
   event.coordinator = r.coordinatorKey;
   event.study = r.study;
-  event.queryHash = crypto::sha256(r.queryText);
+  event.queryHash = queryHash;
   event.allowed = charged.isOk();
   event.reason = charged.isOk()
                      ? "privacy budget charged: epsilon " +
@@ -870,11 +871,9 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   use.today = ethics::dateFromUnixMs(std::chrono::duration_cast<std::chrono::milliseconds>(
                                          std::chrono::system_clock::now().time_since_epoch())
                                          .count());
-  // Issue #5: the approval decides the aggregation mode and the quorum. Checked before
-  // authorize() so that a query refused for its mode does not use up the query budget.
-  Status roundPolicy = Status::ok();
-  if (auto pre = registry_->check(use); pre.isOk()) roundPolicy = checkRound(r, *pre);
-  auto grant = roundPolicy.isOk() ? registry_->authorize(use) : Result<ethics::Grant>(roundPolicy);
+  // Issue #5: the approval decides the aggregation mode and the quorum; a query refused for
+  // them does not use up the query budget.
+  auto grant = registry_->authorize(use, [&](const ethics::Grant& g) { return checkRound(r, g); });
   const ethics::Hash queryHash = crypto::sha256(r.queryText);
   ethics::QueryEvent decision;
   decision.coordinator = r.coordinatorKey;
@@ -912,7 +911,8 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
     secure->timeBin = grant->timeBin;
     secure->epsilon = grant->dpEpsilonPerQuery;
     secure->identity = &identity_;
-    if (r.aggregation == wire::Aggregation::SECURE_DP) chargePrivacyBudget(r, *grant, peerName);
+    if (r.aggregation == wire::Aggregation::SECURE_DP)
+      chargePrivacyBudget(r, queryHash, *grant, peerName);
   }
 
   ++inFlight_;

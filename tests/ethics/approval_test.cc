@@ -325,6 +325,28 @@ TEST_F(ApprovalTest, BudgetIsCountedAndExhausted) {
   EXPECT_EQ(registry.usage(approvalId(sa.approval)), 2u);
 }
 
+// The node's round rules run as authorize()'s precondition: a refusal by them is returned as
+// is and does not consume the budget; the grant they see is the approval's.
+TEST_F(ApprovalTest, RefusedPreconditionDoesNotConsumeTheBudget) {
+  ApprovalRegistry registry(standing());
+  const SignedApproval sa = signedApproval("query_budget = 1\n");
+  ASSERT_TRUE(registry.addApproval(sa).isOk());
+  uint32_t seenVersion = 0;
+  auto refused = registry.authorize(use(), [&](const Grant& g) {
+    seenVersion = g.protocolVersion;
+    return Status::failedPrecondition("approval requires secure aggregation");
+  });
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(refused.status().message(), "approval requires secure aggregation");
+  EXPECT_EQ(seenVersion, 3u);
+  EXPECT_EQ(registry.usage(approvalId(sa.approval)), 0u);
+  auto allowed = registry.authorize(use(), [](const Grant&) { return Status::ok(); });
+  ASSERT_TRUE(allowed.isOk()) << allowed.status().toString();
+  EXPECT_EQ(allowed->budgetLeft, 0u);
+  EXPECT_EQ(registry.usage(approvalId(sa.approval)), 1u);
+}
+
 TEST_F(ApprovalTest, StoreRestoresApprovalsStatementsAndUsage) {
   const std::string dir = ::testing::TempDir() + "/approval_store";
   std::filesystem::remove_all(dir);
