@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "common/allocator.h"
 #include "node/config.h"
 #include "node/site.h"
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
+  trialmesh::retainFreedMemoryForReuse();
   auto config = trialmesh::node::loadNodeConfig(argv[2]);
   if (!config) {
     std::fprintf(stderr, "trialmesh-node: %s\n", config.status().message().c_str());

@@ -243,6 +243,79 @@ Result<CoxOrder> coxOrder(const SurvivalRows& data, std::span<const size_t> rows
   return order;
 }
 
+namespace {
+
+// One stratum of coxSumsOrdered: a sweep from the last grid time down, where the running sums
+// over the rows with time >= t_k are the risk-set sums at t_k. Rows are stored in slot order,
+// so every read is sequential and every write lands in the current slot. Each row costs one
+// p x p rank-one update: an event row adds into its slot's death sums, which join the running
+// sums once per slot, so a death is not accumulated twice. The inner loops run over
+// contiguous rows of p doubles for the vectoriser; the clones let a CPU with AVX2 and FMA use
+// them (chosen once at load), and the baseline build stays portable.
+__attribute__((target_clones("arch=x86-64-v3", "default"))) void sweepStratum(
+    const CoxOrder::Stratum& in, size_t p, const double* __restrict beta,
+    const double* __restrict center, CoxStratumSums& st, double* __restrict xc,
+    double* __restrict runRX, double* __restrict runRXX) {
+  const size_t pp = p * p;
+  const size_t m = in.times.size();
+  double runR = 0;
+  std::fill(runRX, runRX + p, 0.0);
+  std::fill(runRXX, runRXX + pp, 0.0);
+  for (size_t t = m; t-- > 0;) {
+    double* __restrict dX = &st.deathX[t * p];
+    double* __restrict dRX = &st.deathRX[t * p];
+    double* __restrict dRXX = &st.deathRXX[t * pp];
+    double deaths = 0;
+    double dR = 0;
+    for (size_t row = in.start[t]; row < in.start[t + 1]; ++row) {
+      const double* __restrict x = &in.x[row * p];
+      double eta = 0;
+      for (size_t j = 0; j < p; ++j) {
+        xc[j] = x[j] - center[j];
+        eta += xc[j] * beta[j];
+      }
+      const double w = std::exp(eta);
+      double* __restrict rx;
+      double* __restrict rxx;
+      if (in.event[row]) {
+        deaths += 1;
+        dR += w;
+        for (size_t j = 0; j < p; ++j) dX[j] += xc[j];
+        rx = dRX;
+        rxx = dRXX;
+      } else {
+        runR += w;
+        rx = runRX;
+        rxx = runRXX;
+      }
+      for (size_t i = 0; i < p; ++i) {
+        const double wx = w * xc[i];
+        rx[i] += wx;
+        double* __restrict out = rxx + i * p;
+        for (size_t j = 0; j < p; ++j) out[j] += wx * xc[j];
+      }
+    }
+    st.deaths[t] = deaths;
+    st.deathR[t] = dR;
+    runR += dR;
+    for (size_t j = 0; j < p; ++j) runRX[j] += dRX[j];
+    for (size_t k = 0; k < pp; ++k) runRXX[k] += dRXX[k];
+    st.riskR[t] = runR;
+    std::copy(runRX, runRX + p, st.riskRX.begin() + static_cast<std::ptrdiff_t>(t * p));
+    // Both triangles were accumulated; keep them exactly symmetric (w x_i x_j and w x_j x_i
+    // may round differently) by mirroring the lower one, as the wire carries only it.
+    double* risk = &st.riskRXX[t * pp];
+    for (size_t i = 0; i < p; ++i) {
+      for (size_t j = 0; j <= i; ++j) {
+        risk[i * p + j] = risk[j * p + i] = runRXX[i * p + j];
+        dRXX[j * p + i] = dRXX[i * p + j];
+      }
+    }
+  }
+}
+
+}  // namespace
+
 Result<CoxSums> coxSumsOrdered(const CoxOrder& order, const std::vector<double>& beta,
                                const std::vector<double>& center) {
   const size_t p = order.p;
@@ -271,52 +344,7 @@ Result<CoxSums> coxSumsOrdered(const CoxOrder& order, const std::vector<double>&
     st.deathR.assign(m, 0.0);
     st.deathRX.assign(m * p, 0.0);
     st.deathRXX.assign(m * pp, 0.0);
-    // One sweep from the last grid time down: running sums over the rows with time >= t_k are
-    // the risk-set sums at t_k. Rows are stored in slot order, so every read is sequential and
-    // every write lands in the current slot (no scattered updates, no search).
-    double runR = 0;
-    std::fill(runRX.begin(), runRX.end(), 0.0);
-    std::fill(runRXX.begin(), runRXX.end(), 0.0);
-    for (size_t t = m; t-- > 0;) {
-      for (size_t row = in.start[t]; row < in.start[t + 1]; ++row) {
-        const double* x = &in.x[row * p];
-        double eta = 0;
-        for (size_t j = 0; j < p; ++j) {
-          xc[j] = x[j] - center[j];
-          eta += xc[j] * beta[j];
-        }
-        const double w = std::exp(eta);
-        runR += w;
-        for (size_t i = 0; i < p; ++i) {
-          const double wx = w * xc[i];
-          runRX[i] += wx;
-          double* out = &runRXX[i * p];
-          for (size_t j = 0; j <= i; ++j) out[j] += wx * xc[j];
-        }
-        if (in.event[row]) {
-          st.deaths[t] += 1;
-          st.deathR[t] += w;
-          for (size_t i = 0; i < p; ++i) {
-            const double wx = w * xc[i];
-            st.deathX[t * p + i] += xc[i];
-            st.deathRX[t * p + i] += wx;
-            double* out = &st.deathRXX[t * pp + i * p];
-            for (size_t j = 0; j <= i; ++j) out[j] += wx * xc[j];
-          }
-        }
-      }
-      st.riskR[t] = runR;
-      std::copy(runRX.begin(), runRX.end(), st.riskRX.begin() + static_cast<std::ptrdiff_t>(t * p));
-      double* risk = &st.riskRXX[t * pp];
-      double* death = &st.deathRXX[t * pp];
-      // Only the lower triangles were accumulated (half the work per row); mirror them.
-      for (size_t i = 0; i < p; ++i) {
-        for (size_t j = 0; j <= i; ++j) {
-          risk[i * p + j] = risk[j * p + i] = runRXX[i * p + j];
-          death[j * p + i] = death[i * p + j];
-        }
-      }
-    }
+    sweepStratum(in, p, beta.data(), center.data(), st, xc.data(), runRX.data(), runRXX.data());
   }
   return sums;
 }

@@ -1,11 +1,13 @@
 // trialmesh: the command-line client for trial coordinators, site IT and ethics boards.
 #include <CLI/CLI.hpp>
 
+#include "common/allocator.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/ethics_commands.h"
 #include "tools/trialmesh/federation_commands.h"
 
 int main(int argc, char** argv) {
+  trialmesh::retainFreedMemoryForReuse();
   CLI::App app{
       "trialmesh: federated aggregate analysis for multicenter clinical trials.\n"
       "Each hospital keeps its records in its own store; coordinators get aggregates only.\n\n"

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/allocator.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
 #include "query/engine.h"
@@ -563,6 +564,7 @@ int run(Flags flags) {
 }  // namespace trialmesh::bench
 
 int main(int argc, char** argv) {
+  trialmesh::retainFreedMemoryForReuse();
   trialmesh::bench::Flags f;
   CLI::App app{
       "trialmesh-bench-federation: federated query latency, overhead, throughput and "

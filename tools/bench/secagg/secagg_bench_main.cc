@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "common/allocator.h"
 #include "crypto/identity.h"
 #include "crypto/mask.h"
 #include "crypto/random.h"
@@ -166,6 +167,7 @@ int endToEnd(const std::string& dir, uint64_t rows, uint32_t sites, int reps) {
 }  // namespace trialmesh
 
 int main(int argc, char** argv) {
+  trialmesh::retainFreedMemoryForReuse();
   CLI::App app{"Overhead of secure aggregation over plain (issue #5)"};
   std::string dir = "/var/tmp/trialmesh-secagg-bench";
   uint64_t rows = 1000000;
