@@ -130,6 +130,9 @@ Result<LogisticSums> logisticSumsFromRows(const DesignMatrix& x, std::span<const
   s.p = static_cast<uint32_t>(p);
   s.xtwx.assign(p * p, 0.0);
   s.score.assign(p, 0.0);
+  // Restrict-qualified accumulators, so the per-row updates stay vectorisable and in cache.
+  double* __restrict xtwx = s.xtwx.data();
+  double* __restrict score = s.score.data();
   const double boundaryEps = 10 * DBL_EPSILON;
   for (size_t r : rows) {
     if (std::isnan(y[r]) || !rowComplete(x, r)) {
@@ -137,28 +140,33 @@ Result<LogisticSums> logisticSumsFromRows(const DesignMatrix& x, std::span<const
       continue;
     }
     TM_RETURN_IF_ERROR(checkBinary(y[r], r, "outcome"));
-    const double* xr = &x.values[r * p];
+    const double* __restrict xr = &x.values[r * p];
     double eta = 0;
     for (size_t j = 0; j < p; ++j) eta += xr[j] * beta[j];
-    // R's binomial()$linkinv and $mu.eta (C_logit_linkinv / C_logit_mu_eta), thresholds 30.
-    const double tmp = eta < -30 ? DBL_EPSILON : (eta > 30 ? 1 / DBL_EPSILON : std::exp(eta));
+    // R's binomial()$linkinv and $mu.eta (C_logit_linkinv / C_logit_mu_eta), thresholds 30;
+    // exp(eta) is computed once (R computes it in each function; the values are identical).
+    const bool clamped = eta < -30 || eta > 30;
+    const double e = clamped ? 0.0 : std::exp(eta);
+    const double tmp = eta < -30 ? DBL_EPSILON : (eta > 30 ? 1 / DBL_EPSILON : e);
     const double mu = tmp / (1 + tmp);
-    const double opexp = 1 + std::exp(eta);
-    const double muEta = (eta > 30 || eta < -30) ? DBL_EPSILON : std::exp(eta) / (opexp * opexp);
+    const double opexp = 1 + e;
+    const double muEta = clamped ? DBL_EPSILON : e / (opexp * opexp);
     const double variance = mu * (1 - mu);
     const double w = muEta * muEta / variance;
     const double u = (y[r] - mu) * muEta / variance;
     ++s.n;
     s.sumY += y[r];
     for (size_t i = 0; i < p; ++i) {
-      s.score[i] += xr[i] * u;
-      for (size_t j = 0; j <= i; ++j) s.xtwx[i * p + j] += w * xr[i] * xr[j];
+      score[i] += xr[i] * u;
+      const double wx = w * xr[i];
+      double* __restrict out = xtwx + i * p;
+      for (size_t j = 0; j <= i; ++j) out[j] += wx * xr[j];
     }
     s.deviance += y[r] == 1.0 ? -2 * std::log(mu) : -2 * std::log(1 - mu);
     if (mu > 1 - boundaryEps || mu < boundaryEps) ++s.boundary;
   }
   for (size_t i = 0; i < p; ++i) {
-    for (size_t j = 0; j < i; ++j) s.xtwx[j * p + i] = s.xtwx[i * p + j];
+    for (size_t j = 0; j < i; ++j) xtwx[j * p + i] = xtwx[i * p + j];
   }
   return s;
 }
