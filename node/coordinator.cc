@@ -438,6 +438,7 @@ class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
             protocol::QueryRequestFields fields = plan->fields;
             const int64_t validity = fields.expiresAtMs - fields.issuedAtMs;
             fields.nonce = protocol::newNonce();
+            fields.audience = {link.member->publicKey};  // this copy is for this site only
             fields.issuedAtMs = plan->clock->nowMs();
             fields.expiresAtMs = fields.issuedAtMs + validity;
             auto resigned = protocol::signQuery(identity_, fields);
@@ -493,13 +494,15 @@ class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
                                                  std::chrono::milliseconds deadline,
                                                  Clock::time_point start,
                                                  std::map<std::string, SiteOutcome>& early);
-  // One site's signed copy of `request` (siteKey, nonce and validity filled in, the test hooks
-  // of `options` applied), signed on the caller's thread so concurrent queries sign in
-  // parallel. `mayRetry` is further limited to requests the hooks did not shape.
-  std::shared_ptr<const SitePlan> signPlan(const Member& site, protocol::QueryRequestFields request,
-                                           std::vector<uint8_t> nonce, const protocol::Clock& clock,
-                                           std::chrono::milliseconds validity,
-                                           const FederatedQueryOptions& options, bool mayRetry);
+  // The plans of one fan-out to `sites`: `request` with their keys as its audience, `nonce`
+  // and the validity filled in, signed once for all of them on the caller's thread (so
+  // concurrent queries sign in parallel). With a test hook in `options` (adjustRequest,
+  // adjustSigned) each site gets its own copy, shaped and signed separately, and `mayRetry` is
+  // off: the test sends exactly that.
+  std::vector<std::shared_ptr<const SitePlan>> signPlans(
+      const std::vector<const Member*>& sites, protocol::QueryRequestFields request,
+      std::vector<uint8_t> nonce, const protocol::Clock& clock, std::chrono::milliseconds validity,
+      const FederatedQueryOptions& options, bool mayRetry);
   // Sends each plan's signed query and waits for every site's answer (or deadline).
   std::vector<SiteAnswer> sendAll(const std::vector<std::shared_ptr<const SitePlan>>& plans,
                                   const std::vector<SiteOutcome>& bases,
@@ -595,13 +598,11 @@ Result<FederatedResult> CoordinatorSession::Impl::query(const std::string& study
   request.study = study;
   request.queryText = result.canonicalQuery;
   request.coordinatorKey = identity_.pub;
-  std::vector<std::shared_ptr<const SitePlan>> plans;
+  const std::vector<std::shared_ptr<const SitePlan>> plans =
+      signPlans(sites, request, protocol::newNonce(), clock, validity, options,
+                /*mayRetry=*/true);
   std::vector<SiteOutcome> bases;
-  for (const Member* site : sites) {
-    plans.push_back(signPlan(*site, request, protocol::newNonce(), clock, validity, options,
-                             /*mayRetry=*/true));
-    bases.push_back(baseOutcome(*site));
-  }
+  for (const Member* site : sites) bases.push_back(baseOutcome(*site));
   std::vector<SiteAnswer> answers = sendAll(plans, bases, knownHash, start, options.deadline);
 
   // Merge. The first answering site's dictionary binds the query; every other answer must come
@@ -750,24 +751,37 @@ Result<std::optional<StudyPolicy>> CoordinatorSession::Impl::studyPolicy(
   return agreed;
 }
 
-std::shared_ptr<const SitePlan> CoordinatorSession::Impl::signPlan(
-    const Member& site, protocol::QueryRequestFields request, std::vector<uint8_t> nonce,
-    const protocol::Clock& clock, std::chrono::milliseconds validity,
+std::vector<std::shared_ptr<const SitePlan>> CoordinatorSession::Impl::signPlans(
+    const std::vector<const Member*>& sites, protocol::QueryRequestFields request,
+    std::vector<uint8_t> nonce, const protocol::Clock& clock, std::chrono::milliseconds validity,
     const FederatedQueryOptions& options, bool mayRetry) {
-  auto plan = std::make_shared<SitePlan>();
-  plan->site = &site;
-  plan->clock = &clock;
-  protocol::QueryRequestFields& fields = plan->fields;
-  fields = std::move(request);
-  fields.siteKey = site.publicKey;
-  fields.nonce = std::move(nonce);
-  fields.issuedAtMs = clock.nowMs();
-  fields.expiresAtMs = fields.issuedAtMs + validity.count();
-  if (options.adjustRequest) options.adjustRequest(site, fields);
-  plan->signedQuery = protocol::signQuery(identity_, fields);
-  if (options.adjustSigned) options.adjustSigned(site, plan->signedQuery);
-  plan->mayRetry = mayRetry && !options.adjustRequest && !options.adjustSigned;
-  return plan;
+  request.audience.clear();
+  for (const Member* site : sites) request.audience.push_back(site->publicKey);
+  std::sort(request.audience.begin(), request.audience.end());
+  request.nonce = std::move(nonce);
+  request.issuedAtMs = clock.nowMs();
+  request.expiresAtMs = request.issuedAtMs + validity.count();
+  const bool hooked = options.adjustRequest || options.adjustSigned;
+  protocol::SignedQueryBytes shared;
+  if (!hooked) shared = protocol::signQuery(identity_, request);
+  std::vector<std::shared_ptr<const SitePlan>> plans;
+  plans.reserve(sites.size());
+  for (const Member* site : sites) {
+    auto plan = std::make_shared<SitePlan>();
+    plan->site = site;
+    plan->clock = &clock;
+    plan->fields = request;
+    plan->mayRetry = mayRetry && !hooked;
+    if (!hooked) {
+      plan->signedQuery = shared;
+    } else {
+      if (options.adjustRequest) options.adjustRequest(*site, plan->fields);
+      plan->signedQuery = protocol::signQuery(identity_, plan->fields);
+      if (options.adjustSigned) options.adjustSigned(*site, plan->signedQuery);
+    }
+    plans.push_back(std::move(plan));
+  }
+  return plans;
 }
 
 std::vector<SiteAnswer> CoordinatorSession::Impl::sendAll(
@@ -881,14 +895,11 @@ Result<FederatedResult> CoordinatorSession::Impl::querySecure(
     request.coordinatorKey = identity_.pub;
     request.aggregation = protocol::aggregationToWire(policy.aggregation);
     request.participants = keys;
-    std::vector<std::shared_ptr<const SitePlan>> plans;
+    // A retry would need a new round id for every participant, i.e. a new round.
+    const std::vector<std::shared_ptr<const SitePlan>> plans =
+        signPlans(participants, request, nonce, clock, validity, options, /*mayRetry=*/false);
     std::vector<SiteOutcome> bases;
-    for (const Member* site : participants) {
-      // A retry would need a new round id for every participant, i.e. a new round.
-      plans.push_back(signPlan(*site, request, nonce, clock, validity, options,
-                               /*mayRetry=*/false));
-      bases.push_back(baseOutcome(*site));
-    }
+    for (const Member* site : participants) bases.push_back(baseOutcome(*site));
     std::vector<SiteAnswer> answers = sendAll(plans, bases, knownHash, start, options.deadline);
 
     // Shapes first: every answer must be a sealed vector of this query over one dictionary.

@@ -824,10 +824,11 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                                     "'; this site belongs to '" + members_.federation + "'"),
            peerName);
   }
-  if (!(r.siteKey == identity_.pub)) {
+  if (!std::binary_search(r.audience.begin(), r.audience.end(), identity_.pub)) {
     refuse(RefusalReason::kMembership,
-           Status::permissionDenied("query is addressed to another site (" + r.siteKey.toText() +
-                                    "); this site is '" + config_.name + "'"),
+           Status::permissionDenied("query is addressed to " + std::to_string(r.audience.size()) +
+                                    " other site(s), not to this site ('" + config_.name + "', " +
+                                    identity_.pub.toText() + ")"),
            peerName);
   }
   Status fresh = guard_.admit(r);

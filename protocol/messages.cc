@@ -204,7 +204,6 @@ std::vector<uint8_t> encodeQueryRequest(const QueryRequestFields& f) {
   r.setQueryText(f.queryText);
   r.setCoordinatorKey(
       kj::ArrayPtr<const capnp::byte>(f.coordinatorKey.bytes().data(), crypto::kPublicKeyBytes));
-  r.setSiteKey(kj::ArrayPtr<const capnp::byte>(f.siteKey.bytes().data(), crypto::kPublicKeyBytes));
   r.setNonce(bytesOf(f.nonce));
   r.setIssuedAtMs(f.issuedAtMs);
   r.setExpiresAtMs(f.expiresAtMs);
@@ -215,6 +214,14 @@ std::vector<uint8_t> encodeQueryRequest(const QueryRequestFields& f) {
       list.set(static_cast<unsigned>(i),
                kj::ArrayPtr<const capnp::byte>(f.participants[i].bytes().data(),
                                                crypto::kPublicKeyBytes));
+    }
+  }
+  if (!f.audience.empty()) {
+    auto list = r.initAudience(static_cast<unsigned>(f.audience.size()));
+    for (size_t i = 0; i < f.audience.size(); ++i) {
+      list.set(
+          static_cast<unsigned>(i),
+          kj::ArrayPtr<const capnp::byte>(f.audience[i].bytes().data(), crypto::kPublicKeyBytes));
     }
   }
   kj::Array<capnp::word> words = capnp::canonicalize(r.asReader());
@@ -262,10 +269,6 @@ Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) 
         std::span<const uint8_t>(r.getCoordinatorKey().begin(), r.getCoordinatorKey().size()));
     if (!ck) return Status::invalidArgument("signed query: coordinatorKey is not 32 bytes");
     f.coordinatorKey = *ck;
-    auto sk = crypto::PublicKey::fromBytes(
-        std::span<const uint8_t>(r.getSiteKey().begin(), r.getSiteKey().size()));
-    if (!sk) return Status::invalidArgument("signed query: siteKey is not 32 bytes");
-    f.siteKey = *sk;
     f.nonce = vecOf(r.getNonce());
     if (f.nonce.size() < kMinNonceBytes || f.nonce.size() > kMaxNonceBytes) {
       return Status::invalidArgument("signed query: nonce has " + std::to_string(f.nonce.size()) +
@@ -296,6 +299,25 @@ Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) 
                                        " is not a 32-byte key");
       }
       f.participants.push_back(*key);
+    }
+    auto audience = r.getAudience();
+    if (audience.size() > kMaxParticipants) {
+      return Status::invalidArgument("signed query: an audience of " +
+                                     std::to_string(audience.size()) + " sites, at most " +
+                                     std::to_string(kMaxParticipants));
+    }
+    for (unsigned i = 0; i < audience.size(); ++i) {
+      auto key = crypto::PublicKey::fromBytes(
+          std::span<const uint8_t>(audience[i].begin(), audience[i].size()));
+      if (!key) {
+        return Status::invalidArgument("signed query: audience entry " + std::to_string(i) +
+                                       " is not a 32-byte key");
+      }
+      if (i > 0 && !(f.audience.back().bytes() < key->bytes())) {
+        return Status::invalidArgument(
+            "signed query: audience is not strictly ascending at entry " + std::to_string(i));
+      }
+      f.audience.push_back(*key);
     }
     return f;
   } catch (const kj::Exception& e) {

@@ -63,7 +63,6 @@ struct QueryRequestFields {
   std::string study;
   std::string queryText;
   crypto::PublicKey coordinatorKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
-  crypto::PublicKey siteKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
   std::vector<uint8_t> nonce;
   int64_t issuedAtMs = 0;
   int64_t expiresAtMs = 0;
@@ -72,6 +71,9 @@ struct QueryRequestFields {
   // round id. Plain requests leave both at their defaults and encode as before.
   wire::Aggregation aggregation = wire::Aggregation::PLAIN;
   std::vector<crypto::PublicKey> participants;
+  // The sites the request is sent to (strictly ascending, 1..kMaxParticipants keys): one
+  // signature serves all of them (wire::QueryRequest.audience).
+  std::vector<crypto::PublicKey> audience;
   bool operator==(const QueryRequestFields&) const = default;
 };
 

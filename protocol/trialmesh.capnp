@@ -11,8 +11,10 @@
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("trialmesh::protocol::wire");
 
-const protocolVersion :UInt32 = 1;
-# The version a QueryRequest carries and a NodeInfo reports.
+const protocolVersion :UInt32 = 2;
+# The version a QueryRequest carries and a NodeInfo reports. Version 2: a request names its
+# sites in `audience` and is signed once for all of them (version 1 signed one copy per site,
+# naming it in `siteKey`).
 
 struct NodeInfo {
   # What a site says about itself (Site.info). Public metadata, no patient data.
@@ -55,8 +57,8 @@ struct QueryRequest {
   study @2 :Text;              # the study whose dataset answers, e.g. "LUNG-7"
   queryText @3 :Text;          # query::canonicalQueryText of the query (docs/query-language.md)
   coordinatorKey @4 :Data;     # the signer: 32-byte Ed25519 key of a member with role coordinator
-  siteKey @5 :Data;            # the one site this copy is for (32 bytes): another site that
-                               # receives it (e.g. relayed by a peer) refuses it
+  siteKey @5 :Data;            # version 1 only (the one site a copy was for); empty since
+                               # version 2, which names the sites in `audience`
   nonce @6 :Data;              # 16..64 random bytes; a site accepts each nonce once
   issuedAtMs @7 :Int64;        # coordinator clock, Unix milliseconds
   expiresAtMs @8 :Int64;       # after this a site refuses the query; expiresAtMs > issuedAtMs
@@ -66,6 +68,12 @@ struct QueryRequest {
   # (issue #5) secure modes: the round's participant list, 32-byte Ed25519 site keys in strictly
   # ascending byte order, including this site. With `nonce` as the round id it keys the
   # pairwise masks, so masks cancel only when every participant was sent the same list.
+  audience @11 :List(Data);
+  # (version 2) the sites this request is sent to: 32-byte Ed25519 site keys in strictly
+  # ascending byte order. A site refuses a request whose audience does not list it. One
+  # signature covers every site of a query; a site cannot pass it on, because a site answers
+  # only the coordinator that signed, over that coordinator's own authenticated connection,
+  # and accepts each nonce once.
 }
 
 struct SignedQuery {

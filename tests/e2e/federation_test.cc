@@ -498,6 +498,33 @@ TEST_F(FederationTest, ForgedExpiredAndReplayedQueriesAreRefusedWithReason) {
       << readFile(fed_->siteLogPath(0));
 }
 
+// One signature covers all sites of a query (protocol version 2); a site refuses a request
+// whose audience does not name it, even when the signature and everything else are valid.
+TEST_F(FederationTest, QueryNotAddressedToASiteIsRefusedWithReason) {
+  startFederation();
+  FederatedQueryOptions misaddressed;
+  misaddressed.adjustRequest = [](const Member& site, protocol::QueryRequestFields& f) {
+    f.audience.erase(std::remove(f.audience.begin(), f.audience.end(), site.publicKey),
+                     f.audience.end());
+  };
+  auto r = query("count", misaddressed);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->answered(), 0u);
+  ASSERT_EQ(r->sites.size(), 3u);
+  for (const auto& s : r->sites) {
+    EXPECT_EQ(s.outcome, SiteOutcomeKind::kRefused);
+    EXPECT_NE(s.reason.find("query is addressed to 2 other site(s), not to this site ('" + s.site),
+              std::string::npos)
+        << s.reason;
+  }
+  // The same federation answers the unhooked query, whose one signed copy names every site.
+  r = query("count");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->answered(), 3u);
+  EXPECT_TRUE(waitForLog(fed_->siteLogPath(0), {"query_refused", "reason=membership"}))
+      << readFile(fed_->siteLogPath(0));
+}
+
 // A loopback TCP forwarder between the coordinator and one site that tampers with the
 // coordinator-to-site direction after the handshake (m1 and m3, 67 bytes each).
 class TamperingProxy {

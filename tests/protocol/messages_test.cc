@@ -100,7 +100,8 @@ QueryRequestFields sampleRequest(const crypto::Identity& coordinator) {
   f.study = "LUNG-7";
   f.queryText = "count";
   f.coordinatorKey = coordinator.pub;
-  f.siteKey = crypto::generateIdentity().pub;
+  for (int i = 0; i < 3; ++i) f.audience.push_back(crypto::generateIdentity().pub);
+  std::sort(f.audience.begin(), f.audience.end());
   f.nonce = newNonce();
   f.issuedAtMs = 1'000'000;
   f.expiresAtMs = 1'060'000;
@@ -178,6 +179,44 @@ TEST(SignedQuery, GarbageAndShortNoncesAreInvalidArgument) {
   auto r = verifySignedQuery(signQuery(id, f));
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("nonce has 8 bytes"), std::string::npos);
+}
+
+// Protocol version 2: one signature covers every site of the audience, which must be a strictly
+// ascending list of 32-byte keys, so each audience has one encoding.
+TEST(SignedQuery, AudienceOutOfOrderOrMalformedIsInvalidArgument) {
+  crypto::Identity id = crypto::generateIdentity();
+  QueryRequestFields f = sampleRequest(id);
+  std::swap(f.audience[0], f.audience[2]);
+  auto unsorted = verifySignedQuery(signQuery(id, f));
+  EXPECT_EQ(unsorted.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(unsorted.status().message().find("audience is not strictly ascending"),
+            std::string::npos)
+      << unsorted.status().toString();
+  f.audience = {f.audience[0], f.audience[0]};
+  EXPECT_EQ(verifySignedQuery(signQuery(id, f)).status().code(), StatusCode::kInvalidArgument);
+
+  // A short key, built by hand: the struct cannot hold one.
+  capnp::MallocMessageBuilder message;
+  auto r = message.initRoot<wire::QueryRequest>();
+  r.setProtocolVersion(kProtocolVersion);
+  r.setFederation("fed");
+  r.setStudy("LUNG-7");
+  r.setQueryText("count");
+  r.setCoordinatorKey(kj::ArrayPtr<const capnp::byte>(id.pub.bytes().data(), 32));
+  const std::vector<uint8_t> nonce = newNonce();
+  r.setNonce(kj::ArrayPtr<const capnp::byte>(nonce.data(), nonce.size()));
+  r.setIssuedAtMs(1);
+  r.setExpiresAtMs(2);
+  auto audience = r.initAudience(1);
+  const uint8_t shortKey[31] = {};
+  audience.set(0, kj::ArrayPtr<const capnp::byte>(shortKey, sizeof shortKey));
+  auto words = capnp::canonicalize(r.asReader());
+  auto decoded =
+      decodeQueryRequest(std::span<const uint8_t>(words.asBytes().begin(), words.asBytes().size()));
+  EXPECT_EQ(decoded.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(decoded.status().message().find("audience entry 0 is not a 32-byte key"),
+            std::string::npos)
+      << decoded.status().toString();
 }
 
 TEST(StatusMapping, RoundTripsCodeAndMessageThroughRemoteException) {

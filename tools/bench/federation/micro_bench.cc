@@ -324,7 +324,7 @@ Result<std::vector<CostItem>> measureCostModel(const std::string& dictionaryToml
   fields.study = "LUNG-7";
   fields.queryText = query::canonicalQueryText(parsed);
   fields.coordinatorKey = coordinator.pub;
-  fields.siteKey = coordinator.pub;
+  fields.audience = {coordinator.pub};
   fields.nonce = protocol::newNonce();
   fields.issuedAtMs = 1;
   fields.expiresAtMs = 2;
