@@ -412,7 +412,8 @@ std::string renderReport(const Flags& flags, const Report& r) {
        "all processes share the machine's cores with the coordinator\n\n";
 
   o << "#### Federated query latency (coordinator wall time of `CoordinatorSession::query` on "
-       "an open session: parse, sign per site, RPC over the open connections, merge, finalize; "
+       "an open session: parse, sign once for all sites, RPC over the open connections, merge, "
+       "finalize; "
        "and of one-shot `runFederatedQuery`, which also connects and handshakes per site)\n\n";
   o << "| sites | rows per site (min-max) | query | queries | session p50 ms | session p99 ms | "
        "session mean ms | coordinator CPU us / query | all sites' CPU us / query | one-shot p50 ms "

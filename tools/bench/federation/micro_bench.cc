@@ -328,15 +328,16 @@ Result<std::vector<CostItem>> measureCostModel(const std::string& dictionaryToml
   fields.nonce = protocol::newNonce();
   fields.issuedAtMs = 1;
   fields.expiresAtMs = 2;
-  TM_RETURN_IF_ERROR(add("newNonce (randombytes_buf, 16 B)", "1 per site", []() {
+  TM_RETURN_IF_ERROR(add("newNonce (randombytes_buf, 16 B)", "1 per query", []() {
     auto n = protocol::newNonce();
     return n.empty() ? Status::internal("empty nonce") : Status::ok();
   }));
   protocol::SignedQueryBytes signedQuery;
-  TM_RETURN_IF_ERROR(add("signQuery: canonical encoding + Ed25519 sign", "1 per site", [&]() {
-    signedQuery = protocol::signQuery(coordinator, fields);
-    return Status::ok();
-  }));
+  TM_RETURN_IF_ERROR(add("signQuery: canonical encoding + Ed25519 sign",
+                         "1 per query (protocol v2: one signature for all sites)", [&]() {
+                           signedQuery = protocol::signQuery(coordinator, fields);
+                           return Status::ok();
+                         }));
   TM_RETURN_IF_ERROR(add("verifySignedQuery: decode + canonical check + Ed25519 verify (site)",
                          "1 per site (on the site)",
                          [&]() { return protocol::verifySignedQuery(signedQuery).status(); }));
