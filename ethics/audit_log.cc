@@ -755,6 +755,16 @@ Status AuditLog::flush() {
   return impl_->waitDurable(lock, impl_->written.size());
 }
 
+Status AuditLog::syncThrough(uint64_t size) {
+  std::unique_lock lock(impl_->mu);
+  if (size > impl_->written.size()) {
+    return Status::invalidArgument("audit log " + impl_->path + ": cannot sync through entry " +
+                                   std::to_string(size) + ": only " +
+                                   std::to_string(impl_->written.size()) + " entries were written");
+  }
+  return impl_->waitDurable(lock, size);
+}
+
 uint64_t AuditLog::size() const {
   std::lock_guard lock(impl_->mu);
   return impl_->durable;

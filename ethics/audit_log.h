@@ -204,6 +204,13 @@ class AuditLog {
   Result<Entry> append(EntryKind kind, EntryBody body, Durability durability = Durability::kSynced);
   // Makes every entry appended so far durable. Cheap when nothing is pending.
   [[nodiscard]] Status flush();
+  // Makes entries [0, size) durable: returns once they are fsynced, joining an fsync that is
+  // running or starting one that also covers whatever else was appended by then (so callers
+  // that append kDeferred and then call this from other threads share fsyncs). For a caller
+  // that must not block on the disk itself (e.g. an event loop): append kDeferred there and
+  // wait here on another thread. InvalidArgument if size exceeds the entries written; the
+  // sticky IOError of a failed fsync otherwise.
+  [[nodiscard]] Status syncThrough(uint64_t size);
 
   // size, root, tree heads, ranges and proofs cover durable entries only, so a signed head never
   // covers an entry that a power cut could still take away.

@@ -355,6 +355,11 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
 
   kj::Promise<void> runQuery(RunQueryContext context, const crypto::PublicKey& peerKey,
                              const std::string& peerName);
+  // Fills the response of a query whose scan succeeded and whose audit entries are durable,
+  // and counts and logs it as served.
+  void answer(RunQueryContext& context, const ScanOutcome& o,
+              const std::string& knownDictionaryHash, const std::string& peerName,
+              const std::string& study, std::chrono::steady_clock::time_point start);
 
   // Opens the approval store and the audit log ([ethics] of node.toml), rebuilds the approval
   // registry, remembers each study's dictionary hash and appends the node-start entry.
@@ -980,7 +985,7 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   return paf.promise.exclusiveJoin(kj::mv(timeout))
       .exclusiveJoin(kj::mv(cancelled))
       .then([this, context, peerName, start, study = r.study, coordinator = r.coordinatorKey,
-             queryHash, knownDictionaryHash](ScanOutcome o) mutable {
+             queryHash, knownDictionaryHash](ScanOutcome o) mutable -> kj::Promise<void> {
         if (!o.status.isOk()) {
           RefusalReason reason = RefusalReason::kError;
           if (o.status.code() == StatusCode::kInvalidArgument ||
@@ -999,41 +1004,71 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
         released.queryHash = queryHash;
         released.cells = o.partial.shape.cells;
         released.suppressedCells = 0;
-        appendOrRefuse(ethics::EntryKind::kResultReleased, std::move(released), peerName);
-        auto response = context.getResults().initResponse();
-        response.setSite(config_.name);
-        if (!o.sealed.empty()) {
-          // Secure modes: only the shape of the partial leaves; its numbers travel masked.
-          auto shape = response.initPartial();
-          shape.setDictionaryHash(o.partial.shape.dictionaryHash);
-          shape.setQueryText(o.partial.shape.queryText);
-          shape.setCells(o.partial.shape.cells);
-          shape.setStatistics(o.partial.shape.statistics);
-          response.setMaskedVector(
-              kj::ArrayPtr<const capnp::byte>(o.sealed.data(), o.sealed.size()));
-        } else {
-          protocol::partialToWire(o.partial, response.initPartial());
-        }
-        // The coordinator already holds this dictionary: do not ship it again.
-        if (knownDictionaryHash != o.partial.shape.dictionaryHash) {
-          response.setDictionary(o.dataset->dictionaryToml);
-        }
-        response.setDatasetVersion(o.dataset->version);
-        response.setElapsedUs(o.elapsedUs);
-        const auto elapsed = std::chrono::steady_clock::now() - start;
-        metrics_.queriesServed.inc();
-        metrics_.rowsScanned.inc(o.partial.rowsScanned);
-        metrics_.queryLatencySeconds.observeDuration(elapsed);
-        logEvent(level_enum::info, "query_served",
-                 {{"peer", peerName},
-                  {"study", study},
-                  {"rows_scanned", o.partial.rowsScanned},
-                  {"elapsed_ms", std::chrono::duration<double, std::milli>(elapsed).count()}});
+        const ethics::Entry entry =
+            appendOrRefuse(ethics::EntryKind::kResultReleased, std::move(released), peerName,
+                           ethics::Durability::kDeferred);
+        // Nothing leaves before the log holds it durably (this entry and the query's deferred
+        // decision). The fsync is waited for on the scan pool, not here, so a slow disk does
+        // not stall this loop's other RPCs, and queries finishing together share one fsync.
+        auto synced = kj::newPromiseAndCrossThreadFulfiller<void>();
+        boost::asio::post(pool_, [fulfiller = kj::mv(synced.fulfiller), audit = audit_.get(),
+                                  size = entry.sequence + 1]() mutable {
+          const Status durable = audit->syncThrough(size);
+          if (durable.isOk()) {
+            fulfiller->fulfill();
+          } else {
+            fulfiller->reject(protocol::statusToException(durable));
+          }
+        });
+        return synced.promise.then(
+            [this, context, peerName, start, study, knownDictionaryHash, o = kj::mv(o)]() mutable {
+              answer(context, o, knownDictionaryHash, peerName, study, start);
+            },
+            [this, peerName](kj::Exception&& e) {
+              refuse(RefusalReason::kError,
+                     Status::unavailable("the audit log write failed (" +
+                                         protocol::exceptionToStatus(e).message() +
+                                         "); this site answers nothing it cannot log"),
+                     peerName);
+            });
       })
       .attach(kj::defer([this]() {
         --inFlight_;
         metrics_.queriesInFlight.set(inFlight_);
       }));
+}
+
+void SiteState::answer(RunQueryContext& context, const ScanOutcome& o,
+                       const std::string& knownDictionaryHash, const std::string& peerName,
+                       const std::string& study, std::chrono::steady_clock::time_point start) {
+  auto response = context.getResults().initResponse();
+  response.setSite(config_.name);
+  if (!o.sealed.empty()) {
+    // Secure modes: only the shape of the partial leaves; its numbers travel masked.
+    auto shape = response.initPartial();
+    shape.setDictionaryHash(o.partial.shape.dictionaryHash);
+    shape.setQueryText(o.partial.shape.queryText);
+    shape.setCells(o.partial.shape.cells);
+    shape.setStatistics(o.partial.shape.statistics);
+    response.setMaskedVector(kj::ArrayPtr<const capnp::byte>(o.sealed.data(), o.sealed.size()));
+  } else {
+    protocol::partialToWire(o.partial, response.initPartial());
+  }
+  // The coordinator already holds this dictionary: do not ship it again.
+  if (knownDictionaryHash != o.partial.shape.dictionaryHash) {
+    response.setDictionary(o.dataset->dictionaryToml);
+  }
+  response.setDatasetVersion(o.dataset->version);
+  response.setElapsedUs(o.elapsedUs);
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  metrics_.queriesServed.inc();
+  metrics_.rowsScanned.inc(o.partial.rowsScanned);
+  metrics_.queryLatencySeconds.observeDuration(elapsed);
+  logEvent(level_enum::info, "query_served",
+           {{"peer", peerName},
+            {"study", study},
+            {"rows_scanned", o.partial.rowsScanned},
+            {"elapsed_ms", std::chrono::duration<double, std::milli>(elapsed).count()}});
 }
 
 void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {

@@ -270,6 +270,27 @@ TEST_F(AuditLogTest, DeferredEntriesAreInvisibleUntilFlushed) {
   EXPECT_EQ(log->size(), 2u);
 }
 
+// The site appends on its event loop without waiting (kDeferred) and waits for the fsync on
+// another thread with syncThrough; appenders on several threads share fsyncs that way.
+TEST_F(AuditLogTest, SyncThroughMakesDeferredEntriesDurableFromAnotherThread) {
+  auto log = AuditLog::open(dir_, node_).value();
+  auto first = log->append(EntryKind::kQuery, query(1, true), Durability::kDeferred);
+  auto second = log->append(EntryKind::kQuery, query(2, true), Durability::kDeferred);
+  ASSERT_TRUE(first.isOk() && second.isOk());
+  EXPECT_EQ(log->size(), 0u);
+  Status synced;
+  std::thread waiter([&] { synced = log->syncThrough(first->sequence + 1); });
+  waiter.join();
+  ASSERT_TRUE(synced.isOk()) << synced.toString();
+  // One fsync covers everything written when it started, so the second entry is durable too.
+  EXPECT_EQ(log->size(), 2u);
+  EXPECT_TRUE(log->syncThrough(2).isOk());  // nothing pending: returns at once
+  const Status beyond = log->syncThrough(3);
+  EXPECT_EQ(beyond.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(beyond.message().find("only 2 entries were written"), std::string::npos)
+      << beyond.toString();
+}
+
 TEST_F(AuditLogTest, FlippedByteInStoredHeaderIsNamed) {
   const SignedTreeHead sth = writeLog(10);
   editStore([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf) {
