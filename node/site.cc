@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
@@ -282,6 +283,17 @@ struct StopSignal {
   void sleepFor(std::chrono::milliseconds d) {
     std::unique_lock<std::mutex> lock(mu);
     cv.wait_for(lock, d, [this] { return stopped; });
+  }
+  // Sleeps up to `d`; ends early at shutdown or once `abandoned` is set (polled every 10 ms).
+  void sleepUnless(std::chrono::milliseconds d, const std::atomic<bool>& abandoned) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stopped && !abandoned.load()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= until) return;
+      cv.wait_for(lock, std::min<std::chrono::steady_clock::duration>(
+                            until - now, std::chrono::milliseconds(10)));
+    }
   }
 };
 
@@ -926,12 +938,16 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   logEvent(level_enum::info, "query_started",
            {{"peer", peerName}, {"study", r.study}, {"query", r.queryText}});
 
+  // Set when the loop stops waiting for this scan (timeout, shutdown): the scan then stops at
+  // its next chunk instead of keeping a worker busy for an answer nobody will read.
+  auto cancelled = std::make_shared<std::atomic<bool>>(false);
   auto paf = kj::newPromiseAndCrossThreadFulfiller<ScanOutcome>();
   boost::asio::post(pool_, [fulfiller = kj::mv(paf.fulfiller), store = store_, dataset = ds->second,
                             q = std::move(*parsed), threads = config_.limits.scanThreads,
                             stop = stop_, delayMs = config_.testScanDelayMs, checkedDictionary,
-                            cache = openDatasets_, secure]() mutable {
-    if (delayMs > 0) stop->sleepFor(std::chrono::milliseconds(delayMs));
+                            cache = openDatasets_, secure, cancelled, peerName,
+                            study = r.study]() mutable {
+    if (delayMs > 0) stop->sleepUnless(std::chrono::milliseconds(delayMs), *cancelled);
     ScanOutcome out;
     const auto t0 = std::chrono::steady_clock::now();
     auto run = [&]() -> Status {
@@ -951,6 +967,7 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
       // Secure cox rounds carry event times on the approval's grid; bin before computing so
       // the grid round and the Newton rounds agree (query/additive.h).
       if (secure) options.survivalTimeBin = secure->timeBin;
+      options.cancelled = cancelled;
       TM_ASSIGN_OR_RETURN(out.partial, query::execute(bound, source, options));
       if (secure) {
         TM_ASSIGN_OR_RETURN(out.sealed, maskedAnswer(bound, out.partial, *secure));
@@ -966,24 +983,34 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
     out.elapsedUs = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
             .count());
+    if (cancelled->load()) {
+      logEvent(level_enum::info, "scan_cancelled",
+               {{"peer", peerName},
+                {"study", study},
+                {"elapsed_ms", static_cast<double>(out.elapsedUs) / 1000.0},
+                {"detail", out.status.isOk() ? std::string("finished before it saw the cancel")
+                                             : out.status.toString()}});
+    }
     fulfiller->fulfill(kj::mv(out));
   });
 
   const uint32_t timeoutMs = config_.limits.queryTimeoutMs;
-  auto timeout = timer_.afterDelay(timeoutMs * kj::MILLISECONDS).then([timeoutMs]() {
+  auto timeout = timer_.afterDelay(timeoutMs * kj::MILLISECONDS).then([timeoutMs, cancelled]() {
+    cancelled->store(true);
     ScanOutcome o;
     o.status =
         Status::resourceExhausted("query timed out at the site after " + std::to_string(timeoutMs) +
                                   " ms (limits.query_timeout_ms)");
     return o;
   });
-  auto cancelled = shutdown_.addBranch().then([]() {
+  auto stopping = shutdown_.addBranch().then([cancelled]() {
+    cancelled->store(true);
     ScanOutcome o;
     o.status = Status::unavailable("site is shutting down; query cancelled");
     return o;
   });
   return paf.promise.exclusiveJoin(kj::mv(timeout))
-      .exclusiveJoin(kj::mv(cancelled))
+      .exclusiveJoin(kj::mv(stopping))
       .then([this, context, peerName, start, study = r.study, coordinator = r.coordinatorKey,
              queryHash, knownDictionaryHash](ScanOutcome o) mutable -> kj::Promise<void> {
         if (!o.status.isOk()) {

@@ -624,8 +624,13 @@ class Worker {
       if (plan.aggregates[i].fn == AggFn::kKm) kmRaw_[i].resize(plan.cells);
   }
 
-  Status run(uint32_t begin, uint32_t end) {
-    for (uint32_t c = begin; c < end; ++c) TM_RETURN_IF_ERROR(chunk(c));
+  Status run(uint32_t begin, uint32_t end, const std::atomic<bool>* cancelled) {
+    for (uint32_t c = begin; c < end; ++c) {
+      if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) {
+        return scanCancelledStatus();
+      }
+      TM_RETURN_IF_ERROR(chunk(c));
+    }
     finishKm();
     return Status::ok();
   }
@@ -1145,6 +1150,11 @@ Result<std::vector<uint8_t>> detail::selectChunk(const detail::Plan& plan,
   return out;
 }
 
+Status scanCancelledStatus() {
+  return Status::resourceExhausted(
+      "scan cancelled: the query was abandoned (timed out at the site, or the node is stopping)");
+}
+
 Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSource& source,
                               const ExecOptions& options) {
   const detail::Plan& plan = query.plan();
@@ -1180,11 +1190,11 @@ Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSour
     for (unsigned t = 1; t < threads; ++t) {
       pool.emplace_back([&, t] {
         auto [b, e] = range(t);
-        statuses[t] = workers[t]->run(b, e);
+        statuses[t] = workers[t]->run(b, e, options.cancelled.get());
       });
     }
     auto [b, e] = range(0);
-    statuses[0] = workers[0]->run(b, e);
+    statuses[0] = workers[0]->run(b, e, options.cancelled.get());
     for (auto& th : pool) th.join();
   }
   for (const auto& s : statuses) TM_RETURN_IF_ERROR(s);

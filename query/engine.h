@@ -12,6 +12,7 @@
 // Thread-safety: a BoundQuery is immutable and may be shared; execute may run concurrently.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -65,12 +66,20 @@ struct ExecOptions {
   // rounds see the times secure aggregation can carry and agree on ties. Set by a site in
   // secure mode to the approval's time_bin; a negative time is then refused. REQUIRES: > 0.
   std::optional<double> survivalTimeBin;
+  // Set by the caller when it no longer wants the answer (a site's query timed out or the node
+  // is stopping): the scan stops at its next chunk of rows and returns ResourceExhausted, so an
+  // abandoned query does not keep a worker busy. Null: the scan always runs to the end.
+  std::shared_ptr<const std::atomic<bool>> cancelled;
 };
+
+// The error a cancelled scan returns (ExecOptions::cancelled).
+Status scanCancelledStatus();
 
 // Computes the partial aggregates of `source`'s rows. Errors: FailedPrecondition when the
 // source's dictionary is not the one the query was bound to; Corruption/IOError from the
 // source, or Corruption when a stored value contradicts the dictionary (a level code out of
-// range, a missing value where none is allowed).
+// range, a missing value where none is allowed); ResourceExhausted (scanCancelledStatus) when
+// options.cancelled was set during the scan.
 Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSource& source,
                               const ExecOptions& options = {});
 

@@ -47,7 +47,7 @@ struct ModelRows {
 };
 
 Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source,
-                           std::optional<double> timeBin) {
+                           std::optional<double> timeBin, const std::atomic<bool>* cancelled) {
   const ModelPlan& m = *plan.model;
   const bool survival = isSurvivalModel(m.fn);
   const bool logistic = m.fn == AggFn::kGlmSums;
@@ -64,6 +64,9 @@ Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source
   std::vector<double> row(p);
   const std::string& yName = plan.dictionary.variable(m.response).name;
   for (uint32_t c = 0; c < chunks; ++c) {
+    if (cancelled != nullptr && cancelled->load(std::memory_order_relaxed)) {
+      return scanCancelledStatus();
+    }
     const uint64_t start = uint64_t{c} * storage::kChunkRows;
     const uint32_t n =
         static_cast<uint32_t>(std::min<uint64_t>(storage::kChunkRows, total - start));
@@ -215,9 +218,14 @@ Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource
       return Status::invalidArgument(
           fmt::format("the survival time bin must be > 0, got {}", *options.survivalTimeBin));
     }
-    TM_ASSIGN_OR_RETURN(ModelRows loaded, loadRows(plan, source, options.survivalTimeBin));
+    TM_ASSIGN_OR_RETURN(ModelRows loaded,
+                        loadRows(plan, source, options.survivalTimeBin, options.cancelled.get()));
     cached = CacheEntry{key, std::make_shared<const ModelRows>(std::move(loaded)), {}, nullptr};
     if (!key.empty()) remember(cached);
+  }
+  // The kernels below run without checks; this is the last point to give up cheaply.
+  if (options.cancelled && options.cancelled->load(std::memory_order_relaxed)) {
+    return scanCancelledStatus();
   }
   const ModelRows& rows = *cached.rows;
   const size_t p = m.width();

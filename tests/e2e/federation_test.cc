@@ -417,6 +417,34 @@ TEST_F(FederationTest, SiteKilledMidQueryOthersAnswerBeforeDeadline) {
       << killed.reason;
 }
 
+// limits.query_timeout_ms: the site answers the coordinator that it gave up, and the scan it
+// abandoned stops instead of keeping a worker busy (here a 60 s test delay that ends early,
+// then the scan refuses to start).
+TEST_F(FederationTest, SiteQueryTimeoutCancelsTheAbandonedScan) {
+  startFederation(3000, [this](LocalFederation&) {
+    std::ifstream in(fed_->siteConfigPath(0));
+    std::string config((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t at = config.find("[limits]\n");
+    ASSERT_NE(at, std::string::npos) << config;
+    config.insert(at + 9, "query_timeout_ms = 300\n");
+    std::ofstream(fed_->siteConfigPath(0), std::ios::trunc) << config;
+    appendToConfig(0, "[testing]\nscan_delay_ms = 60000");
+  });
+  FederatedQueryOptions options;
+  options.deadline = 20s;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = query("count", options);
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 15s);
+  EXPECT_EQ(r->answered(), 2u);
+  const SiteOutcome& slow = outcomeOf(*r, fed_->siteName(0));
+  EXPECT_EQ(slow.outcome, SiteOutcomeKind::kRefused) << slow.reason;
+  EXPECT_NE(slow.reason.find("query timed out at the site after 300 ms"), std::string::npos)
+      << slow.reason;
+  EXPECT_TRUE(waitForLog(fed_->siteLogPath(0), {"scan_cancelled", "scan cancelled"}))
+      << readFile(fed_->siteLogPath(0));
+}
+
 TEST_F(FederationTest, HungSiteTimesOutAndOthersAnswer) {
   startFederation();
   fed_->siteProcess(2)->signal(SIGSTOP);

@@ -345,6 +345,34 @@ TEST(EngineSmall, RefusesADifferentDictionary) {
   EXPECT_NE(p.status().message().find("not the one the query was bound to"), std::string::npos);
 }
 
+// A caller that gave up on a scan (a site's query timed out) sets ExecOptions::cancelled; the
+// scan, aggregate or model round, stops with ResourceExhausted instead of running on.
+TEST(EngineSmall, CancelledScanStopsWithResourceExhausted) {
+  Dictionary dict = studyDictionary();
+  auto table = makeTable(dict, randomRows(2 * storage::kChunkRows + 10, 3));
+  auto flag = std::make_shared<std::atomic<bool>>(false);
+  ExecOptions options;
+  options.cancelled = flag;
+  for (const char* text : {"count, mean(bmi) by arm", "lm_sums(bmi ~ age + sex)"}) {
+    SCOPED_TRACE(text);
+    auto b = bindQuery(*parseQuery(text), dict);
+    ASSERT_TRUE(b.isOk()) << b.status().toString();
+    flag->store(false);
+    auto ran = execute(*b, *table, options);
+    ASSERT_TRUE(ran.isOk()) << ran.status().toString();  // not set: runs to the end
+    EXPECT_EQ(ran->rowsScanned, 2 * storage::kChunkRows + 10);
+    flag->store(true);
+    for (unsigned threads : {1u, 2u}) {
+      options.threads = threads;
+      auto stopped = execute(*b, *table, options);
+      ASSERT_FALSE(stopped.isOk());
+      EXPECT_EQ(stopped.status().code(), StatusCode::kResourceExhausted);
+      EXPECT_NE(stopped.status().message().find("scan cancelled"), std::string::npos)
+          << stopped.status().toString();
+    }
+  }
+}
+
 TEST(EngineSmall, CorruptLevelCodeIsReported) {
   Dictionary dict = studyDictionary();
   std::vector<Row> rows = randomRows(10, 1);
