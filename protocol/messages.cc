@@ -239,6 +239,36 @@ SignedQueryBytes signQuery(const crypto::Identity& signer, const QueryRequestFie
   return out;
 }
 
+namespace {
+
+// A list of 32-byte keys of a signed query (participants, audience), at most kMaxParticipants.
+Result<std::vector<crypto::PublicKey>> keyList(capnp::List<capnp::Data>::Reader list,
+                                               const std::string& what, bool ascending) {
+  if (list.size() > kMaxParticipants) {
+    return Status::invalidArgument("signed query: " + std::to_string(list.size()) + " " + what +
+                                   " keys, at most " + std::to_string(kMaxParticipants));
+  }
+  std::vector<crypto::PublicKey> keys;
+  keys.reserve(list.size());
+  for (unsigned i = 0; i < list.size(); ++i) {
+    auto key =
+        crypto::PublicKey::fromBytes(std::span<const uint8_t>(list[i].begin(), list[i].size()));
+    if (!key) {
+      return Status::invalidArgument("signed query: " + what + " " + std::to_string(i) +
+                                     " is not a 32-byte key");
+    }
+    if (ascending && i > 0 && !(keys.back().bytes() < key->bytes())) {
+      return Status::invalidArgument("signed query: " + what + " " + std::to_string(i) +
+                                     " is not above the one before (the list must be strictly "
+                                     "ascending)");
+    }
+    keys.push_back(*key);
+  }
+  return keys;
+}
+
+}  // namespace
+
 Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) {
   if (request.empty() || request.size() % sizeof(capnp::word) != 0 ||
       request.size() > kDefaultMaxMessageBytes) {
@@ -286,39 +316,10 @@ Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) 
       return Status::invalidArgument("signed query: unknown aggregation mode " +
                                      std::to_string(static_cast<int>(f.aggregation)));
     }
-    auto participants = r.getParticipants();
-    if (participants.size() > kMaxParticipants) {
-      return Status::invalidArgument("signed query: " + std::to_string(participants.size()) +
-                                     " participants, at most " + std::to_string(kMaxParticipants));
-    }
-    for (unsigned i = 0; i < participants.size(); ++i) {
-      auto key = crypto::PublicKey::fromBytes(
-          std::span<const uint8_t>(participants[i].begin(), participants[i].size()));
-      if (!key) {
-        return Status::invalidArgument("signed query: participant " + std::to_string(i) +
-                                       " is not a 32-byte key");
-      }
-      f.participants.push_back(*key);
-    }
-    auto audience = r.getAudience();
-    if (audience.size() > kMaxParticipants) {
-      return Status::invalidArgument("signed query: an audience of " +
-                                     std::to_string(audience.size()) + " sites, at most " +
-                                     std::to_string(kMaxParticipants));
-    }
-    for (unsigned i = 0; i < audience.size(); ++i) {
-      auto key = crypto::PublicKey::fromBytes(
-          std::span<const uint8_t>(audience[i].begin(), audience[i].size()));
-      if (!key) {
-        return Status::invalidArgument("signed query: audience entry " + std::to_string(i) +
-                                       " is not a 32-byte key");
-      }
-      if (i > 0 && !(f.audience.back().bytes() < key->bytes())) {
-        return Status::invalidArgument(
-            "signed query: audience is not strictly ascending at entry " + std::to_string(i));
-      }
-      f.audience.push_back(*key);
-    }
+    // The order of `participants` is the site's to check (with its own message); the
+    // audience must be strictly ascending, so each set of sites has one encoding.
+    TM_ASSIGN_OR_RETURN(f.participants, keyList(r.getParticipants(), "participant", false));
+    TM_ASSIGN_OR_RETURN(f.audience, keyList(r.getAudience(), "audience entry", true));
     return f;
   } catch (const kj::Exception& e) {
     return Status::invalidArgument(std::string("signed query: malformed request: ") +

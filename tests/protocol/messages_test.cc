@@ -189,7 +189,7 @@ TEST(SignedQuery, AudienceOutOfOrderOrMalformedIsInvalidArgument) {
   std::swap(f.audience[0], f.audience[2]);
   auto unsorted = verifySignedQuery(signQuery(id, f));
   EXPECT_EQ(unsorted.status().code(), StatusCode::kInvalidArgument);
-  EXPECT_NE(unsorted.status().message().find("audience is not strictly ascending"),
+  EXPECT_NE(unsorted.status().message().find("audience entry 1 is not above the one before"),
             std::string::npos)
       << unsorted.status().toString();
   f.audience = {f.audience[0], f.audience[0]};
