@@ -5,6 +5,7 @@
 #include <rocksdb/write_batch.h>
 #include <time.h>
 
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -49,11 +50,25 @@ Result<size_t> bodyIndexFor(EntryKind kind) {
       return size_t{5};
     case EntryKind::kAlert:
       return size_t{6};
+    case EntryKind::kPrivacyBudgetCharged:
+      return size_t{7};
   }
   return Status::corruption("unknown entry kind " + std::to_string(static_cast<int>(kind)));
 }
 
 std::string keyText(const crypto::PublicKey& k) { return k.toText(); }
+
+// Shortest text that reads back to the same double.
+std::string numberText(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
+}
+
+std::string budgetText(const BudgetChargeEvent& b) {
+  return "epsilon " + numberText(b.epsilon) + ", spent " + numberText(b.spent) + " of " +
+         numberText(b.budget);
+}
 
 std::string formatTime(int64_t ms) {
   const time_t secs = static_cast<time_t>(ms / 1000);
@@ -107,6 +122,8 @@ const char* entryKindName(EntryKind kind) {
       return "node-stop";
     case EntryKind::kAlert:
       return "alert";
+    case EntryKind::kPrivacyBudgetCharged:
+      return "privacy-budget-charged";
   }
   return "unknown";
 }
@@ -152,10 +169,20 @@ Result<std::string> encodeEntry(const Entry& e) {
           w.fixed(b.newKey.bytes());
         } else if constexpr (std::is_same_v<T, NodeEvent>) {
           w.str(b.detail);
-        } else {
-          static_assert(std::is_same_v<T, AlertEvent>);
+        } else if constexpr (std::is_same_v<T, AlertEvent>) {
           w.fixed(b.peer.bytes());
           w.str(b.message);
+        } else {
+          static_assert(std::is_same_v<T, BudgetChargeEvent>);
+          w.fixed(b.coordinator.bytes());
+          w.str(b.study);
+          w.u32(b.protocolVersion);
+          w.fixed(b.queryHash);
+          w.f64(b.epsilon);
+          w.f64(b.spent);
+          w.f64(b.budget);
+          w.u8(b.charged ? 1 : 0);
+          w.str(b.reason);
         }
       },
       e.body);
@@ -237,11 +264,31 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       e.body = std::move(b);
       break;
     }
-    default: {
+    case 6: {
       AlertEvent b;
       TM_ASSIGN_OR_RETURN(auto key, r.fixed<32>("peer"));
       b.peer = crypto::PublicKey(key);
       TM_ASSIGN_OR_RETURN(b.message, r.str("message"));
+      e.body = std::move(b);
+      break;
+    }
+    default: {
+      BudgetChargeEvent b;
+      TM_ASSIGN_OR_RETURN(auto key, r.fixed<32>("coordinator"));
+      b.coordinator = crypto::PublicKey(key);
+      TM_ASSIGN_OR_RETURN(b.study, r.str("study"));
+      TM_ASSIGN_OR_RETURN(b.protocolVersion, r.u32("protocol version"));
+      TM_ASSIGN_OR_RETURN(b.queryHash, r.fixed<32>("query hash"));
+      TM_ASSIGN_OR_RETURN(b.epsilon, r.f64("epsilon"));
+      TM_ASSIGN_OR_RETURN(b.spent, r.f64("spent"));
+      TM_ASSIGN_OR_RETURN(b.budget, r.f64("budget"));
+      TM_ASSIGN_OR_RETURN(uint8_t charged, r.u8("charged"));
+      if (charged > 1) {
+        return Status::corruption("audit entry: charged byte " + std::to_string(charged) +
+                                  " is neither 0 (refused) nor 1 (charged)");
+      }
+      b.charged = charged == 1;
+      TM_ASSIGN_OR_RETURN(b.reason, r.str("reason"));
       e.body = std::move(b);
       break;
     }
@@ -274,8 +321,12 @@ std::string describeEntry(const Entry& e) {
           s += " " + b.role + ": " + keyText(b.oldKey) + " -> " + keyText(b.newKey);
         } else if constexpr (std::is_same_v<T, NodeEvent>) {
           s += " " + b.detail;
-        } else {
+        } else if constexpr (std::is_same_v<T, AlertEvent>) {
           s += " peer=" + keyText(b.peer) + " " + b.message;
+        } else {
+          s += " study=" + b.study + " v" + std::to_string(b.protocolVersion) +
+               " coordinator=" + keyText(b.coordinator) + " query=" + shortHex(b.queryHash) +
+               (b.charged ? " charged: " + budgetText(b) : " refused: " + b.reason);
         }
       },
       e.body);

@@ -50,6 +50,7 @@ enum class EntryKind : uint8_t {
   kNodeStop = 11,
   kAlert = 12,
   kApprovalReinstated = 13,
+  kPrivacyBudgetCharged = 14,
 };
 const char* entryKindName(EntryKind kind);
 
@@ -95,8 +96,22 @@ struct AlertEvent {
   std::string message;
 };
 
+// secure-dp: a query's charge to its (study, protocol version, coordinator) privacy budget,
+// made before the query runs (or refused because the budget would be exceeded).
+struct BudgetChargeEvent {
+  crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string study;
+  uint32_t protocolVersion = 0;  // of the approval whose budget it is
+  Hash queryHash{};
+  double epsilon = 0;  // this query's charge (the approval's dp_epsilon_per_query)
+  double spent = 0;    // the account's total including this charge; 0 when refused
+  double budget = 0;   // the approval's dp_budget
+  bool charged = false;
+  std::string reason;  // empty when charged; the refusal the coordinator saw otherwise
+};
+
 using EntryBody = std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent,
-                               KeyChangeEvent, NodeEvent, AlertEvent>;
+                               KeyChangeEvent, NodeEvent, AlertEvent, BudgetChargeEvent>;
 
 struct Entry {
   uint64_t sequence = 0;  // index of the leaf in the tree, from 0

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -19,6 +20,8 @@ class Writer {
   void u32(uint32_t v) { be(v, 4); }
   void u64(uint64_t v) { be(v, 8); }
   void i64(int64_t v) { be(static_cast<uint64_t>(v), 8); }
+  // IEEE 754 binary64, its bits as u64 BE: exact, one encoding per value.
+  void f64(double v) { be(std::bit_cast<uint64_t>(v), 8); }
   template <size_t N>
   void fixed(const std::array<uint8_t, N>& a) {
     out_.append(reinterpret_cast<const char*>(a.data()), N);
@@ -64,6 +67,10 @@ class Reader {
   Result<int64_t> i64(std::string_view f) {
     TM_ASSIGN_OR_RETURN(uint64_t v, be(8, f));
     return static_cast<int64_t>(v);
+  }
+  Result<double> f64(std::string_view f) {
+    TM_ASSIGN_OR_RETURN(uint64_t v, be(8, f));
+    return std::bit_cast<double>(v);
   }
   template <size_t N>
   Result<std::array<uint8_t, N>> fixed(std::string_view field) {

@@ -505,17 +505,17 @@ void SiteState::chargePrivacyBudget(const protocol::QueryRequestFields& r,
   account.coordinatorName = coordinator != nullptr ? coordinator->name : peerName;
   account.budget = grant.dpBudget;
   auto charged = ledger_->charge(account, grant.dpEpsilonPerQuery);
-  ethics::QueryEvent event;
+  ethics::BudgetChargeEvent event;
   event.coordinator = r.coordinatorKey;
   event.study = r.study;
+  event.protocolVersion = grant.protocolVersion;
   event.queryHash = queryHash;
-  event.allowed = charged.isOk();
-  event.reason = charged.isOk()
-                     ? "privacy budget charged: epsilon " +
-                           std::to_string(grant.dpEpsilonPerQuery) + ", spent " +
-                           std::to_string(charged->spent) + " of " + std::to_string(grant.dpBudget)
-                     : charged.status().message();
-  appendOrRefuse(ethics::EntryKind::kQuery, std::move(event), peerName);
+  event.epsilon = grant.dpEpsilonPerQuery;
+  event.spent = charged.isOk() ? charged->spent : 0.0;
+  event.budget = grant.dpBudget;
+  event.charged = charged.isOk();
+  if (!charged) event.reason = charged.status().message();
+  appendOrRefuse(ethics::EntryKind::kPrivacyBudgetCharged, std::move(event), peerName);
   if (!charged) refuse(RefusalReason::kEthics, charged.status(), peerName);
 }
 

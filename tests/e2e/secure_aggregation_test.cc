@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "ethics/audit_log.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
 #include "query/additive.h"
@@ -383,6 +384,35 @@ TEST_F(SecureAggregationTest, SecureDpChargesTheBudgetAndRefusesBeyondIt) {
     EXPECT_NE(s.reason.find("exhausted: spent 1.5 of 1.5"), std::string::npos) << s.reason;
   }
   fed_->stop();
+  // Each site's audit log holds one query decision per query and, next to it, one budget entry
+  // per charge (three charged, the fourth refused), so a board counting queries counts four.
+  for (size_t site = 0; site < 3; ++site) {
+    auto stored = ethics::AuditLog::readAllUnchecked(fed_->siteAuditDir(site));
+    ASSERT_TRUE(stored.isOk()) << stored.status().toString();
+    size_t decisions = 0;
+    std::vector<ethics::BudgetChargeEvent> charges;
+    for (const auto& s : *stored) {
+      auto e =
+          ethics::decodeEntry({reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size()});
+      ASSERT_TRUE(e.isOk()) << e.status().toString();
+      if (e->kind == ethics::EntryKind::kQuery) ++decisions;
+      if (e->kind == ethics::EntryKind::kPrivacyBudgetCharged)
+        charges.push_back(std::get<ethics::BudgetChargeEvent>(e->body));
+    }
+    EXPECT_EQ(decisions, 4u) << "site " << site;
+    ASSERT_EQ(charges.size(), 4u) << "site " << site;
+    for (size_t i = 0; i < 3; ++i) {
+      EXPECT_TRUE(charges[i].charged);
+      EXPECT_EQ(charges[i].epsilon, 0.5);
+      EXPECT_DOUBLE_EQ(charges[i].spent, 0.5 * static_cast<double>(i + 1));
+      EXPECT_EQ(charges[i].budget, 1.5);
+      EXPECT_EQ(charges[i].study, "LUNG-7");
+      EXPECT_EQ(charges[i].protocolVersion, 1u);
+    }
+    EXPECT_FALSE(charges[3].charged);
+    EXPECT_NE(charges[3].reason.find("exhausted: spent 1.5 of 1.5"), std::string::npos)
+        << charges[3].reason;
+  }
   const query::PartialResult expected = pooled({0, 1, 2}, "count by arm");
   // Discrete Laplace with scale 1 / 0.5 = 2: |noise| > 60 has probability below 1e-13.
   for (uint64_t c : counts) {

@@ -91,6 +91,10 @@ TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
       {6, 7, EntryKind::kNodeStart, NodeEvent{"trialmesh 0.1.0"}},
       {7, 8, EntryKind::kNodeStop, NodeEvent{"SIGTERM"}},
       {8, 9, EntryKind::kAlert, AlertEvent{k, "fork detected"}},
+      {9, 10, EntryKind::kPrivacyBudgetCharged,
+       BudgetChargeEvent{k, "LUNG-7", 2, Hash{4}, 0.1, 0.30000000000000004, 1.5, true, ""}},
+      {10, 11, EntryKind::kPrivacyBudgetCharged,
+       BudgetChargeEvent{k, "LUNG-7", 2, Hash{5}, 0.5, 0, 1.5, false, "budget exhausted"}},
   };
   for (const Entry& e : entries) {
     auto bytes = encodeEntry(e);
@@ -109,6 +113,19 @@ TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
   EXPECT_EQ(b[8], 6);    // last byte of the sequence
   EXPECT_EQ(b[16], 7);   // last byte of the timestamp
   EXPECT_EQ(b[17], 10);  // kind node-start
+  // Charges keep their exact doubles (IEEE bits), and say so in the one-line form.
+  const std::string chargeBytes = *encodeEntry(entries[9]);
+  auto charge =
+      decodeEntry({reinterpret_cast<const uint8_t*>(chargeBytes.data()), chargeBytes.size()});
+  ASSERT_TRUE(charge.isOk());
+  EXPECT_EQ(std::get<BudgetChargeEvent>(charge->body).spent, 0.30000000000000004);
+  EXPECT_NE(describeEntry(entries[9]).find("privacy-budget-charged study=LUNG-7 v2"),
+            std::string::npos)
+      << describeEntry(entries[9]);
+  EXPECT_NE(
+      describeEntry(entries[9]).find("charged: epsilon 0.1, spent 0.30000000000000004 of 1.5"),
+      std::string::npos)
+      << describeEntry(entries[9]);
   Entry wrong{0, 0, EntryKind::kQuery, NodeEvent{"x"}};
   EXPECT_EQ(encodeEntry(wrong).status().code(), StatusCode::kInvalidArgument);
 }

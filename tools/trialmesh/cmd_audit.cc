@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -56,7 +57,8 @@ std::string entryStudy(const ethics::Entry& e) {
         using T = std::decay_t<decltype(body)>;
         if constexpr (std::is_same_v<T, ethics::ApprovalEvent> ||
                       std::is_same_v<T, ethics::QueryEvent> ||
-                      std::is_same_v<T, ethics::ResultReleasedEvent>) {
+                      std::is_same_v<T, ethics::ResultReleasedEvent> ||
+                      std::is_same_v<T, ethics::BudgetChargeEvent>) {
           return body.study;
         } else {
           return {};
@@ -74,6 +76,13 @@ std::string isoTime(int64_t ms) {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
   return buf;
+}
+
+// Shortest text that reads back to the same double.
+std::string shortest(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
 // One flat record per entry for the committee's report.
@@ -109,6 +118,15 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
           detail = b.detail;
         } else if constexpr (std::is_same_v<T, ethics::AlertEvent>) {
           detail = b.peer.toText() + ": " + b.message;
+        } else if constexpr (std::is_same_v<T, ethics::BudgetChargeEvent>) {
+          coordinator = b.coordinator.toText();
+          queryHash = ethics::hashHex(b.queryHash);
+          decision = b.charged ? "charged" : "refused";
+          detail = "v" + std::to_string(b.protocolVersion) + " epsilon " + shortest(b.epsilon) +
+                   ", spent " + shortest(b.spent) + " of " + shortest(b.budget) +
+                   (b.charged ? "" : ": " + b.reason);
+        } else {
+          static_assert(sizeof(T) == 0, "every entry body needs its record fields here");
         }
       },
       e.body);
