@@ -251,6 +251,14 @@ Result<CoxOrder> coxOrder(const SurvivalRows& data, std::span<const size_t> rows
   return order;
 }
 
+// GCC on x86-64 builds the marked function twice, for AVX2 + FMA and for the baseline, and
+// picks one at load (an ifunc); elsewhere the baseline alone is built.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define TM_CLONE_FOR_AVX2_FMA __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define TM_CLONE_FOR_AVX2_FMA
+#endif
+
 namespace {
 
 // One stratum of coxSumsOrdered: a sweep from the last grid time down, where the running sums
@@ -258,12 +266,13 @@ namespace {
 // so every read is sequential and every write lands in the current slot. Each row costs one
 // p x p rank-one update: an event row adds into its slot's death sums, which join the running
 // sums once per slot, so a death is not accumulated twice. The inner loops run over
-// contiguous rows of p doubles for the vectoriser; the clones let a CPU with AVX2 and FMA use
+// contiguous rows of p doubles for the vectoriser; the clone lets a CPU with AVX2 and FMA use
 // them (chosen once at load), and the baseline build stays portable.
-__attribute__((target_clones("arch=x86-64-v3", "default"))) void sweepStratum(
-    const CoxOrder::Stratum& in, size_t p, const double* __restrict beta,
-    const double* __restrict center, CoxStratumSums& st, double* __restrict xc,
-    double* __restrict runRX, double* __restrict runRXX) {
+TM_CLONE_FOR_AVX2_FMA void sweepStratum(const CoxOrder::Stratum& in, size_t p,
+                                        const double* __restrict beta,
+                                        const double* __restrict center, CoxStratumSums& st,
+                                        double* __restrict xc, double* __restrict runRX,
+                                        double* __restrict runRXX) {
   const size_t pp = p * p;
   const size_t m = in.times.size();
   double runR = 0;
