@@ -13,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "storage/utf8.h"
+
 namespace trialmesh::storage {
 
 namespace {
@@ -65,60 +67,6 @@ inline size_t findSpecial(const char* b, size_t p, size_t limit) {
   }
   while (p < limit && !kSpecial.special[static_cast<unsigned char>(b[p])]) ++p;
   return p;
-}
-
-// Returns the offset of the first invalid byte, or npos.
-size_t findInvalidUtf8(const char* data, size_t size) {
-  size_t i = 0;
-#if defined(__SSE2__)
-  // Most records are pure ASCII: sixteen bytes per step until the first non-ASCII byte.
-  while (i + 16 <= size &&
-         _mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(data + i))) == 0) {
-    i += 16;
-  }
-#endif
-  while (i < size) {
-    // Fast path: eight ASCII bytes at once.
-    if (i + 8 <= size) {
-      uint64_t word;
-      std::memcpy(&word, data + i, 8);
-      if ((word & 0x8080808080808080ull) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    auto c = static_cast<unsigned char>(data[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t n;
-    uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + n >= size) return i;
-    for (size_t k = 1; k <= n; ++k) {
-      auto cc = static_cast<unsigned char>(data[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return i;
-    }
-    i += n + 1;
-  }
-  return std::string_view::npos;
 }
 
 }  // namespace
@@ -369,7 +317,7 @@ Result<bool> CsvReader::next() {
       continue;
     }
     if (options_.validateUtf8) {
-      size_t bad = findInvalidUtf8(rec, raw);
+      size_t bad = detail::findInvalidUtf8(rec, raw);
       if (bad != std::string_view::npos) {
         uint64_t badLine = recordLine_ + static_cast<uint64_t>(std::count(rec, rec + bad, '\n'));
         char hex[8];
