@@ -209,6 +209,29 @@ TEST(DictionaryTest, CreateValidatesLikeParse) {
   EXPECT_TRUE(Dictionary::create("S", {v}).isOk());
 }
 
+// Text keys must be UTF-8: malformed bytes, an overlong form and an encoded surrogate are
+// refused in a study name and in a level's label; accented and CJK text is fine.
+TEST(DictionaryTest, TextThatIsNotUtf8IsRefused) {
+  Variable v;
+  v.name = "arm";
+  v.csvColumn = "arm";
+  v.type = VariableType::kCategorical;
+  v.levels = {{"A", "Placebo"}, {"B", "Médicament 药物"}};
+  ASSERT_TRUE(Dictionary::create("LUNG-7", {v}).isOk());
+  for (const std::string& bad :
+       {std::string("\xC3\x28"), std::string("\xC0\xAF"), std::string("\xED\xA0\x80"),
+        std::string("\xF4\x90\x80\x80"), std::string("ok\xE4\xB8")}) {
+    Variable w = v;
+    w.levels[1].label = bad;
+    auto r = Dictionary::create("LUNG-7", {w});
+    ASSERT_FALSE(r.isOk());
+    EXPECT_THAT(r.status().message(), HasSubstr("not valid UTF-8"));
+    auto s = Dictionary::create("LUNG-7" + bad, {v});
+    ASSERT_FALSE(s.isOk());
+    EXPECT_THAT(s.status().message(), HasSubstr("key 'study' is not valid UTF-8"));
+  }
+}
+
 TEST(DictionaryTest, HashIgnoresFormattingAndKeyOrder) {
   auto a = Dictionary::parseToml(kGood, "a.toml");
   // Same meaning: keys reordered, comments and whitespace changed, description changed
