@@ -11,8 +11,9 @@
 // Two ways to run queries:
 //  * CoordinatorSession (below) keeps one authenticated connection per site open and reuses it
 //    for every query: what an analysis that runs many queries (model fits, secure aggregation
-//    rounds, an API server) should use. A query then costs one signature per site, one RPC
-//    round trip and the scans; connect and handshake are paid once per site per session.
+//    rounds, an API server) should use. A query then costs one signature (for all its sites,
+//    named in the request's audience), one RPC round trip per site and the scans; connect and
+//    handshake are paid once per site per session.
 //  * runFederatedQuery is one-shot: it opens a session, runs one query and closes it (the
 //    `trialmesh query` CLI). Same results and outcome reporting.
 //
