@@ -1059,7 +1059,10 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                      peerName);
             });
       })
-      .attach(kj::defer([this]() {
+      .attach(kj::defer([this, cancelled]() {
+        // However the call ends (answered, refused, or dropped with its connection), a scan
+        // still running for it has nobody left to answer.
+        cancelled->store(true);
         --inFlight_;
         metrics_.queriesInFlight.set(inFlight_);
       }));
