@@ -234,11 +234,7 @@ std::string numberText(double v) {
   return std::string(buf, res.ptr);
 }
 // The same as a TOML float: "1" would read back as an integer, so it becomes "1.0".
-std::string tomlFloat(double v) {
-  std::string s = numberText(v);
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
+using detail::realNumberText;
 
 std::string knownAnalysesText() {
   std::string s;
@@ -485,10 +481,10 @@ std::string approvalToToml(const Approval& a) {
   o << "aggregation = " << quote(aggregationModeName(a.aggregation)) << "\n"
     << "min_sites = " << a.minSites << "\n";
   if (a.aggregation == AggregationMode::kSecureDp) {
-    o << "dp_epsilon_per_query = " << tomlFloat(a.dpEpsilonPerQuery) << "\n"
-      << "dp_budget = " << tomlFloat(a.dpBudget) << "\n";
+    o << "dp_epsilon_per_query = " << realNumberText(a.dpEpsilonPerQuery) << "\n"
+      << "dp_budget = " << realNumberText(a.dpBudget) << "\n";
   }
-  if (a.timeBin) o << "time_bin = " << tomlFloat(*a.timeBin) << "\n";
+  if (a.timeBin) o << "time_bin = " << realNumberText(*a.timeBin) << "\n";
   return o.str();
 }
 

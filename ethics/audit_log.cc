@@ -5,7 +5,6 @@
 #include <rocksdb/write_batch.h>
 #include <time.h>
 
-#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -58,18 +57,6 @@ Result<size_t> bodyIndexFor(EntryKind kind) {
 
 std::string keyText(const crypto::PublicKey& k) { return k.toText(); }
 
-// Shortest text that reads back to the same double.
-std::string numberText(double v) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
-}
-
-std::string budgetText(const BudgetChargeEvent& b) {
-  return "epsilon " + numberText(b.epsilon) + ", spent " + numberText(b.spent) + " of " +
-         numberText(b.budget);
-}
-
 std::string formatTime(int64_t ms) {
   const time_t secs = static_cast<time_t>(ms / 1000);
   struct tm tm {};
@@ -93,6 +80,12 @@ Status fromRocks(const rocksdb::Status& s, const std::string& what) {
 }
 
 }  // namespace
+
+std::string budgetChargeText(const BudgetChargeEvent& b) {
+  using detail::realNumberText;
+  return "epsilon " + realNumberText(b.epsilon) + ", spent " + realNumberText(b.spent) + " of " +
+         realNumberText(b.budget);
+}
 
 const char* entryKindName(EntryKind kind) {
   switch (kind) {
@@ -219,12 +212,7 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       b.coordinator = crypto::PublicKey(key);
       TM_ASSIGN_OR_RETURN(b.study, r.str("study"));
       TM_ASSIGN_OR_RETURN(b.queryHash, r.fixed<32>("query hash"));
-      TM_ASSIGN_OR_RETURN(uint8_t allowed, r.u8("decision"));
-      if (allowed > 1) {
-        return Status::corruption("audit entry: decision byte " + std::to_string(allowed) +
-                                  " is neither 0 (refused) nor 1 (allowed)");
-      }
-      b.allowed = allowed == 1;
+      TM_ASSIGN_OR_RETURN(b.allowed, r.flag("decision", "refused", "allowed"));
       TM_ASSIGN_OR_RETURN(b.reason, r.str("reason"));
       e.body = std::move(b);
       break;
@@ -282,12 +270,7 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       TM_ASSIGN_OR_RETURN(b.epsilon, r.f64("epsilon"));
       TM_ASSIGN_OR_RETURN(b.spent, r.f64("spent"));
       TM_ASSIGN_OR_RETURN(b.budget, r.f64("budget"));
-      TM_ASSIGN_OR_RETURN(uint8_t charged, r.u8("charged"));
-      if (charged > 1) {
-        return Status::corruption("audit entry: charged byte " + std::to_string(charged) +
-                                  " is neither 0 (refused) nor 1 (charged)");
-      }
-      b.charged = charged == 1;
+      TM_ASSIGN_OR_RETURN(b.charged, r.flag("charged", "refused", "charged"));
       TM_ASSIGN_OR_RETURN(b.reason, r.str("reason"));
       e.body = std::move(b);
       break;
@@ -326,7 +309,7 @@ std::string describeEntry(const Entry& e) {
         } else {
           s += " study=" + b.study + " v" + std::to_string(b.protocolVersion) +
                " coordinator=" + keyText(b.coordinator) + " query=" + shortHex(b.queryHash) +
-               (b.charged ? " charged: " + budgetText(b) : " refused: " + b.reason);
+               (b.charged ? " charged: " + budgetChargeText(b) : " refused: " + b.reason);
         }
       },
       e.body);

@@ -110,6 +110,9 @@ struct BudgetChargeEvent {
   std::string reason;  // empty when charged; the refusal the coordinator saw otherwise
 };
 
+// "epsilon 0.5, spent 1.0 of 1.5": a charge's numbers, as describeEntry and exports show them.
+std::string budgetChargeText(const BudgetChargeEvent& b);
+
 using EntryBody = std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent,
                                KeyChangeEvent, NodeEvent, AlertEvent, BudgetChargeEvent>;
 

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <bit>
+#include <charconv>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -12,6 +13,16 @@
 #include "common/status.h"
 
 namespace trialmesh::ethics::detail {
+
+// Shortest text that reads back to the same double, with ".0" on whole numbers so that an ε
+// or a bin width reads as a real number (and a TOML float stays a float): "0.25", "1.0".
+inline std::string realNumberText(double v) {
+  char buf[32];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  std::string s(buf, res.ptr);
+  if (s.find_first_of(".e") == std::string::npos) s += ".0";
+  return s;
+}
 
 class Writer {
  public:
@@ -71,6 +82,16 @@ class Reader {
   Result<double> f64(std::string_view f) {
     TM_ASSIGN_OR_RETURN(uint64_t v, be(8, f));
     return std::bit_cast<double>(v);
+  }
+  // A byte that must be 0 or 1; Corruption naming both meanings otherwise.
+  Result<bool> flag(std::string_view field, std::string_view zeroMeans, std::string_view oneMeans) {
+    TM_ASSIGN_OR_RETURN(uint8_t v, u8(field));
+    if (v > 1) {
+      return Status::corruption(what_ + ": " + std::string(field) + " byte " + std::to_string(v) +
+                                " is neither 0 (" + std::string(zeroMeans) + ") nor 1 (" +
+                                std::string(oneMeans) + ")");
+    }
+    return v == 1;
   }
   template <size_t N>
   Result<std::array<uint8_t, N>> fixed(std::string_view field) {

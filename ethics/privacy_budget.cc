@@ -3,7 +3,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 
-#include <charconv>
 #include <cmath>
 #include <mutex>
 #include <vector>
@@ -24,15 +23,8 @@ uint64_t toUnits(double epsilon) {
 }
 double fromUnits(uint64_t units) { return static_cast<double>(units) / kUnitsPerEpsilon; }
 
-// "0.9", "1.0", "0.25": shortest round-trip text, with ".0" on whole numbers so an ε reads as
-// a real number.
-std::string epsilonText(double v) {
-  char buf[32];
-  auto res = std::to_chars(buf, buf + sizeof buf, v);
-  std::string s(buf, res.ptr);
-  if (s.find_first_of(".e") == std::string::npos) s += ".0";
-  return s;
-}
+// "0.9", "1.0", "0.25": an ε as a real number.
+std::string epsilonText(double v) { return detail::realNumberText(v); }
 
 std::string accountLabel(const BudgetAccount& a) {
   return a.study + " v" + std::to_string(a.protocolVersion) + " for coordinator '" +

@@ -130,6 +130,37 @@ TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
   EXPECT_EQ(encodeEntry(wrong).status().code(), StatusCode::kInvalidArgument);
 }
 
+// A yes/no byte other than 0 or 1 (a query's decision, a budget charge's outcome) is Corruption
+// naming the field and both meanings, never read as "yes".
+TEST_F(AuditLogTest, DecisionAndChargedBytesMustBeZeroOrOne) {
+  const crypto::PublicKey k = coordinator_.pub;
+  // Header 18 bytes, then key 32, study (u32 length + 6 bytes), and the fields before the flag.
+  const size_t studyEnd = 18 + 32 + 4 + 6;
+  struct Case {
+    Entry entry;
+    size_t flagAt;
+    const char* message;
+  };
+  const Case cases[] = {
+      {{0, 1, EntryKind::kQuery, query(1, true)},
+       studyEnd + 32,
+       "audit entry: decision byte 2 is neither 0 (refused) nor 1 (allowed)"},
+      {{1, 2, EntryKind::kPrivacyBudgetCharged,
+        BudgetChargeEvent{k, "LUNG-7", 2, Hash{4}, 0.5, 1.0, 1.5, true, ""}},
+       studyEnd + 4 + 32 + 3 * 8,
+       "audit entry: charged byte 2 is neither 0 (refused) nor 1 (charged)"},
+  };
+  for (const Case& c : cases) {
+    std::string bytes = *encodeEntry(c.entry);
+    ASSERT_EQ(bytes[c.flagAt], 1) << c.message;  // the offset points at the flag
+    bytes[c.flagAt] = 2;
+    auto bad = decodeEntry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+    ASSERT_FALSE(bad.isOk());
+    EXPECT_EQ(bad.status().code(), StatusCode::kCorruption);
+    EXPECT_EQ(bad.status().message(), c.message);
+  }
+}
+
 TEST_F(AuditLogTest, AppendsSurviveReopenWithTheSameRoot) {
   Hash root;
   {

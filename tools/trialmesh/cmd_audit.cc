@@ -2,7 +2,6 @@
 #include <signal.h>
 
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -78,13 +77,6 @@ std::string isoTime(int64_t ms) {
   return buf;
 }
 
-// Shortest text that reads back to the same double.
-std::string shortest(double v) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
-}
-
 // One flat record per entry for the committee's report.
 nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
   nlohmann::ordered_json j;
@@ -122,8 +114,7 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
           coordinator = b.coordinator.toText();
           queryHash = ethics::hashHex(b.queryHash);
           decision = b.charged ? "charged" : "refused";
-          detail = "v" + std::to_string(b.protocolVersion) + " epsilon " + shortest(b.epsilon) +
-                   ", spent " + shortest(b.spent) + " of " + shortest(b.budget) +
+          detail = "v" + std::to_string(b.protocolVersion) + " " + ethics::budgetChargeText(b) +
                    (b.charged ? "" : ": " + b.reason);
         } else {
           static_assert(sizeof(T) == 0, "every entry body needs its record fields here");
