@@ -280,10 +280,6 @@ struct StopSignal {
     stopped = true;
     cv.notify_all();
   }
-  void sleepFor(std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait_for(lock, d, [this] { return stopped; });
-  }
   // Sleeps up to `d`; ends early at shutdown or once `abandoned` is set (polled every 10 ms).
   void sleepUnless(std::chrono::milliseconds d, const std::atomic<bool>& abandoned) {
     const auto until = std::chrono::steady_clock::now() + d;
