@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages trialmesh builds and tests with (only those that are missing).
+# R (with survival, surveillance and jsonlite) is the reference every statistic is tested
+# against and the home of the R client; clang builds the libFuzzer harnesses in tests/fuzz.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang-format
   capnproto libcapnp-dev libsodium-dev librocksdb-dev libboost-dev
   libspdlog-dev libfmt-dev libgtest-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev
+  r-base-core r-cran-survival r-cran-surveillance r-cran-jsonlite
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
