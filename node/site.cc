@@ -69,6 +69,20 @@ void logEvent(spdlog::level::level_enum level, std::string_view event,
   ops::flush();
 }
 
+// ", issued 2026-12-05T10:37:27.123Z" (statement format 2), "" for a format-1 statement: the
+// audit log records the order in which same-day statements apply (docs/ethics.md).
+std::string issuedText(const ethics::Statement& st) {
+  if (!st.issuedAtMs) return "";
+  const int64_t ms = *st.issuedAtMs;
+  const int64_t secondsOfDay = (ms / 1000) % 86'400;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, ", issued %sT%02d:%02d:%02d.%03dZ",
+                ethics::dateFromUnixMs(ms).toString().c_str(),
+                static_cast<int>(secondsOfDay / 3600), static_cast<int>(secondsOfDay / 60 % 60),
+                static_cast<int>(secondsOfDay % 60), static_cast<int>(ms % 1000));
+  return buf;
+}
+
 std::string peerAddressOf(kj::AsyncIoStream& stream) {
   struct sockaddr_storage addr {};
   kj::uint len = sizeof(addr);
@@ -709,11 +723,12 @@ class SiteImpl final : public wire::Site::Server {
         break;
     }
     const std::string label = st.study + " v" + std::to_string(st.protocolVersion);
-    state_.appendOrRefuse(kind,
-                          ethics::ApprovalEvent{st.study, st.protocolVersion, st.approvalId,
-                                                st.reason + " (signed by " + st.signer.toText() +
-                                                    ", effective " + st.effective.toString() + ")"},
-                          peerName_);
+    state_.appendOrRefuse(
+        kind,
+        ethics::ApprovalEvent{st.study, st.protocolVersion, st.approvalId,
+                              st.reason + " (signed by " + st.signer.toText() + ", effective " +
+                                  st.effective.toString() + issuedText(st) + ")"},
+        peerName_);
     logEvent(
         level_enum::info, "approval_statement_stored",
         {{"peer", peerName_}, {"approval", label}, {"kind", ethics::statementKindName(st.kind)}});

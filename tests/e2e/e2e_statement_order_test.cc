@@ -13,6 +13,7 @@
 
 #include "crypto/hash.h"
 #include "ethics/approval.h"
+#include "ethics/audit_log.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
 
@@ -150,6 +151,25 @@ TEST_P(StatementOrderE2eTest, DecisionSurvivesRestarts) {
   EXPECT_EQ(answered("count where age >= 42"), expectAllowed) << "after the restart";
   restart();
   EXPECT_EQ(answered("count where age >= 43"), expectAllowed) << "after a second restart";
+  // The audit log records each statement with its issue time, i.e. the order it applies in.
+  auto log = downloadAuditLog(fed_->committee(), fed_->members(), fed_->siteName(0));
+  ASSERT_TRUE(log.isOk()) << log.status().toString();
+  int stamped = 0;
+  for (const auto& stored : log->entries) {
+    auto e = ethics::decodeEntry(
+        {reinterpret_cast<const uint8_t*>(stored.bytes.data()), stored.bytes.size()});
+    ASSERT_TRUE(e.isOk()) << e.status().toString();
+    if (e->kind != ethics::EntryKind::kApprovalSuspended &&
+        e->kind != ethics::EntryKind::kApprovalReinstated) {
+      continue;
+    }
+    const std::string& detail = std::get<ethics::ApprovalEvent>(e->body).detail;
+    EXPECT_NE(detail.find(", issued " + ethics::dateFromUnixMs(issued).toString() + "T"),
+              std::string::npos)
+        << detail;
+    ++stamped;
+  }
+  EXPECT_EQ(stamped, 2);
 }
 
 INSTANTIATE_TEST_SUITE_P(
