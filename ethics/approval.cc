@@ -29,7 +29,11 @@ using detail::Writer;
 // the ids of approvals signed before version 2 existed stay valid.
 constexpr uint8_t kApprovalFormatVersion = 1;
 constexpr uint8_t kApprovalFormatVersionWithPolicy = 2;
+// Version 1: up to the signer. Version 2 appends the issue time (issue #13 item 7), which
+// orders same-day statements; every newly signed statement is version 2, and stored or
+// submitted version 1 statements keep their bytes, signature and meaning.
 constexpr uint8_t kStatementFormatVersion = 1;
+constexpr uint8_t kStatementFormatVersionWithIssueTime = 2;
 constexpr std::string_view kApprovalContext{"trialmesh/approval/v1\0", 22};
 constexpr std::string_view kStatementContext{"trialmesh/ethics-statement/v1\0", 30};
 
@@ -688,7 +692,7 @@ const char* statementKindName(StatementKind kind) {
 
 std::string statementBytes(const Statement& s) {
   Writer w;
-  w.u8(kStatementFormatVersion);
+  w.u8(s.issuedAtMs ? kStatementFormatVersionWithIssueTime : kStatementFormatVersion);
   w.u8(static_cast<uint8_t>(s.kind));
   w.str(s.study);
   w.u32(s.protocolVersion);
@@ -697,10 +701,25 @@ std::string statementBytes(const Statement& s) {
   writeDate(w, s.effective);
   w.str(s.reason);
   w.fixed(s.signer.bytes());
+  if (s.issuedAtMs) w.i64(*s.issuedAtMs);
   return w.take();
 }
 
+bool statementOrder(const Statement& x, const Statement& y) {
+  if (x.effective != y.effective) return x.effective < y.effective;
+  // std::nullopt (version 1) sorts before every issue time.
+  if (x.issuedAtMs != y.issuedAtMs) return x.issuedAtMs < y.issuedAtMs;
+  const auto rank = [](StatementKind k) { return k == StatementKind::kSuspension ? 1 : 0; };
+  if (rank(x.kind) != rank(y.kind)) return rank(x.kind) < rank(y.kind);
+  return statementBytes(x) < statementBytes(y);
+}
+
 SignedStatement signStatement(Statement statement, const crypto::Identity& signer) {
+  if (!statement.issuedAtMs) {
+    statement.issuedAtMs = std::chrono::duration_cast<std::chrono::milliseconds>(
+                               std::chrono::system_clock::now().time_since_epoch())
+                               .count();
+  }
   statement.signer = signer.pub;
   SignedStatement ss{std::move(statement), {}};
   ss.signature = crypto::sign(
@@ -730,9 +749,9 @@ std::string encodeSignedStatement(const SignedStatement& ss) {
 Result<SignedStatement> decodeSignedStatement(std::span<const uint8_t> bytes) {
   Reader r(bytes, "signed ethics statement");
   TM_ASSIGN_OR_RETURN(uint8_t version, r.u8("format version"));
-  if (version != kStatementFormatVersion) {
+  if (version != kStatementFormatVersion && version != kStatementFormatVersionWithIssueTime) {
     return Status::corruption("signed ethics statement: format version " + std::to_string(version) +
-                              " is not supported");
+                              " is not supported (this build reads versions 1 and 2)");
   }
   SignedStatement ss;
   Statement& s = ss.statement;
@@ -749,6 +768,14 @@ Result<SignedStatement> decodeSignedStatement(std::span<const uint8_t> bytes) {
   TM_ASSIGN_OR_RETURN(s.reason, r.str("reason"));
   TM_ASSIGN_OR_RETURN(auto signer, r.fixed<32>("signer"));
   s.signer = crypto::PublicKey(signer);
+  if (version == kStatementFormatVersionWithIssueTime) {
+    TM_ASSIGN_OR_RETURN(int64_t issued, r.i64("issued at"));
+    if (issued < 0) {
+      return Status::corruption("signed ethics statement: issue time " + std::to_string(issued) +
+                                " is before 1970");
+    }
+    s.issuedAtMs = issued;
+  }
   TM_ASSIGN_OR_RETURN(ss.signature, r.fixed<64>("signature"));
   TM_RETURN_IF_ERROR(r.finish());
   return ss;
@@ -823,6 +850,28 @@ std::vector<SignedApproval> ApprovalRegistry::approvals() const {
   return out;
 }
 
+std::vector<SignedApproval> ApprovalRegistry::governingApprovals() const {
+  std::lock_guard lock(mu_);
+  std::vector<SignedApproval> out;
+  for (const auto& [study, versions] : approvals_) {
+    for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+      if (recognitionRefusal(it->second.approval, approvalId(it->second.approval)).isOk()) {
+        out.push_back(it->second);
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+Status ApprovalRegistry::admissible(const Approval& a) const {
+  // Only the standing list can be decided at submission: a countersignature comes later, as a
+  // recognition statement, and until then the approval is stored but never governs.
+  if (policy_.mode != SitePolicy::Mode::kStandingList) return Status::ok();
+  std::lock_guard lock(mu_);
+  return recognitionRefusal(a, approvalId(a));
+}
+
 Status ApprovalRegistry::recognitionRefusal(const Approval& a, const Hash& id) const {
   if (policy_.mode == SitePolicy::Mode::kStandingList) {
     if (contains(policy_.recognisedCommittees, a.leadCommittee.key)) return Status::ok();
@@ -849,27 +898,31 @@ Result<Grant> ApprovalRegistry::checkLocked(const QueryUse& use) const {
     return Status::permissionDenied("no approval recognised by this site's committee for study " +
                                     use.study);
   }
-  // The newest version supersedes every older one, recognised or not.
-  const SignedApproval& current = study->second.rbegin()->second;
-  const Approval& a = current.approval;
-  const Hash id = approvalId(a);
-  Status recognised = recognitionRefusal(a, id);
-  if (!recognised.isOk()) {
-    for (auto it = std::next(study->second.rbegin()); it != study->second.rend(); ++it) {
-      if (recognitionRefusal(it->second.approval, approvalId(it->second.approval)).isOk()) {
-        return Status::permissionDenied("approval " + it->second.approval.label() +
-                                        " was superseded by " + a.label() +
-                                        ", which this site's committee has not recognised yet");
-      }
+  // The newest RECOGNISED version governs: an approval this site does not recognise (signed by
+  // a committee off its standing list, or not yet countersigned) never supersedes one it does,
+  // so an ethics-board member cannot halt a study by submitting a higher version (issue #12).
+  const SignedApproval* governing = nullptr;
+  Status newestRefusal = Status::ok();
+  for (auto it = study->second.rbegin(); it != study->second.rend(); ++it) {
+    Status r = recognitionRefusal(it->second.approval, approvalId(it->second.approval));
+    if (r.isOk()) {
+      governing = &it->second;
+      break;
     }
-    if (study->second.size() == 1 && policy_.mode == SitePolicy::Mode::kCountersignature) {
+    if (it == study->second.rbegin()) newestRefusal = r;
+  }
+  if (governing == nullptr) {
+    const Approval& newest = study->second.rbegin()->second.approval;
+    if (policy_.mode == SitePolicy::Mode::kCountersignature) {
       return Status::permissionDenied("no approval recognised by this site's committee for study " +
-                                      use.study + " (" + a.label() +
+                                      use.study + " (" + newest.label() +
                                       " awaits the site committee's recognition)");
     }
     return Status::permissionDenied("no approval recognised by this site's committee for study " +
-                                    use.study + ": " + recognised.message());
+                                    use.study + ": " + newestRefusal.message());
   }
+  const Approval& a = governing->approval;
+  const Hash id = approvalId(a);
   // Revocation is final; suspension holds until a later reinstatement.
   std::optional<Statement> suspension;
   if (auto it = statements_.find(id); it != statements_.end()) {
@@ -885,9 +938,9 @@ Result<Grant> ApprovalRegistry::checkLocked(const QueryUse& use) const {
         effective.push_back(s);
       }
     }
-    std::stable_sort(
-        effective.begin(), effective.end(),
-        [](const Statement& x, const Statement& y) { return x.effective < y.effective; });
+    // A total order of the statements themselves: the order they were stored in (RocksDB key
+    // order after a restart) must not matter.
+    std::sort(effective.begin(), effective.end(), statementOrder);
     if (!effective.empty() && effective.back().kind == StatementKind::kSuspension) {
       suspension = effective.back();
     }

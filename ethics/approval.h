@@ -142,14 +142,27 @@ struct Statement {
   Date effective;      // from this date on
   std::string reason;  // free text shown to coordinators
   crypto::PublicKey signer{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  // When the signer issued it (Unix milliseconds, the signer's clock): orders statements that
+  // take effect on the same day (statementOrder). Format version 2; a version 1 statement,
+  // signed before this field existed, has none.
+  std::optional<int64_t> issuedAtMs;
 };
+// The total order in which suspensions and reinstatements apply: effective date, then issue
+// time (a version 1 statement, which has none, before any version 2 one of the same day), then
+// kind (a reinstatement before a suspension, so an unordered same-day pair leaves the approval
+// suspended: the fail-safe reading), then the statement bytes. It depends only on the
+// statements themselves, never on the order a site received or stored them, so every restart
+// and every replica decides the same.
+bool statementOrder(const Statement& x, const Statement& y);
 struct SignedStatement {
   Statement statement;
   crypto::Signature signature{};
 };
+// Format version 2 when issuedAtMs is set, version 1 (the bytes signed before it existed)
+// otherwise; decodeSignedStatement reads both.
 std::string statementBytes(const Statement& statement);
-// Sets statement.signer to the identity's key and signs over
-// "trialmesh/ethics-statement/v1\0" || statementBytes.
+// Sets statement.signer to the identity's key and, when unset, issuedAtMs to the current time,
+// and signs over "trialmesh/ethics-statement/v1\0" || statementBytes.
 SignedStatement signStatement(Statement statement, const crypto::Identity& signer);
 [[nodiscard]] Status verifyStatement(const SignedStatement& ss);
 std::string encodeSignedStatement(const SignedStatement& ss);
@@ -203,11 +216,16 @@ class ApprovalRegistry {
   // reinstatement/revocation not signed by the approval's lead committee; NotFound if it names
   // an approval that is not stored.
   Status addStatement(const SignedStatement& ss);
+  // Whether a submitted approval may be stored: PermissionDenied, with the reason, for one
+  // signed by a committee off this site's standing list (countersignature sites store every
+  // approval; an unrecognised one never governs, see check()).
+  Status admissible(const Approval& approval) const;
   // Restores how many queries have used each approval (from ApprovalStore).
   void setUsage(const Hash& approvalId, uint64_t used);
   uint64_t usage(const Hash& approvalId) const;
 
-  // Decides without consuming budget.
+  // Decides without consuming budget, under the newest version of the study that this site
+  // recognises (a newer unrecognised one does not supersede it until it is recognised).
   Result<Grant> check(const QueryUse& use) const;
   // check(), then `precondition` on the grant when one is given (e.g. the node's aggregation
   // mode and quorum rules), and only when both allow, counts one query against the budget;
@@ -217,6 +235,9 @@ class ApprovalRegistry {
 
   // All stored approvals, newest version first per study.
   std::vector<SignedApproval> approvals() const;
+  // Per study, the version check() decides under: the newest one this site recognises (studies
+  // with none are left out).
+  std::vector<SignedApproval> governingApprovals() const;
 
  private:
   Result<Grant> checkLocked(const QueryUse& use) const;

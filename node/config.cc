@@ -279,11 +279,13 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     const toml::table* lt = ln->as_table();
     const std::string where = source + ": [limits]";
     if (lt == nullptr) return Status::invalidArgument(source + ": limits must be a table");
-    TM_RETURN_IF_ERROR(checkKeys(*lt,
-                                 {"max_message_bytes", "max_concurrent_queries", "max_connections",
-                                  "query_timeout_ms", "worker_threads", "scan_threads",
-                                  "max_query_age_ms", "clock_skew_ms", "handshake_timeout_ms"},
-                                 where));
+    TM_RETURN_IF_ERROR(
+        checkKeys(*lt,
+                  {"max_message_bytes", "max_concurrent_queries", "max_connections",
+                   "query_timeout_ms", "worker_threads", "scan_threads", "max_query_age_ms",
+                   "clock_skew_ms", "handshake_timeout_ms", "max_unauthenticated_connections",
+                   "max_unauthenticated_per_address"},
+                  where));
     NodeLimits& l = c.limits;
     TM_ASSIGN_OR_RETURN(
         int64_t v, getInt(*lt, "max_message_bytes", where, static_cast<int64_t>(l.maxMessageBytes),
@@ -308,6 +310,12 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     TM_ASSIGN_OR_RETURN(
         v, getInt(*lt, "handshake_timeout_ms", where, l.handshakeTimeoutMs, 100, 600'000));
     l.handshakeTimeoutMs = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "max_unauthenticated_connections", where,
+                                  l.maxUnauthenticatedConnections, 1, 100'000));
+    l.maxUnauthenticatedConnections = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(v, getInt(*lt, "max_unauthenticated_per_address", where,
+                                  l.maxUnauthenticatedPerAddress, 1, 100'000));
+    l.maxUnauthenticatedPerAddress = static_cast<uint32_t>(v);
   }
 
   c.ethics.auditDir = c.dataDir + "/ethics-audit";

@@ -47,13 +47,18 @@ Result<Members> loadMembers(const std::string& path);
 struct NodeLimits {
   uint64_t maxMessageBytes = 16ull << 20;  // largest RPC message from a peer (64 KiB..1 GiB)
   uint32_t maxConcurrentQueries = 8;       // queries scanning at once; more are refused
-  uint32_t maxConnections = 64;            // open peer connections; more are closed at accept
-  uint32_t queryTimeoutMs = 60'000;        // a scan running longer is answered with an error
-  uint32_t workerThreads = 0;              // scan thread pool size; 0 = hardware threads
-  uint32_t scanThreads = 1;                // threads one query's scan may use
-  int64_t maxQueryAgeMs = 300'000;         // longest query validity (expires - issued)
-  int64_t clockSkewMs = 30'000;            // tolerated coordinator/site clock difference
-  uint32_t handshakeTimeoutMs = 10'000;    // time a new connection has to authenticate
+  uint32_t maxConnections = 64;      // authenticated peer connections; more are closed after the
+                                     // handshake (unauthenticated ones have their own budget below)
+  uint32_t queryTimeoutMs = 60'000;  // a scan running longer is answered with an error
+  uint32_t workerThreads = 0;        // scan thread pool size; 0 = hardware threads
+  uint32_t scanThreads = 1;          // threads one query's scan may use
+  int64_t maxQueryAgeMs = 300'000;   // longest query validity (expires - issued)
+  int64_t clockSkewMs = 30'000;      // tolerated coordinator/site clock difference
+  uint32_t handshakeTimeoutMs = 3'000;  // time a new connection has to authenticate
+  // Connections still in the handshake (node/handshake_budget.h): in total (when full, a new
+  // one evicts the oldest) and per source address (when full, more are refused).
+  uint32_t maxUnauthenticatedConnections = 128;
+  uint32_t maxUnauthenticatedPerAddress = 16;
 };
 
 struct DatasetBinding {

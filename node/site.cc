@@ -35,6 +35,7 @@
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
 #include "ethics/privacy_budget.h"
+#include "node/handshake_budget.h"
 #include "node/ops/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -66,6 +67,20 @@ void logEvent(spdlog::level::level_enum level, std::string_view event,
               const std::vector<ops::Field>& fields) {
   ops::logEvent(level, event, fields);
   ops::flush();
+}
+
+// ", issued 2026-12-05T10:37:27.123Z" (statement format 2), "" for a format-1 statement: the
+// audit log records the order in which same-day statements apply (docs/ethics.md).
+std::string issuedText(const ethics::Statement& st) {
+  if (!st.issuedAtMs) return "";
+  const int64_t ms = *st.issuedAtMs;
+  const int64_t secondsOfDay = (ms / 1000) % 86'400;
+  char buf[48];
+  std::snprintf(buf, sizeof buf, ", issued %sT%02d:%02d:%02d.%03dZ",
+                ethics::dateFromUnixMs(ms).toString().c_str(),
+                static_cast<int>(secondsOfDay / 3600), static_cast<int>(secondsOfDay / 60 % 60),
+                static_cast<int>(secondsOfDay % 60), static_cast<int>(ms % 1000));
+  return buf;
 }
 
 std::string peerAddressOf(kj::AsyncIoStream& stream) {
@@ -395,6 +410,9 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
                                ethics::Durability durability = ethics::Durability::kSynced);
 
   void accept(kj::Own<kj::AsyncIoStream> transport);
+  // Counts a refused connection and logs it, at most once a second (a flood is summarised by
+  // the next line's `suppressed_before`).
+  void logConnectionRefused(const std::string& address, const std::string& reason);
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> transport) {
       accept(kj::mv(transport));
@@ -430,7 +448,11 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   bool shuttingDown_ = false;
   std::shared_ptr<StopSignal> stop_ = std::make_shared<StopSignal>();
   uint32_t inFlight_ = 0;
-  uint32_t connections_ = 0;
+  uint32_t connections_ = 0;  // authenticated
+  HandshakeBudget handshakes_{config_.limits.maxUnauthenticatedConnections,
+                              config_.limits.maxUnauthenticatedPerAddress};
+  std::map<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> evictors_;  // pending handshakes
+  LogThrottle refusalLog_{1000};
   kj::Own<kj::TaskSet> tasks_;
   std::map<std::string, ethics::Hash> dictionaryHashes_;  // study -> dictionary hash
   std::unique_ptr<ethics::ApprovalStore> approvalStore_;
@@ -607,15 +629,13 @@ class SiteImpl final : public wire::Site::Server {
     auto studies = state_.studies();
     auto list = info.initStudies(static_cast<unsigned>(studies.size()));
     for (size_t i = 0; i < studies.size(); ++i) list.set(static_cast<unsigned>(i), studies[i]);
-    // The newest approval per study this site answers for (approvals() lists the newest
-    // version of each study first): what a coordinator must aggregate by.
+    // The approval per study this site answers under (the newest it recognises: an
+    // unrecognised newer version must not change the policy either): what a coordinator must
+    // aggregate by.
     std::vector<ethics::Approval> newest;
-    for (const auto& sa : state_.registry().approvals()) {
+    for (const auto& sa : state_.registry().governingApprovals()) {
       const ethics::Approval& a = sa.approval;
-      if (std::find(studies.begin(), studies.end(), a.study) == studies.end()) continue;
-      bool seen = false;
-      for (const auto& n : newest) seen = seen || n.study == a.study;
-      if (!seen) newest.push_back(a);
+      if (std::find(studies.begin(), studies.end(), a.study) != studies.end()) newest.push_back(a);
     }
     auto policies = info.initPolicies(static_cast<unsigned>(newest.size()));
     for (size_t i = 0; i < newest.size(); ++i) {
@@ -643,6 +663,15 @@ class SiteImpl final : public wire::Site::Server {
     const ethics::SignedApproval& sa = *decoded;
     Status verified = ethics::verifyApproval(sa);
     if (!verified.isOk()) fail("submitApproval", verified);
+    // Refused before it is stored: an unrecognised committee's approval must never be able to
+    // supersede the recognised one (issue #12).
+    Status admissible = state_.registry().admissible(sa.approval);
+    if (!admissible.isOk()) {
+      fail("submitApproval",
+           Status::permissionDenied(admissible.message() +
+                                    "; not stored (this site stores only approvals of the "
+                                    "committees in its [ethics] recognised_committees)"));
+    }
     bool amendment = false;
     for (const auto& existing : state_.registry().approvals()) {
       if (existing.approval.study == sa.approval.study &&
@@ -694,11 +723,12 @@ class SiteImpl final : public wire::Site::Server {
         break;
     }
     const std::string label = st.study + " v" + std::to_string(st.protocolVersion);
-    state_.appendOrRefuse(kind,
-                          ethics::ApprovalEvent{st.study, st.protocolVersion, st.approvalId,
-                                                st.reason + " (signed by " + st.signer.toText() +
-                                                    ", effective " + st.effective.toString() + ")"},
-                          peerName_);
+    state_.appendOrRefuse(
+        kind,
+        ethics::ApprovalEvent{st.study, st.protocolVersion, st.approvalId,
+                              st.reason + " (signed by " + st.signer.toText() + ", effective " +
+                                  st.effective.toString() + issuedText(st) + ")"},
+        peerName_);
     logEvent(
         level_enum::info, "approval_statement_stored",
         {{"peer", peerName_}, {"approval", label}, {"kind", ethics::statementKindName(st.kind)}});
@@ -1097,19 +1127,37 @@ void SiteState::answer(RunQueryContext& context, const ScanOutcome& o,
             {"elapsed_ms", std::chrono::duration<double, std::milli>(elapsed).count()}});
 }
 
+void SiteState::logConnectionRefused(const std::string& address, const std::string& reason) {
+  metrics_.peerFailures(PeerFailureKind::kHandshake).inc();
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  uint64_t suppressed = 0;
+  if (!refusalLog_.shouldLog(now, suppressed)) return;  // a flood: counted, not logged
+  logEvent(level_enum::warn, "connection_refused",
+           {{"remote", address}, {"reason", reason}, {"suppressed_before", suppressed}});
+}
+
 void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
   const std::string address = peerAddressOf(*transport);
   if (shuttingDown_) return;
-  if (connections_ >= config_.limits.maxConnections) {
-    metrics_.peerFailures(PeerFailureKind::kHandshake).inc();
-    logEvent(level_enum::warn, "connection_refused",
-             {{"remote", address},
-              {"reason", "too many open connections (limits.max_connections = " +
-                             std::to_string(config_.limits.maxConnections) + ")"}});
+  // Before authentication a connection only uses the handshake budget: it can never take an
+  // authenticated member's place (issue #12 item 2).
+  HandshakeBudget::Admission admission = handshakes_.admit(hostOfAddress(address));
+  if (!admission.admitted) {
+    logConnectionRefused(address, admission.refusal);
     return;  // dropping the stream closes it
   }
-  ++connections_;
-  metrics_.openConnections.set(connections_);
+  if (admission.evict) {
+    auto it = evictors_.find(*admission.evict);
+    if (it != evictors_.end()) {
+      it->second->fulfill();
+      evictors_.erase(it);
+    }
+  }
+  const uint64_t id = admission.id;
+  auto evicted = kj::newPromiseAndFulfiller<void>();
+  evictors_.emplace(id, kj::mv(evicted.fulfiller));
   auto peerName = std::make_shared<std::string>(address);
   auto onFailure = [this, peerName, address](const Status& s) {
     const bool truncated = s.message().find("truncated") != std::string::npos;
@@ -1118,6 +1166,7 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
              {{"peer", *peerName}, {"remote", address}, {"reason", s.toString()}});
   };
   const uint32_t handshakeMs = config_.limits.handshakeTimeoutMs;
+  const uint32_t maxPending = config_.limits.maxUnauthenticatedConnections;
   auto handshake =
       protocol::secureAccept(kj::mv(transport), identity_, members_.keys(), onFailure)
           .exclusiveJoin(timer_.afterDelay(handshakeMs * kj::MILLISECONDS)
@@ -1125,13 +1174,33 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
                                throw protocol::statusToException(Status::unavailable(
                                    "handshake not completed within " + std::to_string(handshakeMs) +
                                    " ms (limits.handshake_timeout_ms)"));
-                             }));
+                             }))
+          .exclusiveJoin(evicted.promise.then([maxPending]() -> protocol::SecureConnection {
+            throw protocol::statusToException(Status::unavailable(
+                "handshake evicted: " + std::to_string(maxPending) +
+                " unauthenticated connections were pending and this was the oldest "
+                "(limits.max_unauthenticated_connections)"));
+          }))
+          // Ends the handshake's claim on the budget however it ends.
+          .attach(kj::defer([this, id]() {
+            handshakes_.release(id);
+            evictors_.erase(id);
+          }));
   tasks_->add(
       handshake
           .then(
               [this, address, peerName](protocol::SecureConnection sc) -> kj::Promise<void> {
                 const Member* m = members_.findByKey(sc.peer);
                 *peerName = m != nullptr ? m->name : sc.peer.toText();
+                if (connections_ >= config_.limits.maxConnections) {
+                  logConnectionRefused(address,
+                                       "too many open connections of members "
+                                       "(limits.max_connections = " +
+                                           std::to_string(config_.limits.maxConnections) + ")");
+                  return kj::READY_NOW;  // dropping the stream closes it
+                }
+                ++connections_;
+                metrics_.openConnections.set(connections_);
                 logEvent(level_enum::info, "connection_accepted",
                          {{"peer", *peerName},
                           {"remote", address},
@@ -1140,23 +1209,19 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
                     kj::mv(sc.stream), kj::heap<SiteImpl>(*this, sc.peer, *peerName),
                     protocol::peerReaderOptions(config_.limits.maxMessageBytes));
                 auto done = conn->network.onDisconnect();
-                return done.attach(kj::mv(conn));
+                return done.attach(kj::mv(conn), kj::defer([this]() {
+                                     --connections_;
+                                     metrics_.openConnections.set(connections_);
+                                   }));
               },
               [this, address](kj::Exception&& e) -> kj::Promise<void> {
-                metrics_.peerFailures(PeerFailureKind::kHandshake).inc();
-                logEvent(
-                    level_enum::warn, "connection_refused",
-                    {{"remote", address}, {"reason", protocol::exceptionToStatus(e).toString()}});
+                logConnectionRefused(address, protocol::exceptionToStatus(e).toString());
                 return kj::READY_NOW;
               })
           .then([peerName, address]() {
             logEvent(level_enum::info, "connection_closed",
                      {{"peer", *peerName}, {"remote", address}});
-          })
-          .attach(kj::defer([this]() {
-            --connections_;
-            metrics_.openConnections.set(connections_);
-          })));
+          }));
 }
 
 Result<std::string> readPassphrase(const NodeConfig& config) {

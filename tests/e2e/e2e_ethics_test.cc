@@ -238,6 +238,42 @@ TEST_F(EthicsE2eTest, ForgedApprovalIsRefusedAtSubmit) {
   EXPECT_EQ(query("count")->answered(), 2u);
 }
 
+// Issue #12 item 3: an ethics-board member signs a higher version with a committee key the sites
+// do not recognise, to halt the study. Every site refuses it at submission with the reason and
+// queries keep running under v1 (also after a restart, so nothing was stored).
+TEST_F(EthicsE2eTest, UnrecognisedCommitteesHigherVersionIsRefusedAndCannotHaltTheStudy) {
+  const crypto::Identity rogue = crypto::generateIdentity();
+  ethics::Approval a = currentApproval().approval;
+  a.protocolVersion = 2;
+  a.leadCommittee = ethics::Committee{"Rogue Board", rogue.pub};
+  a.coordinators.clear();  // would refuse every coordinator if it governed
+  a.coordinators.push_back(rogue.pub);
+  auto sa = ethics::signApproval(a, rogue);
+  ASSERT_TRUE(sa.isOk()) << sa.status().toString();
+  for (size_t i = 0; i < fed_->siteCount(); ++i) {
+    auto receipt = submitApprovalToSite(fed_->committee(), fed_->members(), fed_->siteName(i),
+                                        ethics::encodeSignedApproval(*sa));
+    ASSERT_FALSE(receipt.isOk()) << *receipt;
+    EXPECT_EQ(receipt.status().code(), StatusCode::kPermissionDenied);
+    EXPECT_NE(receipt.status().message().find("approval LUNG-7 v2 is signed by committee 'Rogue "
+                                              "Board'"),
+              std::string::npos)
+        << receipt.status().toString();
+    EXPECT_NE(receipt.status().message().find("which this site does not recognise"),
+              std::string::npos)
+        << receipt.status().toString();
+  }
+  auto r = query("count");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->answered(), 2u) << (r->sites.empty() ? "" : r->sites[0].reason);
+  fed_->stop(5s);
+  ASSERT_TRUE(fed_->start(30s).isOk());
+  auto list = listSiteApprovals(fed_->committee(), fed_->members(), fed_->siteName(0));
+  ASSERT_TRUE(list.isOk()) << list.status().toString();
+  EXPECT_EQ(list->size(), 1u);
+  EXPECT_EQ(query("count where age >= 40")->answered(), 2u);
+}
+
 TEST_F(EthicsE2eTest, CoordinatorCannotReadTheLogEthicsBoardCan) {
   auto denied = downloadAuditLog(fed_->coordinator(), fed_->members(), fed_->siteName(0));
   ASSERT_FALSE(denied.isOk());

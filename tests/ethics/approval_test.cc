@@ -292,7 +292,7 @@ TEST_F(ApprovalTest, NewerVersionSupersedesOlder) {
             StatusCode::kAlreadyExists);
 }
 
-TEST_F(ApprovalTest, SupersededRecognisedVersionDoesNotStandInForAnUnrecognisedAmendment) {
+TEST_F(ApprovalTest, UnrecognisedAmendmentDoesNotSupersedeUntilRecognised) {
   SitePolicy p;
   p.site = "site-a";
   p.mode = SitePolicy::Mode::kCountersignature;
@@ -305,10 +305,86 @@ TEST_F(ApprovalTest, SupersededRecognisedVersionDoesNotStandInForAnUnrecognisedA
                                           siteCommittee_, "site-a"))
                   .isOk());
   ASSERT_TRUE(registry.check(use()).isOk());
-  ASSERT_TRUE(registry.addApproval(signedApproval("", 4)).isOk());
-  EXPECT_EQ(refusal(registry.check(use())),
-            "approval LUNG-7 v3 was superseded by LUNG-7 v4, which this site's committee has "
-            "not recognised yet");
+  // Countersignature sites store every approval, but the newest RECOGNISED one governs.
+  const SignedApproval v4 = signedApproval("", 4);
+  ASSERT_TRUE(registry.admissible(v4.approval).isOk());
+  ASSERT_TRUE(registry.addApproval(v4).isOk());
+  auto g = registry.check(use());
+  ASSERT_TRUE(g.isOk()) << g.status().toString();
+  EXPECT_EQ(g->protocolVersion, 3u);
+  ASSERT_EQ(registry.governingApprovals().size(), 1u);
+  EXPECT_EQ(registry.governingApprovals()[0].approval.protocolVersion, 3u);
+  ASSERT_TRUE(registry
+                  .addStatement(statement(StatementKind::kRecognition, v4, {2026, 1, 1},
+                                          siteCommittee_, "site-a"))
+                  .isOk());
+  EXPECT_EQ(registry.check(use())->protocolVersion, 4u);
+  EXPECT_EQ(registry.governingApprovals()[0].approval.protocolVersion, 4u);
+}
+
+// Issue #12 item 3: an ethics-board member holding some committee key submits a higher version
+// signed by a committee the site does not recognise, to halt the study. Queries keep running
+// under the recognised version, also after the rogue revokes its own version; a revocation by
+// the real lead committee is what refuses them, with its own reason.
+TEST_F(ApprovalTest, RogueCommitteesHigherVersionCannotHaltAStudy) {
+  const crypto::Identity rogue = crypto::generateIdentity();
+  auto rogueApproval = [&](int version) {
+    auto a = parseApprovalToml(toml("", version), "rogue.toml");
+    EXPECT_TRUE(a.isOk()) << a.status().toString();
+    a->leadCommittee = Committee{"Rogue Board", rogue.pub};
+    return signApproval(*a, rogue).value();
+  };
+  SitePolicy countersign;
+  countersign.site = "site-a";
+  countersign.mode = SitePolicy::Mode::kCountersignature;
+  countersign.siteCommittee = siteCommittee_.pub;
+  for (const SitePolicy& policy : {standing(), countersign}) {
+    SCOPED_TRACE(policy.mode == SitePolicy::Mode::kStandingList ? "standing list"
+                                                                : "countersignature");
+    ApprovalRegistry registry(policy);
+    const SignedApproval v1 = signedApproval("", 1);
+    ASSERT_TRUE(registry.addApproval(v1).isOk());
+    if (policy.mode == SitePolicy::Mode::kCountersignature) {
+      ASSERT_TRUE(registry
+                      .addStatement(statement(StatementKind::kRecognition, v1, {2026, 1, 1},
+                                              siteCommittee_, "site-a"))
+                      .isOk());
+    }
+    const SignedApproval v2 = rogueApproval(2);
+    Status admissible = registry.admissible(v2.approval);
+    if (policy.mode == SitePolicy::Mode::kStandingList) {
+      // Refused at submission, with the reason.
+      EXPECT_EQ(admissible.code(), StatusCode::kPermissionDenied);
+      EXPECT_NE(admissible.message().find("'Rogue Board'"), std::string::npos)
+          << admissible.message();
+      EXPECT_NE(admissible.message().find("which this site does not recognise"), std::string::npos);
+    } else {
+      EXPECT_TRUE(admissible.isOk()) << admissible.toString();
+    }
+    // Even if it is in the registry (stored by an earlier build), it never supersedes v1.
+    ASSERT_TRUE(registry.addApproval(v2).isOk());
+    auto g = registry.check(use());
+    ASSERT_TRUE(g.isOk()) << g.status().toString();
+    EXPECT_EQ(g->protocolVersion, 1u);
+    // The rogue revokes its own version: nothing changes. It cannot revoke v1.
+    ASSERT_TRUE(
+        registry.addStatement(statement(StatementKind::kRevocation, v2, {2026, 2, 1}, rogue))
+            .isOk());
+    EXPECT_EQ(registry.check(use())->protocolVersion, 1u);
+    EXPECT_EQ(registry.addStatement(statement(StatementKind::kRevocation, v1, {2026, 2, 1}, rogue))
+                  .code(),
+              StatusCode::kPermissionDenied);
+    EXPECT_EQ(registry.check(use())->protocolVersion, 1u);
+    // A third, still higher rogue version changes nothing either.
+    ASSERT_TRUE(registry.addApproval(rogueApproval(3)).isOk());
+    EXPECT_EQ(registry.check(use())->protocolVersion, 1u);
+    // The real lead committee's revocation refuses, naming v1, not a supersession.
+    ASSERT_TRUE(
+        registry.addStatement(statement(StatementKind::kRevocation, v1, {2026, 3, 1}, lead_))
+            .isOk());
+    EXPECT_EQ(refusal(registry.check(use())),
+              "approval LUNG-7 v1 was revoked on 2026-03-01: safety signal");
+  }
 }
 
 TEST_F(ApprovalTest, BudgetIsCountedAndExhausted) {
