@@ -126,6 +126,12 @@ Result<std::optional<TimeGroup>> parseTimeGroup(std::string_view entry) {
   return std::optional<TimeGroup>(std::move(g));
 }
 
+std::string groupVariable(std::string_view entry) {
+  auto g = parseTimeGroup(entry);
+  if (g.isOk() && g->has_value()) return (*g)->var;
+  return std::string(entry);
+}
+
 std::string timeGroupText(const TimeGroup& group) {
   bool plain = !group.var.empty() &&
                (std::isalpha(static_cast<unsigned char>(group.var[0])) || group.var[0] == '_');

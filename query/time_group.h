@@ -34,6 +34,9 @@ struct TimeGroup {
 // nullopt when `entry` is not written as a time group (a plain variable name); an error when it
 // starts like one ("week(") but is malformed.
 Result<std::optional<TimeGroup>> parseTimeGroup(std::string_view entry);
+// The variable a `by` entry reads: the date variable of a time group, else the entry itself
+// (what an approval must cover).
+std::string groupVariable(std::string_view entry);
 // Canonical text: week(onset_date) or week(onset_date, "2019-01-01", "2024-12-31").
 std::string timeGroupText(const TimeGroup& group);
 
