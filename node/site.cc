@@ -47,6 +47,7 @@
 #include "query/engine.h"
 #include "query/plan.h"
 #include "query/query.h"
+#include "query/time_group.h"
 #include "storage/store.h"
 
 namespace trialmesh::node {
@@ -594,7 +595,8 @@ ethics::Entry SiteState::appendOrRefuse(ethics::EntryKind kind, ethics::EntryBod
 // What a query uses, for the ethics check: every variable named anywhere and every statistic.
 ethics::QueryUse queryUse(const query::Query& q) {
   ethics::QueryUse use;
-  std::set<std::string> vars(q.by.begin(), q.by.end());
+  std::set<std::string> vars;
+  for (const auto& b : q.by) vars.insert(query::groupVariable(b));  // week(d) reads d
   std::set<std::string> analyses;
   for (const auto& a : q.select) {
     analyses.insert(query::analysisName(a.fn));  // a model round counts as its model

@@ -534,6 +534,38 @@ class Binder {
   const Dictionary& dict_;
 };
 
+// `by week(onset_date)`: the date variable's calendar bins over the explicit range or the
+// dictionary's declared one (query/time_group.h).
+Result<detail::GroupVar> bindTimeGroup(const TimeGroup& time, const Dictionary& dictionary,
+                                       const Binder& binder) {
+  TM_ASSIGN_OR_RETURN(size_t idx, binder.resolve(time.var));
+  const Variable& v = dictionary.variable(idx);
+  if (v.type != VariableType::kDate)
+    return Status::invalidArgument(fmt::format(
+        "cannot group by {}({}): {} is {}; {}() needs a date variable", timeUnitName(time.unit),
+        v.name, v.name, storage::variableTypeName(v.type), timeUnitName(time.unit)));
+  int32_t from = 0, to = 0;
+  if (time.from) {
+    from = *time.from;
+    to = *time.to;
+  } else if (v.min && v.max) {
+    from = static_cast<int32_t>(*v.min);
+    to = static_cast<int32_t>(*v.max);
+  } else {
+    return Status::invalidArgument(fmt::format(
+        "{}({}) needs a date range: the dictionary declares no min and max for {}; write "
+        "{}({}, \"YYYY-MM-DD\", \"YYYY-MM-DD\")",
+        timeUnitName(time.unit), v.name, v.name, timeUnitName(time.unit), v.name));
+  }
+  detail::GroupVar g;
+  g.var = idx;
+  g.time = true;
+  g.bins = timeBins(time.unit, from, to);
+  g.levels = g.bins.count;
+  g.hasNa = false;
+  return g;
+}
+
 }  // namespace
 
 Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dictionary) {
@@ -592,7 +624,32 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
   }
 
   uint64_t cells = plan->model ? plan->cells : 1;
+  std::vector<detail::BoundFilter> timeRanges;  // each time group's range, ANDed to the filter
   for (const auto& name : query.by) {
+    TM_ASSIGN_OR_RETURN(std::optional<TimeGroup> time, parseTimeGroup(name));
+    if (time) {
+      TM_ASSIGN_OR_RETURN(detail::GroupVar g, bindTimeGroup(*time, dictionary, binder));
+      for (const auto& o : plan->groups) {
+        if (o.var == g.var)
+          return Status::invalidArgument(
+              fmt::format("'{}' is grouped twice after 'by'", dictionary.variable(g.var).name));
+      }
+      cells *= g.width();
+      if (cells > kMaxCells)
+        return Status::invalidArgument(fmt::format(
+            "grouping by {} gives more than {} cells; narrow the date range or group by fewer "
+            "variables",
+            name, kMaxCells));
+      detail::BoundFilter range;
+      range.kind = detail::BoundFilter::Kind::kIntRange;
+      range.var = g.var;
+      range.lo = g.bins.firstDay;
+      range.hi = g.bins.lastDay;
+      timeRanges.push_back(std::move(range));
+      plan->groups.push_back(g);
+      columns.push_back(g.var);
+      continue;
+    }
     TM_ASSIGN_OR_RETURN(size_t idx, binder.resolve(name));
     const Variable& v = dictionary.variable(idx);
     for (const auto& g : plan->groups) {
@@ -618,8 +675,17 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
   }
   plan->cells = static_cast<uint32_t>(cells);
 
-  if (query.where) {
-    TM_ASSIGN_OR_RETURN(plan->filter, binder.bindFilter(*query.where, false));
+  if (query.where || !timeRanges.empty()) {
+    if (query.where) {
+      TM_ASSIGN_OR_RETURN(plan->filter, binder.bindFilter(*query.where, false));
+    }
+    if (!timeRanges.empty()) {
+      detail::BoundFilter all;
+      all.kind = detail::BoundFilter::Kind::kAnd;
+      if (query.where) all.children.push_back(std::move(plan->filter));
+      for (auto& r : timeRanges) all.children.push_back(std::move(r));
+      plan->filter = all.children.size() == 1 ? std::move(all.children[0]) : std::move(all);
+    }
     plan->hasFilter = true;
     std::vector<const detail::BoundFilter*> stack{&plan->filter};
     while (!stack.empty()) {

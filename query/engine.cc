@@ -749,6 +749,15 @@ class Worker {
       bool ok = visitValues(col, [&](const auto* x) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
         if constexpr (std::is_integral_v<T>) {
+          if (gv.time) {
+            // Calendar bins: out-of-range and missing dates are clamped to a valid code; the
+            // range filter the binder added keeps them out of every statistic.
+            for (uint32_t i = 0; i < n; ++i) {
+              const C bin = static_cast<C>(timeBinOf(gv.bins, static_cast<int64_t>(x[i])));
+              g[i] = first ? bin : static_cast<C>(g[i] * width + bin);
+            }
+            return true;
+          }
           // Validate first (vectorised min/max), so the code arithmetic below cannot overflow.
           T mx = 0, mn = 0;
           for (uint32_t i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;

@@ -150,12 +150,14 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
 
   // Group columns: code, plus a label column when the dictionary declares labels.
   std::vector<bool> hasLabels;
-  for (const auto& g : plan.groups) {
+  for (size_t gi = 0; gi < plan.groups.size(); ++gi) {
+    const auto& g = plan.groups[gi];
     const auto& v = dict.variable(g.var);
     bool labels = false;
     for (const auto& l : v.levels) labels = labels || !l.label.empty();
     hasLabels.push_back(labels);
-    t.columns.push_back(v.name);
+    // A time group's column is named as written: week(onset_date).
+    t.columns.push_back(g.time ? fmt::format("{}({})", timeUnitName(g.bins.unit), v.name) : v.name);
     if (labels) t.columns.push_back(v.name + "_label");
   }
   t.groupColumns = t.columns.size();
@@ -169,7 +171,9 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
       cell /= g.width();
       ResultValue label;
       ResultValue value;
-      if (code == g.levels) {
+      if (g.time) {
+        value = timeBinLabel(g.bins, code);
+      } else if (code == g.levels) {
         value = std::string("NA");
       } else if (v.type == storage::VariableType::kBoolean) {
         value = std::string(code ? "true" : "false");

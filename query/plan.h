@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "query/query.h"
+#include "query/time_group.h"
 #include "storage/column.h"
 #include "storage/dictionary.h"
 
@@ -41,6 +42,9 @@ struct GroupVar {
   size_t var = 0;
   uint32_t levels = 0;  // declared levels (boolean: 2)
   bool hasNa = false;   // an extra "NA" level at index `levels`
+  // by week(date) and friends (query/time_group.h): `levels` calendar bins of a date variable.
+  bool time = false;
+  TimeBins bins;
   uint32_t width() const { return levels + (hasNa ? 1 : 0); }
 };
 

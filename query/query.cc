@@ -1,5 +1,8 @@
 #include "query/query.h"
 
+#include "query/time_group.h"
+#include "storage/dictionary.h"
+
 #include <fmt/format.h>
 
 #include <cctype>
@@ -73,8 +76,14 @@ class Parser {
         sawBy = true;
         next();
         while (true) {
-          TM_ASSIGN_OR_RETURN(std::string name, expectVariable("after 'by'"));
-          q.by.push_back(std::move(name));
+          if (peek().kind == Token::Kind::kIdent && !peek().quotedIdent &&
+              peek(1).kind == Token::Kind::kPunct && peek(1).text == "(") {
+            TM_ASSIGN_OR_RETURN(std::string group, parseTimeGroupTokens());
+            q.by.push_back(std::move(group));
+          } else {
+            TM_ASSIGN_OR_RETURN(std::string name, expectVariable("after 'by'"));
+            q.by.push_back(std::move(name));
+          }
           if (!isPunct(peek(), ",")) break;
           next();
         }
@@ -88,6 +97,47 @@ class Parser {
   }
 
  private:
+  // `week(onset_date)` or `week(onset_date, "2019-01-01", "2024-12-31")` after 'by': kept as
+  // its canonical text (query/time_group.h).
+  Result<std::string> parseTimeGroupTokens() {
+    const Token start = peek();
+    if (!iequals(start.text, "week") && !iequals(start.text, "day") &&
+        !iequals(start.text, "month"))
+      return error(start, fmt::format("'{}(...)' cannot be grouped by; after 'by' write a "
+                                      "variable or week(date), day(date), month(date)",
+                                      start.text));
+    next();
+    next();  // '('
+    std::string text = fmt::format("{}(", start.text);
+    for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    TM_ASSIGN_OR_RETURN(std::string var, expectVariable("inside " + start.text + "()"));
+    text += "`" + var + "`";
+    int bounds = 0;
+    while (isPunct(peek(), ",")) {
+      next();
+      if (peek().kind == Token::Kind::kIdent && !peek().quotedIdent && iequals(peek().text, "date"))
+        next();
+      if (peek().kind != Token::Kind::kString)
+        return error(peek(), fmt::format("expected a quoted date \"YYYY-MM-DD\" as a bound of "
+                                         "the range, found {}",
+                                         describe(peek())));
+      if (!storage::parseIsoDate(peek().text))
+        return error(peek(), fmt::format("'{}' is not a calendar date YYYY-MM-DD", peek().text));
+      text += fmt::format(", \"{}\"", peek().text);
+      ++bounds;
+      next();
+    }
+    if (!isPunct(peek(), ")"))
+      return error(peek(), fmt::format("expected ',' or ')' in {}(), found {}", start.text,
+                                       describe(peek())));
+    next();
+    if (bounds != 0 && bounds != 2)
+      return error(start, "give both ends of the date range (from, to) or neither");
+    text += ")";
+    TM_ASSIGN_OR_RETURN(std::optional<TimeGroup> g, parseTimeGroup(text));
+    return timeGroupText(*g);
+  }
+
   // --- tokens ---------------------------------------------------------------------------
   Status tokenize() {
     size_t i = 0;
@@ -872,7 +922,8 @@ std::string canonicalQueryText(const Query& query) {
     out += " by ";
     for (size_t i = 0; i < query.by.size(); ++i) {
       if (i) out += ", ";
-      out += quoteName(query.by[i]);
+      auto time = parseTimeGroup(query.by[i]);
+      out += time.isOk() && time->has_value() ? timeGroupText(**time) : quoteName(query.by[i]);
     }
   }
   return out;

@@ -14,6 +14,7 @@
 #include "node/coordinator.h"
 #include "node/local_federation.h"
 #include "query/format.h"
+#include "query/surveil.h"
 #include "tools/trialmesh/model_commands.h"
 #include "tools/trialmesh/passphrase.h"
 
@@ -79,10 +80,20 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
   if (isModelQuery(a.text)) {
     return runFederatedModel(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv);
   }
+  // surveil(...): the federation runs its count query; detection runs here on the pooled,
+  // released series (query/surveil.h).
+  auto surveil = query::parseSurveil(a.text);
+  if (!surveil) return fail(surveil.status());
   node::FederatedQueryOptions options;
   options.deadline = std::chrono::milliseconds(a.deadlineMs);
-  auto result = node::runFederatedQuery(*identity, *members, a.study, a.text, options);
+  auto result = node::runFederatedQuery(*identity, *members, a.study,
+                                        *surveil ? (*surveil)->countQuery : a.text, options);
   if (!result) return fail(result.status());
+  if (*surveil && result->table) {
+    auto detected = query::applySurveil(*result->table, **surveil);
+    if (!detected) return fail(detected.status());
+    result->table = std::move(*detected);
+  }
   if (a.json) {
     nlohmann::json sites = nlohmann::json::array();
     for (const auto& s : result->sites) {

@@ -7,6 +7,7 @@
 #include "query/engine.h"
 #include "query/format.h"
 #include "query/query.h"
+#include "query/surveil.h"
 #include "storage/store.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/federation_commands.h"
@@ -42,7 +43,10 @@ void printResult(const query::ResultTable& table, const QueryArgs& a) {
 }
 
 int runLocalQuery(const QueryArgs& a) {
-  auto parsed = query::parseQuery(a.text);
+  // surveil(...) runs as its count query, then detection on the series (query/surveil.h).
+  auto surveil = query::parseSurveil(a.text);
+  if (!surveil) return fail(surveil.status());
+  auto parsed = query::parseQuery(*surveil ? (*surveil)->countQuery : a.text);
   if (!parsed) return fail(parsed.status());
   storage::StoreOptions storeOptions;
   storeOptions.createIfMissing = false;
@@ -61,6 +65,10 @@ int runLocalQuery(const QueryArgs& a) {
   if (!partial) return fail(partial.status());
   auto table = query::finalize(*partial, *bound);
   if (!table) return fail(table.status());
+  if (*surveil) {
+    table = query::applySurveil(*table, **surveil);
+    if (!table) return fail(table.status());
+  }
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   printResult(*table, a);
@@ -89,6 +97,8 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "Models (lm, glm with family = binomial, coxph) run as rounds of ordinary queries and\n"
       "print in R's layout (--json / --csv for programs). Under secure aggregation (the\n"
       "default) km and coxph count times on the approval's time_bin grid (docs/privacy.md).\n"
+      "Outbreak detection on a weekly series: 'surveil(onset_date, method = \"c1\") where\n"
+      "disease = \"influenza\"' (docs/surveillance.md).\n"
       "Language: docs/query-language.md (also accepts the JSON form).");
   q->add_option("query", args->text, "The query, e.g. 'count, mean(bmi), var(bmi) by arm'")
       ->required();
