@@ -67,6 +67,13 @@ else
   echo "systemd-analyze not installed: unit verification skipped"
 fi
 
+# lintian, when installed: no error or warning (each deliberate exception is an override with
+# its reason in packaging/lintian-overrides).
+if command -v lintian >/dev/null; then
+  lintian --fail-on error,warning --allow-root "$deb" || fail "lintian"
+  echo "lintian: ok"
+fi
+
 # 4. Run the extracted binaries with the packaged layout (paths prefixed by $root).
 bin=$root/usr/bin
 etc=$root/etc/trialmesh
