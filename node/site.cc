@@ -36,6 +36,7 @@
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
 #include "ethics/privacy_budget.h"
+#include "node/check_config.h"
 #include "node/ops/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -1171,24 +1172,6 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
           })));
 }
 
-Result<std::string> readPassphrase(const NodeConfig& config) {
-  if (config.identityPassphraseFile) {
-    std::ifstream in(*config.identityPassphraseFile);
-    if (!in) {
-      return Status::notFound(config.path + ": identity_passphrase_file '" +
-                              *config.identityPassphraseFile + "' cannot be read");
-    }
-    std::string line;
-    std::getline(in, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return line;
-  }
-  if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
-  return Status::failedPrecondition(
-      "the identity key file is passphrase-protected: set identity_passphrase_file in " +
-      config.path + " or the environment variable TRIALMESH_PASSPHRASE");
-}
-
 // SIGHUP / `systemctl reload`: re-reads the members file. The new table is checked whole
 // (parse, this site still listed with role site and the key it runs with) before it replaces
 // the old one, so a bad file changes nothing; the reason is logged. The federation name cannot
@@ -1269,8 +1252,8 @@ int runSiteNode(const NodeConfig& config) {
                                                   "' is not a member with role site in " +
                                                   config.membersPath));
   }
-  auto identity =
-      crypto::loadIdentity(config.identityPath, [&config]() { return readPassphrase(config); });
+  auto identity = crypto::loadIdentity(config.identityPath,
+                                       [&config]() { return readIdentityPassphrase(config); });
   if (!identity) return startupFailure(identity.status().withContext(config.identityPath));
   if (!(identity->pub == self->publicKey)) {
     return startupFailure(Status::permissionDenied(
