@@ -2,9 +2,11 @@
 
 #include <netdb.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -61,6 +63,19 @@ Status checkBindable(const std::string& address, const std::string& what) {
 }
 
 }  // namespace
+
+Status checkDataDirPrivate(const std::string& dataDir, const std::string& configPath) {
+  struct stat st {};
+  if (::stat(dataDir.c_str(), &st) != 0) return Status::ok();  // "does not exist" comes later
+  if ((st.st_mode & S_IRWXO) != 0) {
+    char mode[8];
+    std::snprintf(mode, sizeof(mode), "%04o", static_cast<unsigned>(st.st_mode & 07777));
+    return Status::permissionDenied(
+        configPath + ": data_dir " + dataDir + " is accessible to every local user (mode " + mode +
+        ") and holds patient data; fix it with: chmod -R o-rwx " + dataDir);
+  }
+  return Status::ok();
+}
 
 Result<std::string> readIdentityPassphrase(const NodeConfig& config) {
   if (config.identityPassphraseFile) {
@@ -120,6 +135,8 @@ Result<std::vector<std::string>> checkNodeConfig(const NodeConfig& config) {
                             " does not exist (create it with `trialmesh import --store " +
                             config.dataDir + " ...`)");
   }
+  Status isPrivate = checkDataDirPrivate(config.dataDir, config.path);
+  if (!isPrivate.isOk()) return isPrivate;
   // The node creates its ethics stores under data_dir and the store writes there.
   if (::access(config.dataDir.c_str(), R_OK | W_OK | X_OK) != 0) {
     return Status::permissionDenied(config.path + ": data_dir " + config.dataDir +

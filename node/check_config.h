@@ -15,11 +15,15 @@ namespace trialmesh::node {
 // identity_passphrase_file, else $TRIALMESH_PASSPHRASE (FailedPrecondition naming both).
 Result<std::string> readIdentityPassphrase(const NodeConfig& config);
 
+// data_dir holds patient rows: PermissionDenied, with the chmod that fixes it, when other local
+// users may read or enter it (any "other" permission bit).
+Status checkDataDirPrivate(const std::string& dataDir, const std::string& configPath);
+
 // Runs the checks in start-up order and stops at the first failure (its message names the file
 // and key, as the node would at start): log_level and log_file's directory; the members file,
 // this site's membership and role; the identity (file mode, passphrase) and that its public key
-// is the one the members file lists; data_dir exists and is writable by this user, the store
-// opens and every [[dataset]] exists with a readable dictionary; listen and ops_listen can be
+// is the one the members file lists; data_dir exists, is private and writable by this user, the
+// store opens and every [[dataset]] exists with a readable dictionary; listen and ops_listen can be
 // bound. On success returns one line per check passed, for the operator.
 Result<std::vector<std::string>> checkNodeConfig(const NodeConfig& config);
 

@@ -1,5 +1,7 @@
 // trialmesh-node: a federation site node. Usage: trialmesh-node --config node.toml
 // Every config key: docs/deployment.md.
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -34,6 +36,8 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
+  // Store, audit log and approvals hold patient-derived data: private to the service user.
+  ::umask(077);
   trialmesh::retainFreedMemoryForReuse();
   auto config = trialmesh::node::loadNodeConfig(argv[2]);
   if (!config) {

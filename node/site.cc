@@ -1260,6 +1260,8 @@ int runSiteNode(const NodeConfig& config) {
         "identity " + config.identityPath + " has public key " + identity->pub.toText() +
         " but the members file lists " + self->publicKey.toText() + " for '" + config.name + "'"));
   }
+  Status isPrivate = checkDataDirPrivate(config.dataDir, config.path);
+  if (!isPrivate.isOk()) return startupFailure(isPrivate);
   storage::StoreOptions storeOptions;
   storeOptions.createIfMissing = false;
   auto store = storage::Store::open(config.dataDir, storeOptions);

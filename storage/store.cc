@@ -282,6 +282,13 @@ Status Store::Impl::openDb(const StoreOptions& options) {
     if (ec) {
       return Status::ioError("cannot create store directory " + dir_ + ": " + ec.message());
     }
+    // Patient rows: the store directory is the owner's only (its files then need no
+    // protection of their own from other local users).
+    std::filesystem::permissions(dir_, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+    if (ec) {
+      return Status::ioError("cannot make store directory " + dir_ + " private: " + ec.message());
+    }
   }
   rocksdb::DBOptions dbo;
   dbo.create_if_missing = options.createIfMissing;

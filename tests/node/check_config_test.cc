@@ -169,6 +169,17 @@ TEST_F(CheckConfigTest, RefusesAnOpsPortInUse) {
   ::close(fd);
 }
 
+TEST_F(CheckConfigTest, StoresArePrivateAndAWorldReadableOneIsRefused) {
+  const std::string store = siteDir() + "/store";
+  EXPECT_EQ(fs::status(store).permissions() & fs::perms::all, fs::perms::owner_all)
+      << "a new store directory must be 0700";
+  fs::permissions(store, fs::perms::others_read | fs::perms::others_exec, fs::perm_options::add);
+  expectRefused("chmod -R o-rwx " + store);
+  fs::permissions(store, fs::perms::others_all, fs::perm_options::remove);
+  auto r = check();
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
+}
+
 TEST_F(CheckConfigTest, RefusesASiteMissingFromTheMembersFile) {
   setKey("name", "\"nobody\"");
   expectRefused("is not a member with role site");

@@ -89,8 +89,13 @@ site_key=$(tail -1 "$work/site.pub")
 coord_key=$(tail -1 "$work/coordinator.pub")
 "$bin/trialmesh" gen --rows 200 --sites 1 --out "$work/data" >/dev/null
 mkdir -p "$root/var/lib/trialmesh"
+umask 022
 "$bin/trialmesh" import --store "$store" --dataset lung7 --dictionary "$work/data/dictionary.toml" \
   "$work/data/trial.csv" >/dev/null
+# Patient data hygiene: the store directory 0700 and its files 0600, even from a lax umask.
+[[ $(stat -c %a "$store") == 700 ]] || fail "store directory is not 0700"
+[[ -z $(find "$store" -type f -perm /077) ]] || fail "store files readable by group/others"
+umask 077
 
 start_node() {
   local port=$1
