@@ -16,6 +16,7 @@
 #include "crypto/identity.h"
 #include "node/check_config.h"
 #include "node/local_federation.h"
+#include "storage/store.h"
 
 namespace trialmesh::node {
 namespace {
@@ -105,6 +106,14 @@ TEST_F(CheckConfigTest, AGoodConfigPassesAndNothingIsWritten) {
   EXPECT_NE(all.find("dataset 'lung7'"), std::string::npos) << all;
   EXPECT_NE(all.find("can be bound"), std::string::npos) << all;
   EXPECT_EQ(snapshot(dir_), before) << "--check-config wrote to the store or config";
+}
+
+TEST_F(CheckConfigTest, RunsBesideAProcessHoldingTheStore) {
+  // A serving node holds the store's RocksDB LOCK; the check opens the store read-only.
+  auto writer = storage::Store::open(siteDir() + "/store");
+  ASSERT_TRUE(writer.isOk()) << writer.status().toString();
+  auto r = check();
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
 }
 
 TEST_F(CheckConfigTest, RefusesAKeyThatIsNotTheMembersFileKey) {
