@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -36,9 +37,11 @@
 #include "ethics/audit_log.h"
 #include "ethics/privacy_budget.h"
 #include "node/handshake_budget.h"
+#include "node/check_config.h"
 #include "node/ops/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
+#include "node/ops/sd_notify.h"
 #include "node/peer_audit.h"
 #include "protocol/freshness.h"
 #include "protocol/messages.h"
@@ -328,7 +331,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   SiteState(const NodeConfig& config, Members members, crypto::Identity identity,
             std::unique_ptr<storage::Store> store, kj::Timer& timer, ops::NodeMetrics& metrics)
       : config_(config),
-        members_(std::move(members)),
+        members_(std::make_shared<const Members>(std::move(members))),
         identity_(std::move(identity)),
         store_(std::move(store)),
         timer_(timer),
@@ -349,7 +352,15 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   }
 
   const NodeConfig& config() const { return config_; }
-  const Members& members() const { return members_; }
+  const Members& members() const { return *members_; }
+  // Reload (SIGHUP): the new members take effect for the next connection and request. The old
+  // table stays alive until shutdown, so a Member* held by a request in flight, or the peer
+  // auditor's reference to the start-up table, never dangles. One reload per operator action:
+  // the retained tables are a few KiB each.
+  void replaceMembers(Members next) {
+    retiredMembers_.push_back(members_);
+    members_ = std::make_shared<const Members>(std::move(next));
+  }
   const crypto::Identity& identity() const { return identity_; }
   ops::NodeMetrics& metrics() { return metrics_; }
   kj::Timer& timer() { return timer_; }
@@ -435,7 +446,8 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
 
  private:
   const NodeConfig& config_;
-  Members members_;
+  std::shared_ptr<const Members> members_;
+  std::vector<std::shared_ptr<const Members>> retiredMembers_;
   crypto::Identity identity_;
   std::shared_ptr<storage::Store> store_;
   kj::Timer& timer_;
@@ -489,14 +501,14 @@ Status SiteState::checkRound(const protocol::QueryRequestFields& r,
                                       " participants; approval " + label + " requires at least " +
                                       std::to_string(grant.minSites) + " (min_sites)");
   }
-  const std::vector<const Member*> sites = members_.sitesOf(r.study);
+  const std::vector<const Member*> sites = members_->sitesOf(r.study);
   for (const crypto::PublicKey& key : list) {
     bool found = false;
     for (const Member* m : sites) found = found || m->publicKey == key;
     if (!found) {
       return Status::permissionDenied(
           "secure round: participant " + key.toText() + " is not a site of study '" + r.study +
-          "' in the members file of federation '" + members_.federation + "'");
+          "' in the members file of federation '" + members_->federation + "'");
     }
   }
   return Status::ok();
@@ -520,7 +532,7 @@ void SiteState::chargePrivacyBudget(const protocol::QueryRequestFields& r,
   account.study = grant.study;
   account.protocolVersion = grant.protocolVersion;
   account.coordinator = r.coordinatorKey;
-  const Member* coordinator = members_.findByKey(r.coordinatorKey);
+  const Member* coordinator = members_->findByKey(r.coordinatorKey);
   account.coordinatorName = coordinator != nullptr ? coordinator->name : peerName;
   account.budget = grant.dpBudget;
   auto charged = ledger_->charge(account, grant.dpEpsilonPerQuery);
@@ -836,12 +848,13 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
            verified.status(), peerName);
   }
   const protocol::QueryRequestFields& r = *verified;
-  const Member* signer = members_.findByKey(r.coordinatorKey);
+  const Member* signer = members_->findByKey(r.coordinatorKey);
   if (signer == nullptr) {
-    refuse(RefusalReason::kMembership,
-           Status::permissionDenied("query signer " + r.coordinatorKey.toText() +
-                                    " is not a member of federation '" + members_.federation + "'"),
-           peerName);
+    refuse(
+        RefusalReason::kMembership,
+        Status::permissionDenied("query signer " + r.coordinatorKey.toText() +
+                                 " is not a member of federation '" + members_->federation + "'"),
+        peerName);
   }
   if (signer->role != Role::kCoordinator) {
     refuse(RefusalReason::kMembership,
@@ -863,10 +876,10 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                                       std::to_string(protocol::kProtocolVersion)),
            peerName);
   }
-  if (r.federation != members_.federation) {
+  if (r.federation != members_->federation) {
     refuse(RefusalReason::kMembership,
            Status::permissionDenied("query is for federation '" + r.federation +
-                                    "'; this site belongs to '" + members_.federation + "'"),
+                                    "'; this site belongs to '" + members_->federation + "'"),
            peerName);
   }
   if (!std::binary_search(r.audience.begin(), r.audience.end(), identity_.pub)) {
@@ -1170,7 +1183,7 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
   const uint32_t handshakeMs = config_.limits.handshakeTimeoutMs;
   const uint32_t maxPending = config_.limits.maxUnauthenticatedConnections;
   auto handshake =
-      protocol::secureAccept(kj::mv(transport), identity_, members_.keys(), onFailure)
+      protocol::secureAccept(kj::mv(transport), identity_, members_->keys(), onFailure)
           .exclusiveJoin(timer_.afterDelay(handshakeMs * kj::MILLISECONDS)
                              .then([handshakeMs]() -> protocol::SecureConnection {
                                throw protocol::statusToException(Status::unavailable(
@@ -1192,7 +1205,7 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
       handshake
           .then(
               [this, address, peerName](protocol::SecureConnection sc) -> kj::Promise<void> {
-                const Member* m = members_.findByKey(sc.peer);
+                const Member* m = members_->findByKey(sc.peer);
                 *peerName = m != nullptr ? m->name : sc.peer.toText();
                 if (connections_ >= config_.limits.maxConnections) {
                   logConnectionRefused(address,
@@ -1226,22 +1239,50 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
           }));
 }
 
-Result<std::string> readPassphrase(const NodeConfig& config) {
-  if (config.identityPassphraseFile) {
-    std::ifstream in(*config.identityPassphraseFile);
-    if (!in) {
-      return Status::notFound(config.path + ": identity_passphrase_file '" +
-                              *config.identityPassphraseFile + "' cannot be read");
-    }
-    std::string line;
-    std::getline(in, line);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    return line;
+// SIGHUP / `systemctl reload`: re-reads the members file. The new table is checked whole
+// (parse, this site still listed with role site and the key it runs with) before it replaces
+// the old one, so a bad file changes nothing; the reason is logged. The federation name cannot
+// change under a running node (its audit log and approvals are bound to it).
+Status reloadMembers(SiteState& state) {
+  const NodeConfig& config = state.config();
+  auto next = loadMembers(config.membersPath);
+  if (!next) return next.status();
+  const Member* self = next->findByName(config.name);
+  if (self == nullptr || self->role != Role::kSite) {
+    return Status::invalidArgument(config.membersPath + ": '" + config.name +
+                                   "' is no longer a member with role site");
   }
-  if (const char* env = std::getenv("TRIALMESH_PASSPHRASE")) return std::string(env);
-  return Status::failedPrecondition(
-      "the identity key file is passphrase-protected: set identity_passphrase_file in " +
-      config.path + " or the environment variable TRIALMESH_PASSPHRASE");
+  if (!(self->publicKey == state.identity().pub)) {
+    return Status::permissionDenied(config.membersPath + ": lists " + self->publicKey.toText() +
+                                    " for '" + config.name + "' but this node runs with " +
+                                    state.identity().pub.toText() +
+                                    " (rotate the key with a restart, docs/keys.md)");
+  }
+  if (next->federation != state.members().federation) {
+    return Status::invalidArgument(config.membersPath + ": federation '" + next->federation +
+                                   "' differs from the running node's '" +
+                                   state.members().federation + "' (needs a restart)");
+  }
+  const size_t count = next->members.size();
+  state.replaceMembers(std::move(*next));
+  logEvent(level_enum::info, "reload_done",
+           {{"members", config.membersPath}, {"member_count", static_cast<uint64_t>(count)}});
+  return Status::ok();
+}
+
+void notifySystemd(const std::string& message) {
+  Status s = ops::sdNotify(message);
+  if (!s.isOk()) logEvent(level_enum::warn, "sd_notify_failed", {{"reason", s.toString()}});
+}
+
+// Pinged from the event loop itself: if the loop stalls, the pings stop and systemd restarts
+// the node after WatchdogSec.
+kj::Promise<void> watchdogLoop(kj::Timer& timer, std::chrono::milliseconds every) {
+  return timer.afterDelay(static_cast<int64_t>(every.count()) * kj::MILLISECONDS)
+      .then([&timer, every]() {
+        notifySystemd("WATCHDOG=1");
+        return watchdogLoop(timer, every);
+      });
 }
 
 int startupFailure(const Status& s) {
@@ -1258,6 +1299,7 @@ int runSiteNode(const NodeConfig& config) {
   // started later, delivered to the event loop only.
   kj::UnixEventPort::captureSignal(SIGTERM);
   kj::UnixEventPort::captureSignal(SIGINT);
+  kj::UnixEventPort::captureSignal(SIGHUP);  // reload
   signal(SIGPIPE, SIG_IGN);
 
   ops::LoggingOptions logOptions;
@@ -1277,14 +1319,16 @@ int runSiteNode(const NodeConfig& config) {
                                                   "' is not a member with role site in " +
                                                   config.membersPath));
   }
-  auto identity =
-      crypto::loadIdentity(config.identityPath, [&config]() { return readPassphrase(config); });
+  auto identity = crypto::loadIdentity(config.identityPath,
+                                       [&config]() { return readIdentityPassphrase(config); });
   if (!identity) return startupFailure(identity.status().withContext(config.identityPath));
   if (!(identity->pub == self->publicKey)) {
     return startupFailure(Status::permissionDenied(
         "identity " + config.identityPath + " has public key " + identity->pub.toText() +
         " but the members file lists " + self->publicKey.toText() + " for '" + config.name + "'"));
   }
+  Status isPrivate = checkDataDirPrivate(config.dataDir, config.path);
+  if (!isPrivate.isOk()) return startupFailure(isPrivate);
   storage::StoreOptions storeOptions;
   storeOptions.createIfMissing = false;
   auto store = storage::Store::open(config.dataDir, storeOptions);
@@ -1356,8 +1400,38 @@ int runSiteNode(const NodeConfig& config) {
 
   kj::Maybe<kj::Promise<void>> acceptTask = state.acceptLoop(*listener).eagerlyEvaluate(
       [](kj::Exception&& e) { spdlog::error("accept loop ended: {}", e.getDescription().cStr()); });
+  notifySystemd("READY=1\nSTATUS=serving " + config.listen +
+                "\nMAINPID=" + std::to_string(::getpid()));
+  kj::Maybe<kj::Promise<void>> watchdogTask;
+  if (auto every = ops::sdWatchdogInterval()) {
+    notifySystemd("WATCHDOG=1");
+    watchdogTask =
+        watchdogLoop(io.provider->getTimer(), *every).eagerlyEvaluate([](kj::Exception&& e) {
+          spdlog::error("watchdog loop ended: {}", e.getDescription().cStr());
+        });
+  }
   auto& port = io.unixEventPort;
-  auto signalled = port.onSignal(SIGTERM).exclusiveJoin(port.onSignal(SIGINT)).wait(io.waitScope);
+  siginfo_t signalled;
+  for (;;) {
+    signalled = port.onSignal(SIGTERM)
+                    .exclusiveJoin(port.onSignal(SIGINT))
+                    .exclusiveJoin(port.onSignal(SIGHUP))
+                    .wait(io.waitScope);
+    if (signalled.si_signo != SIGHUP) break;
+    notifySystemd(ops::sdReloadingMessage());
+    Status reloaded = reloadMembers(state);
+    if (!reloaded.isOk()) {
+      logEvent(level_enum::err, "reload_refused",
+               {{"reason", reloaded.toString()}, {"kept", "previous members"}});
+      notifySystemd("READY=1\nSTATUS=reload refused, serving with the previous members: " +
+                    reloaded.toString());
+    } else {
+      notifySystemd("READY=1\nSTATUS=serving " + config.listen + " (reloaded)");
+    }
+    ops::flush();
+  }
+  notifySystemd("STOPPING=1");
+  watchdogTask = nullptr;
   logEvent(level_enum::info, "shutdown_started",
            {{"signal", signalled.si_signo == SIGTERM ? "SIGTERM" : "SIGINT"},
             {"queries_in_flight", static_cast<uint64_t>(state.inFlight())},

@@ -8,7 +8,12 @@
 //
 // Shutdown: SIGTERM or SIGINT stops accepting, fails queries still in flight with
 // "Unavailable: site is shutting down", lets the answers go out, waits for running scans to
-// finish, and returns 0.
+// finish, and returns 0. SIGHUP (`systemctl reload`) re-reads the members file; a bad file is
+// refused with the reason logged and the node keeps its previous members.
+//
+// systemd: with $NOTIFY_SOCKET set the node sends READY=1 once it listens, RELOADING=1 /
+// READY=1 around a reload, STOPPING=1 at shutdown, and WATCHDOG=1 from its event loop every
+// WatchdogSec/2 (node/ops/sd_notify.h).
 #pragma once
 
 #include "node/config.h"

@@ -264,15 +264,30 @@ Store::Impl::~Impl() {
   delete db_;
 }
 
+namespace {
+class SilentLogger final : public rocksdb::Logger {
+ public:
+  using rocksdb::Logger::Logv;
+  void Logv(const char*, va_list) override {}
+};
+}  // namespace
+
 Status Store::Impl::openDb(const StoreOptions& options) {
   std::error_code ec;
   if (!std::filesystem::exists(dir_, ec)) {
-    if (!options.createIfMissing) {
+    if (!options.createIfMissing || options.readOnly) {
       return Status::notFound("store directory " + dir_ + " does not exist");
     }
     std::filesystem::create_directories(dir_, ec);
     if (ec) {
       return Status::ioError("cannot create store directory " + dir_ + ": " + ec.message());
+    }
+    // Patient rows: the store directory is the owner's only (its files then need no
+    // protection of their own from other local users).
+    std::filesystem::permissions(dir_, std::filesystem::perms::owner_all,
+                                 std::filesystem::perm_options::replace, ec);
+    if (ec) {
+      return Status::ioError("cannot make store directory " + dir_ + " private: " + ec.message());
     }
   }
   rocksdb::DBOptions dbo;
@@ -296,7 +311,14 @@ Status Store::Impl::openDb(const StoreOptions& options) {
     }
   }
   std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::Status s = rocksdb::DB::Open(dbo, dir_, families, &handles, &db_);
+  rocksdb::Status s;
+  if (options.readOnly) {
+    // No info LOG file either: a read-only open must leave the directory byte-for-byte alone.
+    dbo.info_log = std::make_shared<SilentLogger>();
+    s = rocksdb::DB::OpenForReadOnly(dbo, dir_, families, &handles, &db_);
+  } else {
+    s = rocksdb::DB::Open(dbo, dir_, families, &handles, &db_);
+  }
   if (!s.ok()) {
     db_ = nullptr;
     const std::string text = s.ToString();
@@ -427,7 +449,7 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, const StoreOp
   impl->dir_ = dir;
   impl->cache_ = std::make_unique<internal::ChunkCache>(options.cacheBytes);
   TM_RETURN_IF_ERROR(impl->openDb(options));
-  TM_RETURN_IF_ERROR(impl->removeLeftovers());
+  if (!options.readOnly) TM_RETURN_IF_ERROR(impl->removeLeftovers());
   return std::unique_ptr<Store>(new Store(std::move(impl)));
 }
 

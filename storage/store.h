@@ -33,6 +33,10 @@ struct StoreOptions {
   size_t cacheBytes = size_t{256} << 20;
   // Create the store directory (and parents) if it does not exist (default true).
   bool createIfMissing = true;
+  // Open without writing anything or taking the RocksDB LOCK (`trialmesh-node --check-config`
+  // on a store a node may be serving). Reads see the store as of the open; imports and drops
+  // fail. Implies createIfMissing = false.
+  bool readOnly = false;
 };
 
 struct ImportOptions {

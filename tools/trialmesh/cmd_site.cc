@@ -1,5 +1,6 @@
 // Site admin commands: gen, import, datasets, dict.
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -56,6 +57,9 @@ struct ImportArgs {
 };
 
 int runImport(const ImportArgs& a) {
+  // The store holds patient rows: every file and directory the import creates is private to
+  // the importing user (0600/0700), whatever the shell's umask.
+  ::umask(077);
   auto dict = storage::Dictionary::loadFile(a.dictionary);
   if (!dict) return fail(dict.status());
   auto store = storage::Store::open(a.store);

@@ -1,0 +1,198 @@
+// `trialmesh-node --check-config` (node/check_config.h): each wrong input the node refuses at
+// start-up is refused by the check too, with the reason, and the check writes nothing and holds
+// no port. Configs come from a one-site LocalFederation (not started).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+
+#include "crypto/identity.h"
+#include "node/check_config.h"
+#include "node/local_federation.h"
+#include "storage/store.h"
+
+namespace trialmesh::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Modification times and sizes of every file under `dir`: "nothing written" means equal.
+std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> snapshot(const std::string& dir) {
+  std::map<std::string, std::pair<uintmax_t, fs::file_time_type>> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) out[e.path().string()] = {e.file_size(), e.last_write_time()};
+  }
+  return out;
+}
+
+class CheckConfigTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = (fs::temp_directory_path() /
+            ("trialmesh-check-" + std::to_string(::getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name()))
+               .string();
+    fs::remove_all(dir_);
+    LocalFederationOptions o;
+    o.directory = dir_;
+    o.sites = 1;
+    o.rows = 60;
+    auto fed = LocalFederation::create(o);
+    ASSERT_TRUE(fed.isOk()) << fed.status().toString();
+    fed_ = std::move(*fed);
+    configPath_ = fed_->siteConfigPath(0);
+    original_ = readFile(configPath_);
+  }
+  void TearDown() override {
+    fed_.reset();
+    fs::remove_all(dir_);
+  }
+
+  // Rewrites `key = ...` (first occurrence) in node.toml, or appends the line to the top level.
+  void setKey(const std::string& key, const std::string& value) {
+    std::string text = readFile(configPath_);
+    std::regex line("(^|\\n)" + key + " = [^\\n]*");
+    if (std::regex_search(text, line)) {
+      text = std::regex_replace(text, line, "$1" + key + " = " + value,
+                                std::regex_constants::format_first_only);
+    } else {
+      text = key + " = " + value + "\n" + text;
+    }
+    std::ofstream(configPath_, std::ios::trunc) << text;
+  }
+
+  Result<std::vector<std::string>> check() {
+    auto config = loadNodeConfig(configPath_);
+    if (!config) return config.status();
+    return checkNodeConfig(*config);
+  }
+
+  // The check fails and its message contains `needle`.
+  void expectRefused(const std::string& needle) {
+    auto r = check();
+    ASSERT_FALSE(r.isOk()) << "accepted; expected: " << needle;
+    EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().toString();
+  }
+
+  std::string siteDir() const { return fed_->siteDirectory(0); }
+
+  std::string dir_;
+  std::unique_ptr<LocalFederation> fed_;
+  std::string configPath_;
+  std::string original_;
+};
+
+TEST_F(CheckConfigTest, AGoodConfigPassesAndNothingIsWritten) {
+  const auto before = snapshot(dir_);
+  auto r = check();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  std::string all;
+  for (const auto& l : *r) all += l + "\n";
+  EXPECT_NE(all.find("matches the members file"), std::string::npos) << all;
+  EXPECT_NE(all.find("dataset 'lung7'"), std::string::npos) << all;
+  EXPECT_NE(all.find("can be bound"), std::string::npos) << all;
+  EXPECT_EQ(snapshot(dir_), before) << "--check-config wrote to the store or config";
+}
+
+TEST_F(CheckConfigTest, RunsBesideAProcessHoldingTheStore) {
+  // A serving node holds the store's RocksDB LOCK; the check opens the store read-only.
+  auto writer = storage::Store::open(siteDir() + "/store");
+  ASSERT_TRUE(writer.isOk()) << writer.status().toString();
+  auto r = check();
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
+}
+
+TEST_F(CheckConfigTest, RefusesAKeyThatIsNotTheMembersFileKey) {
+  const std::string other = siteDir() + "/other.key";
+  ASSERT_TRUE(crypto::saveIdentity(other, crypto::generateIdentity(), std::nullopt).isOk());
+  setKey("identity", "\"" + other + "\"");
+  expectRefused("but the members file lists");
+}
+
+TEST_F(CheckConfigTest, RefusesAWrongPassphrase) {
+  const std::string key = siteDir() + "/enc.key";
+  // The same key as the members file, re-saved under a passphrase; the config gives another.
+  auto plain = crypto::loadIdentity(siteDir() + "/" + fed_->siteName(0) + ".key");
+  ASSERT_TRUE(plain.isOk()) << plain.status().toString();
+  ASSERT_TRUE(crypto::saveIdentity(key, *plain, std::string("right horse")).isOk());
+  std::ofstream(siteDir() + "/pass.txt") << "wrong horse\n";
+  setKey("identity", "\"" + key + "\"");
+  setKey("identity_passphrase_file", "\"" + siteDir() + "/pass.txt\"");
+  auto r = check();
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().toString().find(key), std::string::npos) << r.status().toString();
+  // And the right passphrase passes.
+  std::ofstream(siteDir() + "/pass.txt", std::ios::trunc) << "right horse\n";
+  auto ok = check();
+  EXPECT_TRUE(ok.isOk()) << ok.status().toString();
+}
+
+TEST_F(CheckConfigTest, RefusesAMissingDataDir) {
+  setKey("data_dir", "\"" + siteDir() + "/no-such-store\"");
+  expectRefused("does not exist");
+  EXPECT_FALSE(fs::exists(siteDir() + "/no-such-store")) << "the check created the store";
+}
+
+TEST_F(CheckConfigTest, RefusesAnUnknownDataset) {
+  std::string text = readFile(configPath_);
+  text = std::regex_replace(text, std::regex("name = \"lung7\""), "name = \"lung8\"");
+  std::ofstream(configPath_, std::ios::trunc) << text;
+  expectRefused("dataset 'lung8'");
+}
+
+TEST_F(CheckConfigTest, RefusesABadLogLevel) {
+  setKey("log_level", "\"loud\"");
+  expectRefused("log_level");
+}
+
+TEST_F(CheckConfigTest, RefusesAnOpsPortInUse) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  const std::string taken = "\"127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "\"";
+  setKey("ops_listen", taken);
+  expectRefused("ops_listen 127.0.0.1:" + std::to_string(ntohs(a.sin_port)) +
+                ": address already in use");
+  setKey("ops_listen", "\"127.0.0.1:0\"");
+  setKey("listen", taken);
+  expectRefused("address already in use");
+  ::close(fd);
+}
+
+TEST_F(CheckConfigTest, StoresArePrivateAndAWorldReadableOneIsRefused) {
+  const std::string store = siteDir() + "/store";
+  EXPECT_EQ(fs::status(store).permissions() & fs::perms::all, fs::perms::owner_all)
+      << "a new store directory must be 0700";
+  fs::permissions(store, fs::perms::others_read | fs::perms::others_exec, fs::perm_options::add);
+  expectRefused("chmod -R o-rwx " + store);
+  fs::permissions(store, fs::perms::others_all, fs::perm_options::remove);
+  auto r = check();
+  EXPECT_TRUE(r.isOk()) << r.status().toString();
+}
+
+TEST_F(CheckConfigTest, RefusesASiteMissingFromTheMembersFile) {
+  setKey("name", "\"nobody\"");
+  expectRefused("is not a member with role site");
+}
+
+}  // namespace
+}  // namespace trialmesh::node
