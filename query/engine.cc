@@ -834,7 +834,8 @@ class Worker {
       StatPartial& s = result_.stats[ai];
       const ColumnChunk& col = *cols_[a.var];
       if (a.fn == AggFn::kKm) {
-        collectKm(ai, col, *cols_[a.event], sel, grouped ? cells32(n) : nullptr, n);
+        TM_RETURN_IF_ERROR(
+            collectKm(ai, col, *cols_[a.event], sel, grouped ? cells32(n) : nullptr, n));
         continue;
       }
       // valid = selected and known
@@ -1080,10 +1081,12 @@ class Worker {
     for (uint32_t c = 0; c < plan_.cells; ++c) s.n[c] += chunkN_[c];
   }
 
-  void collectKm(size_t ai, const ColumnChunk& time, const ColumnChunk& event, const uint8_t* sel,
-                 const uint32_t* cell, uint32_t n) {
+  Status collectKm(size_t ai, const ColumnChunk& time, const ColumnChunk& event, const uint8_t* sel,
+                   const uint32_t* cell, uint32_t n) {
     StatPartial& s = result_.stats[ai];
     auto& raw = kmRaw_[ai];
+    const detail::EventCoding& coding = plan_.aggregates[ai].eventCoding;
+    std::vector<double> bad;
     visitValues(time, [&](const auto* t) {
       visitValues(event, [&](const auto* e) {
         for (uint32_t i = 0; i < n; ++i) {
@@ -1093,11 +1096,20 @@ class Worker {
             ++s.missing[c];
             continue;
           }
-          raw[c].push_back({static_cast<double>(t[i]), e[i] != 0});
+          const auto ev = static_cast<double>(e[i]);
+          if (ev != coding.event && ev != coding.censored) {
+            bad.push_back(ev);
+            continue;
+          }
+          raw[c].push_back({static_cast<double>(t[i]), ev == coding.event});
           ++s.n[c];
         }
       });
     });
+    if (!bad.empty())
+      return detail::eventCodingError("km", plan_.dictionary.variable(plan_.aggregates[ai].event),
+                                      coding, bad);
+    return Status::ok();
   }
 
   void finishKm() {

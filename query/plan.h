@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "query/query.h"
 #include "storage/column.h"
 #include "storage/dictionary.h"
@@ -44,11 +45,26 @@ struct GroupVar {
   uint32_t width() const { return levels + (hasNa ? 1 : 0); }
 };
 
+// How an event indicator's stored values read (docs/statistics.md, "Event coding"): decided from
+// the dictionary alone, so every site reads its own rows identically even when it holds only
+// one of the two values. Any other stored value is an error naming the variable.
+struct EventCoding {
+  double censored = 0;  // the stored value meaning censored (boolean false, 0, 1 or a level)
+  double event = 1;     // the stored value meaning event
+  std::string text;     // "0/1", "1/2", "FALSE/TRUE" or "level <a>/<b>", for messages
+};
+
+// InvalidArgument naming the event variable, its coding and the distinct stored values in `bad`
+// (at most a few listed) that are neither censored nor event.
+Status eventCodingError(std::string_view what, const storage::Variable& event,
+                        const EventCoding& coding, std::vector<double> bad);
+
 struct BoundAggregate {
   AggFn fn = AggFn::kCount;
   bool hasVar = false;  // false: bare count
   size_t var = 0;
-  size_t event = 0;  // km
+  size_t event = 0;         // km
+  EventCoding eventCoding;  // km
   storage::VariableType type = storage::VariableType::kReal;
   // hist: breaks[0..bins] with bin k = [breaks[k], breaks[k+1]). Uniform breaks are
   // from + k * width, with the last one `to`.
@@ -78,6 +94,7 @@ struct ModelPlan {
   storage::VariableType responseType = storage::VariableType::kReal;
   size_t event = 0;  // survival models
   storage::VariableType eventType = storage::VariableType::kBoolean;
+  EventCoding eventCoding;
   bool intercept = false;  // lm, glm: a first column of ones
   std::vector<ModelTerm> terms;
   std::vector<std::string> columnNames;  // design columns, R's names
