@@ -34,7 +34,7 @@ bool isReserved(std::string_view word) {
 bool isPlainIdentifier(std::string_view s) {
   if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
   for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
   return true;
 }
 
@@ -101,8 +101,8 @@ class Parser {
       t.offset = i;
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t j = i;
-        while (j < src_.size() &&
-               (std::isalnum(static_cast<unsigned char>(src_[j])) || src_[j] == '_'))
+        while (j < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[j])) ||
+                                   src_[j] == '_' || src_[j] == '.'))  // R names: ph.ecog, meal.cal
           ++j;
         t.kind = Token::Kind::kIdent;
         t.text = std::string(src_.substr(i, j - i));
