@@ -59,6 +59,9 @@ Status eventCodingError(std::string_view what, const Variable& event, const Even
 namespace {
 
 constexpr uint32_t kMaxCells = 1u << 20;
+// An integer used in `by` has one cell per value of its declared range: bounded so that a
+// grouping by a continuous-looking integer (days, a lab count) is refused, not a huge table.
+constexpr double kMaxIntegerGroupValues = 1000;
 
 size_t editDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -364,7 +367,8 @@ class Binder {
   // The event coding of a survival status, from its declaration only (R's Surv() decides from
   // the data's maximum, which a site holding only 1s cannot see): boolean FALSE/TRUE; integer
   // with declared max 1 -> 0/1, max 2 -> 1/2 (2 = event, as Surv() reads a status whose
-  // maximum is 2), any other range refused; categorical with exactly the levels {0, 1}, {1, 2} or {FALSE, TRUE}.
+  // maximum is 2), any other range refused; categorical with exactly the levels {0, 1}, {1, 2} or
+  // {FALSE, TRUE}.
   static Result<detail::EventCoding> eventCodingOf(const Variable& e, const std::string& what) {
     const std::string how =
         "declare it boolean, or integer with min = 0, max = 1 (0 = censored, 1 = event) or "
@@ -680,15 +684,30 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
       if (g.var == idx)
         return Status::invalidArgument(fmt::format("'{}' appears twice after 'by'", name));
     }
-    if (v.type != VariableType::kCategorical && v.type != VariableType::kBoolean) {
-      return Status::invalidArgument(
-          fmt::format("cannot group by {}: {} is {}; group-by needs a categorical or boolean "
-                      "variable",
-                      v.name, v.name, storage::variableTypeName(v.type)));
-    }
     detail::GroupVar g;
     g.var = idx;
-    g.levels = v.type == VariableType::kBoolean ? 2 : static_cast<uint32_t>(v.levels.size());
+    if (v.type == VariableType::kInteger) {
+      // Integer-coded categories (sex 1/2, ECOG 0-3): one cell per value of the declared range,
+      // which every site shares (its own values could not fix the cells).
+      if (!v.min || !v.max || *v.max - *v.min >= kMaxIntegerGroupValues)
+        return Status::invalidArgument(fmt::format(
+            "cannot group by {}: an integer variable is grouped by each value of its declared "
+            "range, and {} {}; declare min and max in the dictionary (at most {} values)",
+            v.name, v.name,
+            !v.min || !v.max ? "has no declared min and max"
+                             : fmt::format("spans {} to {}", *v.min, *v.max),
+            kMaxIntegerGroupValues));
+      g.integer = true;
+      g.offset = static_cast<int64_t>(*v.min);
+      g.levels = static_cast<uint32_t>(*v.max - *v.min + 1);
+    } else if (v.type != VariableType::kCategorical && v.type != VariableType::kBoolean) {
+      return Status::invalidArgument(
+          fmt::format("cannot group by {}: {} is {}; group-by needs a categorical, boolean or "
+                      "integer variable",
+                      v.name, v.name, storage::variableTypeName(v.type)));
+    } else {
+      g.levels = v.type == VariableType::kBoolean ? 2 : static_cast<uint32_t>(v.levels.size());
+    }
     g.hasNa = v.missingAllowed;
     cells *= g.width();
     if (cells > kMaxCells)

@@ -746,6 +746,31 @@ class Worker {
       const ColumnChunk& col = *cols_[gv.var];
       const uint32_t levels = gv.levels;
       const C width = static_cast<C>(gv.width());
+      if (gv.integer) {
+        // Values of the declared range; a missing slot holds 0, which may lie outside it.
+        bool inRange = true;
+        visitValues(col, [&](const auto* x) {
+          for (uint32_t i = 0; i < n; ++i) {
+            C code = static_cast<C>(levels);
+            if (!col.isMissing(i)) {
+              const int64_t k = static_cast<int64_t>(x[i]) - gv.offset;
+              inRange = inRange && k >= 0 && k < static_cast<int64_t>(levels);
+              code = static_cast<C>(k);
+            } else {
+              inRange = inRange && gv.hasNa;
+            }
+            g[i] = first ? code : static_cast<C>(g[i] * width + code);
+          }
+        });
+        if (!inRange) {
+          return Status::corruption(fmt::format(
+              "chunk {} of variable {} holds a value outside its declared range or a missing "
+              "value the dictionary does not allow; the stored dataset needs to be re-imported",
+              chunkIndex, plan_.dictionary.variable(gv.var).name));
+        }
+        first = false;
+        continue;
+      }
       bool ok = visitValues(col, [&](const auto* x) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
         if constexpr (std::is_integral_v<T>) {

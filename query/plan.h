@@ -40,9 +40,19 @@ struct BoundFilter {
 
 struct GroupVar {
   size_t var = 0;
-  uint32_t levels = 0;  // declared levels (boolean: 2)
+  uint32_t levels = 0;  // declared levels (boolean: 2; integer: max - min + 1)
   bool hasNa = false;   // an extra "NA" level at index `levels`
+  // An integer variable grouped by its values (sex 1/2, ECOG 0-3): level k is the value
+  // offset + k, over the declared range, so that every site reports the same cells.
+  bool integer = false;
+  int64_t offset = 0;
   uint32_t width() const { return levels + (hasNa ? 1 : 0); }
+  // The text of level `code` (< levels) of variable v, as results name the cell.
+  std::string levelText(const storage::Variable& v, uint32_t code) const {
+    if (integer) return std::to_string(offset + static_cast<int64_t>(code));
+    if (v.type == storage::VariableType::kBoolean) return code ? "true" : "false";
+    return v.levels[code].code;
+  }
 };
 
 // How an event indicator's stored values read (docs/statistics.md, "Event coding"): decided from

@@ -1,5 +1,6 @@
-// Event coding of a survival status (docs/statistics.md "Event coding"): decided from the
-// dictionary, never from one site's values, and any other value is an error naming it.
+// Variables as R users write them: the event coding of a survival status (docs/statistics.md
+// "Event coding"), decided from the dictionary and never from one site's values; integer
+// variables in `by` and factor(x); dotted names.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 
@@ -107,6 +108,50 @@ TEST(EventCoding, AValueOutsideTheCodingIsAnErrorNamingVariableAndValues) {
   auto ok = bindQuery(*parseQuery("km(time, s12) where s12 != 0"), dict);
   ASSERT_TRUE(ok.isOk());
   EXPECT_TRUE(execute(*ok, *table, {}).isOk());
+}
+
+// An integer in `by` has one cell per value of its declared range, empty cells included, and
+// the same counts as filtering on each value.
+TEST(IntegerGroups, CountByIntegerEqualsCountWhereValue) {
+  const Dictionary dict = studyDictionary();
+  auto table = makeTable(dict, randomRows(5000, 7));
+  ResultTable t = runQuery("count, mean(bmi) by status, smoker", *table, 2);
+  ASSERT_EQ(t.rows.size(), 3u * 3u);  // status 0..2 x smoker false/true/NA
+  ASSERT_EQ(t.columns[0], "status");
+  for (int64_t status = 0; status <= 2; ++status) {
+    for (const char* smoker : {"false", "true"}) {
+      const auto& row = t.rows[static_cast<size_t>(status) * 3 + (smoker[0] == 't')];
+      EXPECT_EQ(std::get<std::string>(row[0]), std::to_string(status));
+      EXPECT_EQ(std::get<std::string>(row[1]), smoker);
+      ResultTable w = runQuery(
+          fmt::format("count, mean(bmi) where status = {} and smoker = {}", status, smoker), *table,
+          1);
+      EXPECT_TRUE(valuesMatch(row[2], w.rows[0][0], 0));
+      EXPECT_TRUE(valuesMatch(row[3], w.rows[0][1], 1e-12));
+    }
+  }
+  // age 0..120 with missing values: 121 value cells and NA.
+  ResultTable a = runQuery("count by age", *table, 1);
+  ASSERT_EQ(a.rows.size(), 122u);
+  EXPECT_EQ(std::get<std::string>(a.rows[120][0]), "120");
+  EXPECT_EQ(std::get<std::string>(a.rows[121][0]), "NA");
+  ResultTable missing = runQuery("count where age is missing", *table, 1);
+  EXPECT_TRUE(valuesMatch(a.rows[121][1], missing.rows[0][0], 0));
+}
+
+TEST(IntegerGroups, AnIntegerWithoutADeclaredRangeIsRefused) {
+  const Dictionary dict = studyDictionary();
+  auto b = bindQuery(*parseQuery("count by big"), dict);
+  ASSERT_FALSE(b.isOk());
+  EXPECT_NE(b.status().message().find("cannot group by big: an integer variable is grouped by "
+                                      "each value of its declared range, and big has no "
+                                      "declared min and max"),
+            std::string::npos)
+      << b.status().message();
+  auto v = bindQuery(*parseQuery("count by visits"), dict);
+  ASSERT_FALSE(v.isOk());
+  EXPECT_NE(v.status().message().find("spans -1000 to 30000"), std::string::npos)
+      << v.status().message();
 }
 
 }  // namespace
