@@ -62,6 +62,9 @@ constexpr uint32_t kMaxCells = 1u << 20;
 // An integer used in `by` has one cell per value of its declared range: bounded so that a
 // grouping by a continuous-looking integer (days, a lab count) is refused, not a huge table.
 constexpr double kMaxIntegerGroupValues = 1000;
+// factor(x) of an integer: one design column per declared value after the first (models allow
+// at most 200 columns).
+constexpr double kMaxFactorValues = 200;
 
 size_t editDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -422,6 +425,51 @@ class Binder {
     }
   }
 
+  // factor(x) as R's model.matrix expands it, columns named "factor(x)<level>": a categorical
+  // by its levels, a boolean as FALSE/TRUE, an integer by each value of its declared range
+  // (the dictionary, not a site's data, fixes the levels so every site builds the same design;
+  // a declared value no site holds gives an all-zero column, which the fit reports as
+  // collinear; R would drop the unused level).
+  static Status bindFactor(const Variable& v, const std::string& what, detail::ModelTerm& t,
+                           std::vector<std::string>& columnNames) {
+    const std::string prefix = "factor(" + v.name + ")";
+    t.factor = true;
+    switch (v.type) {
+      case VariableType::kCategorical:
+        t.levels = static_cast<uint32_t>(v.levels.size());
+        for (size_t l = 1; l < v.levels.size(); ++l)
+          columnNames.push_back(prefix + v.levels[l].code);
+        break;
+      case VariableType::kBoolean:
+        t.levels = 2;
+        columnNames.push_back(prefix + "TRUE");
+        break;
+      case VariableType::kInteger:
+        if (!v.min || !v.max || *v.max - *v.min >= kMaxFactorValues)
+          return Status::invalidArgument(fmt::format(
+              "{}: factor({}) needs the declared range of {} (min and max in the dictionary, at "
+              "most {} values), which fixes its levels at every site; {} {}",
+              what, v.name, v.name, kMaxFactorValues, v.name,
+              !v.min || !v.max ? "has no declared min and max"
+                               : fmt::format("spans {} to {}", *v.min, *v.max)));
+        t.offset = static_cast<int64_t>(*v.min);
+        t.levels = static_cast<uint32_t>(*v.max - *v.min + 1);
+        for (uint32_t l = 1; l < t.levels; ++l)
+          columnNames.push_back(prefix + std::to_string(t.offset + l));
+        break;
+      default:
+        return Status::invalidArgument(
+            fmt::format("{}: factor({}): {} is {}; factor() takes an integer, categorical or "
+                        "boolean variable",
+                        what, v.name, v.name, storage::variableTypeName(v.type)));
+    }
+    if (t.levels < 2)
+      return Status::invalidArgument(
+          fmt::format("{}: factor({}) has {} level(s); a factor covariate needs at least two", what,
+                      v.name, t.levels));
+    return Status::ok();
+  }
+
   static bool isNumeric(VariableType t) {
     return t == VariableType::kInteger || t == VariableType::kReal;
   }
@@ -469,6 +517,12 @@ class Binder {
             fmt::format("{}: {} is the response and cannot also be a covariate", what, v.name));
       t.type = v.type;
       t.firstColumn = m.columnNames.size();
+      if (a.isFactor(name)) {
+        TM_RETURN_IF_ERROR(bindFactor(v, what, t, m.columnNames));
+        t.columns = m.columnNames.size() - t.firstColumn;
+        m.terms.push_back(t);
+        continue;
+      }
       switch (v.type) {
         case VariableType::kInteger:
         case VariableType::kReal:

@@ -115,10 +115,11 @@ Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source
       for (size_t t = 0; t < m.terms.size(); ++t) {
         const ModelTerm& term = m.terms[t];
         const double v = tv[t][i];
-        if (term.type == storage::VariableType::kCategorical) {
+        if (term.type == storage::VariableType::kCategorical || term.factor) {
           for (size_t k = 0; k < term.columns; ++k) row[term.firstColumn + k] = 0.0;
-          const auto level = static_cast<size_t>(v);
-          if (level >= 1) row[term.firstColumn + level - 1] = 1.0;
+          const double level = v - static_cast<double>(term.offset);
+          if (level >= 1 && level < static_cast<double>(term.levels))
+            row[term.firstColumn + static_cast<size_t>(level) - 1] = 1.0;
         } else {
           row[term.firstColumn] = v;
         }

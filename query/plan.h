@@ -93,6 +93,10 @@ struct ModelTerm {
   size_t var = 0;
   storage::VariableType type = storage::VariableType::kReal;
   uint32_t levels = 0;  // categorical: declared levels
+  // factor(x): one indicator per level after the first; level k of an integer is the value
+  // offset + k over its declared range (a boolean: FALSE, TRUE).
+  bool factor = false;
+  int64_t offset = 0;
   size_t firstColumn = 0;
   size_t columns = 1;
 };
