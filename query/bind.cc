@@ -23,9 +23,48 @@ PartialShape BoundQuery::shape() const {
                       static_cast<uint32_t>(plan_->aggregates.size())};
 }
 
+namespace detail {
+
+Status eventCodingError(std::string_view what, const Variable& event, const EventCoding& coding,
+                        std::vector<double> bad) {
+  std::sort(bad.begin(), bad.end());
+  bad.erase(std::unique(bad.begin(), bad.end()), bad.end());
+  std::string found;
+  for (size_t i = 0; i < bad.size() && i < 5; ++i) {
+    if (i) found += ", ";
+    // Categorical values are level indices: show the code a person wrote in the CSV.
+    const auto k = static_cast<size_t>(bad[i]);
+    found += event.type == VariableType::kCategorical && k < event.levels.size()
+                 ? event.levels[k].code
+                 : fmt::format("{}", bad[i]);
+  }
+  if (bad.size() > 5) found += fmt::format(", ... ({} distinct values)", bad.size());
+  const std::string censored =
+      event.type == VariableType::kCategorical
+          ? event.levels[static_cast<size_t>(coding.censored)].code
+          : (event.type == VariableType::kBoolean ? "FALSE" : fmt::format("{}", coding.censored));
+  const std::string ev =
+      event.type == VariableType::kCategorical
+          ? event.levels[static_cast<size_t>(coding.event)].code
+          : (event.type == VariableType::kBoolean ? "TRUE" : fmt::format("{}", coding.event));
+  return Status::invalidArgument(fmt::format(
+      "{}: the event variable {} is coded {} by the dictionary ({} = censored, {} = event) but "
+      "holds the value(s) {} in this site's selected rows; exclude them with a 'where' filter "
+      "or correct the data or the dictionary",
+      what, event.name, coding.text, censored, ev, found));
+}
+
+}  // namespace detail
+
 namespace {
 
 constexpr uint32_t kMaxCells = 1u << 20;
+// An integer used in `by` has one cell per value of its declared range: bounded so that a
+// grouping by a continuous-looking integer (days, a lab count) is refused, not a huge table.
+constexpr double kMaxIntegerGroupValues = 1000;
+// factor(x) of an integer: one design column per declared value after the first (models allow
+// at most 200 columns).
+constexpr double kMaxFactorValues = 200;
 
 size_t editDistance(std::string_view a, std::string_view b) {
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
@@ -328,6 +367,109 @@ class Binder {
     return Status::internal("unknown filter kind");
   }
 
+  // The event coding of a survival status, from its declaration only (R's Surv() decides from
+  // the data's maximum, which a site holding only 1s cannot see): boolean FALSE/TRUE; integer
+  // with declared max 1 -> 0/1, max 2 -> 1/2 (2 = event, as Surv() reads a status whose
+  // maximum is 2), any other range refused; categorical with exactly the levels {0, 1}, {1, 2} or
+  // {FALSE, TRUE}.
+  static Result<detail::EventCoding> eventCodingOf(const Variable& e, const std::string& what) {
+    const std::string how =
+        "declare it boolean, or integer with min = 0, max = 1 (0 = censored, 1 = event) or "
+        "min = 1, max = 2 (1 = censored, 2 = event, as R's Surv() reads it)";
+    switch (e.type) {
+      case VariableType::kBoolean:
+        return detail::EventCoding{0, 1, "FALSE/TRUE"};
+      case VariableType::kInteger: {
+        // The declared max plays the part of R's data maximum; values outside the coding
+        // (a 0 under 1/2) are refused where they are met, whatever min says.
+        if (e.max && (*e.max == 1 || *e.max == 2)) {
+          return *e.max == 1 ? detail::EventCoding{0, 1, "0/1"} : detail::EventCoding{1, 2, "1/2"};
+        }
+        std::string range = fmt::format("[{}, {}]", e.min ? fmt::format("{}", *e.min) : "-inf",
+                                        e.max ? fmt::format("{}", *e.max) : "inf");
+        return Status::invalidArgument(fmt::format(
+            "{}: the event variable {} is an integer with the declared range {}, which does not "
+            "fix its event coding; {}",
+            what, e.name, range, how));
+      }
+      case VariableType::kCategorical: {
+        auto codeIs = [&](size_t i, std::initializer_list<const char*> spellings) {
+          for (const char* sp : spellings)
+            if (e.levels[i].code == sp) return true;
+          return false;
+        };
+        if (e.levels.size() == 2) {
+          for (const auto& [c, ev] : {std::pair{"0", "1"}, std::pair{"1", "2"}}) {
+            for (size_t first = 0; first < 2; ++first) {
+              if (e.levels[first].code == c && e.levels[1 - first].code == ev)
+                return detail::EventCoding{static_cast<double>(first),
+                                           static_cast<double>(1 - first),
+                                           fmt::format("{}/{}", c, ev)};
+            }
+          }
+          for (size_t first = 0; first < 2; ++first) {
+            if (codeIs(first, {"FALSE", "false", "False", "F"}) &&
+                codeIs(1 - first, {"TRUE", "true", "True", "T"}))
+              return detail::EventCoding{static_cast<double>(first), static_cast<double>(1 - first),
+                                         "FALSE/TRUE"};
+          }
+        }
+        return Status::invalidArgument(fmt::format(
+            "{}: the event variable {} is categorical with the levels {}; an event indicator "
+            "needs exactly the levels 0 and 1, 1 and 2 (2 = event) or FALSE and TRUE; or {}",
+            what, e.name, levelList(e), how));
+      }
+      default:
+        return Status::invalidArgument(fmt::format("{}: the event variable {} is {}; {}", what,
+                                                   e.name, storage::variableTypeName(e.type), how));
+    }
+  }
+
+  // factor(x) as R's model.matrix expands it, columns named "factor(x)<level>": a categorical
+  // by its levels, a boolean as FALSE/TRUE, an integer by each value of its declared range
+  // (the dictionary, not a site's data, fixes the levels so every site builds the same design;
+  // a declared value no site holds gives an all-zero column, which the fit reports as
+  // collinear; R would drop the unused level).
+  static Status bindFactor(const Variable& v, const std::string& what, detail::ModelTerm& t,
+                           std::vector<std::string>& columnNames) {
+    const std::string prefix = "factor(" + v.name + ")";
+    t.factor = true;
+    switch (v.type) {
+      case VariableType::kCategorical:
+        t.levels = static_cast<uint32_t>(v.levels.size());
+        for (size_t l = 1; l < v.levels.size(); ++l)
+          columnNames.push_back(prefix + v.levels[l].code);
+        break;
+      case VariableType::kBoolean:
+        t.levels = 2;
+        columnNames.push_back(prefix + "TRUE");
+        break;
+      case VariableType::kInteger:
+        if (!v.min || !v.max || *v.max - *v.min >= kMaxFactorValues)
+          return Status::invalidArgument(fmt::format(
+              "{}: factor({}) needs the declared range of {} (min and max in the dictionary, at "
+              "most {} values), which fixes its levels at every site; {} {}",
+              what, v.name, v.name, kMaxFactorValues, v.name,
+              !v.min || !v.max ? "has no declared min and max"
+                               : fmt::format("spans {} to {}", *v.min, *v.max)));
+        t.offset = static_cast<int64_t>(*v.min);
+        t.levels = static_cast<uint32_t>(*v.max - *v.min + 1);
+        for (uint32_t l = 1; l < t.levels; ++l)
+          columnNames.push_back(prefix + std::to_string(t.offset + l));
+        break;
+      default:
+        return Status::invalidArgument(
+            fmt::format("{}: factor({}): {} is {}; factor() takes an integer, categorical or "
+                        "boolean variable",
+                        what, v.name, v.name, storage::variableTypeName(v.type)));
+    }
+    if (t.levels < 2)
+      return Status::invalidArgument(
+          fmt::format("{}: factor({}) has {} level(s); a factor covariate needs at least two", what,
+                      v.name, t.levels));
+    return Status::ok();
+  }
+
   static bool isNumeric(VariableType t) {
     return t == VariableType::kInteger || t == VariableType::kReal;
   }
@@ -349,11 +491,7 @@ class Binder {
       TM_ASSIGN_OR_RETURN(m.event, resolve(a.event));
       const Variable& e = var(m.event);
       m.eventType = e.type;
-      if (e.type != VariableType::kBoolean && e.type != VariableType::kInteger)
-        return Status::invalidArgument(fmt::format(
-            "{}: the event variable {} is {}; it needs a boolean (true = event) or an integer "
-            "(0 = censored, otherwise event)",
-            what, e.name, storage::variableTypeName(e.type)));
+      TM_ASSIGN_OR_RETURN(m.eventCoding, eventCodingOf(e, what));
       if (a.terms.empty())
         return Status::invalidArgument(
             fmt::format("{}: a Cox model needs at least one covariate after '~'", what));
@@ -379,6 +517,12 @@ class Binder {
             fmt::format("{}: {} is the response and cannot also be a covariate", what, v.name));
       t.type = v.type;
       t.firstColumn = m.columnNames.size();
+      if (a.isFactor(name)) {
+        TM_RETURN_IF_ERROR(bindFactor(v, what, t, m.columnNames));
+        t.columns = m.columnNames.size() - t.firstColumn;
+        m.terms.push_back(t);
+        continue;
+      }
       switch (v.type) {
         case VariableType::kInteger:
         case VariableType::kReal:
@@ -518,12 +662,7 @@ class Binder {
               fmt::format("{}: the time variable {} is {}; km needs an integer or real time", what,
                           v.name, storage::variableTypeName(v.type)));
         TM_ASSIGN_OR_RETURN(b.event, resolve(a.event));
-        const Variable& e = var(b.event);
-        if (e.type != VariableType::kBoolean && e.type != VariableType::kInteger)
-          return Status::invalidArgument(fmt::format(
-              "{}: the event variable {} is {}; km needs a boolean (true = event) or an integer "
-              "(0 = censored, otherwise event)",
-              what, e.name, storage::variableTypeName(e.type)));
+        TM_ASSIGN_OR_RETURN(b.eventCoding, eventCodingOf(var(b.event), what));
         break;
       }
     }
@@ -656,15 +795,30 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
       if (g.var == idx)
         return Status::invalidArgument(fmt::format("'{}' appears twice after 'by'", name));
     }
-    if (v.type != VariableType::kCategorical && v.type != VariableType::kBoolean) {
-      return Status::invalidArgument(
-          fmt::format("cannot group by {}: {} is {}; group-by needs a categorical or boolean "
-                      "variable",
-                      v.name, v.name, storage::variableTypeName(v.type)));
-    }
     detail::GroupVar g;
     g.var = idx;
-    g.levels = v.type == VariableType::kBoolean ? 2 : static_cast<uint32_t>(v.levels.size());
+    if (v.type == VariableType::kInteger) {
+      // Integer-coded categories (sex 1/2, ECOG 0-3): one cell per value of the declared range,
+      // which every site shares (its own values could not fix the cells).
+      if (!v.min || !v.max || *v.max - *v.min >= kMaxIntegerGroupValues)
+        return Status::invalidArgument(fmt::format(
+            "cannot group by {}: an integer variable is grouped by each value of its declared "
+            "range, and {} {}; declare min and max in the dictionary (at most {} values)",
+            v.name, v.name,
+            !v.min || !v.max ? "has no declared min and max"
+                             : fmt::format("spans {} to {}", *v.min, *v.max),
+            kMaxIntegerGroupValues));
+      g.integer = true;
+      g.offset = static_cast<int64_t>(*v.min);
+      g.levels = static_cast<uint32_t>(*v.max - *v.min + 1);
+    } else if (v.type != VariableType::kCategorical && v.type != VariableType::kBoolean) {
+      return Status::invalidArgument(
+          fmt::format("cannot group by {}: {} is {}; group-by needs a categorical, boolean or "
+                      "integer variable",
+                      v.name, v.name, storage::variableTypeName(v.type)));
+    } else {
+      g.levels = v.type == VariableType::kBoolean ? 2 : static_cast<uint32_t>(v.levels.size());
+    }
     g.hasNa = v.missingAllowed;
     cells *= g.width();
     if (cells > kMaxCells)

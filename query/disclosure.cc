@@ -147,11 +147,7 @@ void withholdSurvivalSummaries(ResultTable& table, const detail::Plan& plan,
       const auto& v = plan.dictionary.variable(g.var);
       const uint32_t code = rest % g.width();
       rest /= g.width();
-      std::string value = g.time             ? timeBinLabel(g.bins, code)
-                          : code == g.levels ? std::string("NA")
-                          : v.type == storage::VariableType::kBoolean
-                              ? std::string(code ? "true" : "false")
-                              : v.levels[code].code;
+      std::string value = code == g.levels ? std::string("NA") : g.levelText(v, code);
       parts[gi] = v.name + "=" + value;
     }
     for (size_t gi = 0; gi < parts.size(); ++gi) name += (gi ? ", " : "") + parts[gi];

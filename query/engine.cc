@@ -746,6 +746,31 @@ class Worker {
       const ColumnChunk& col = *cols_[gv.var];
       const uint32_t levels = gv.levels;
       const C width = static_cast<C>(gv.width());
+      if (gv.integer) {
+        // Values of the declared range; a missing slot holds 0, which may lie outside it.
+        bool inRange = true;
+        visitValues(col, [&](const auto* x) {
+          for (uint32_t i = 0; i < n; ++i) {
+            C code = static_cast<C>(levels);
+            if (!col.isMissing(i)) {
+              const int64_t k = static_cast<int64_t>(x[i]) - gv.offset;
+              inRange = inRange && k >= 0 && k < static_cast<int64_t>(levels);
+              code = static_cast<C>(k);
+            } else {
+              inRange = inRange && gv.hasNa;
+            }
+            g[i] = first ? code : static_cast<C>(g[i] * width + code);
+          }
+        });
+        if (!inRange) {
+          return Status::corruption(fmt::format(
+              "chunk {} of variable {} holds a value outside its declared range or a missing "
+              "value the dictionary does not allow; the stored dataset needs to be re-imported",
+              chunkIndex, plan_.dictionary.variable(gv.var).name));
+        }
+        first = false;
+        continue;
+      }
       bool ok = visitValues(col, [&](const auto* x) {
         using T = std::remove_cv_t<std::remove_pointer_t<decltype(x)>>;
         if constexpr (std::is_integral_v<T>) {
@@ -843,7 +868,8 @@ class Worker {
       StatPartial& s = result_.stats[ai];
       const ColumnChunk& col = *cols_[a.var];
       if (a.fn == AggFn::kKm) {
-        collectKm(ai, col, *cols_[a.event], sel, grouped ? cells32(n) : nullptr, n);
+        TM_RETURN_IF_ERROR(
+            collectKm(ai, col, *cols_[a.event], sel, grouped ? cells32(n) : nullptr, n));
         continue;
       }
       // valid = selected and known
@@ -1089,10 +1115,12 @@ class Worker {
     for (uint32_t c = 0; c < plan_.cells; ++c) s.n[c] += chunkN_[c];
   }
 
-  void collectKm(size_t ai, const ColumnChunk& time, const ColumnChunk& event, const uint8_t* sel,
-                 const uint32_t* cell, uint32_t n) {
+  Status collectKm(size_t ai, const ColumnChunk& time, const ColumnChunk& event, const uint8_t* sel,
+                   const uint32_t* cell, uint32_t n) {
     StatPartial& s = result_.stats[ai];
     auto& raw = kmRaw_[ai];
+    const detail::EventCoding& coding = plan_.aggregates[ai].eventCoding;
+    std::vector<double> bad;
     visitValues(time, [&](const auto* t) {
       visitValues(event, [&](const auto* e) {
         for (uint32_t i = 0; i < n; ++i) {
@@ -1102,11 +1130,20 @@ class Worker {
             ++s.missing[c];
             continue;
           }
-          raw[c].push_back({static_cast<double>(t[i]), e[i] != 0});
+          const auto ev = static_cast<double>(e[i]);
+          if (ev != coding.event && ev != coding.censored) {
+            bad.push_back(ev);
+            continue;
+          }
+          raw[c].push_back({static_cast<double>(t[i]), ev == coding.event});
           ++s.n[c];
         }
       });
     });
+    if (!bad.empty())
+      return detail::eventCodingError("km", plan_.dictionary.variable(plan_.aggregates[ai].event),
+                                      coding, bad);
+    return Status::ok();
   }
 
   void finishKm() {

@@ -96,6 +96,15 @@ Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source
         ++out.missing;
         continue;
       }
+      if (survival && ev[i] != m.eventCoding.event && ev[i] != m.eventCoding.censored) {
+        std::vector<double> bad;
+        for (uint32_t j = i; j < n; ++j)
+          if (sel[j] && !std::isnan(ev[j]) && ev[j] != m.eventCoding.event &&
+              ev[j] != m.eventCoding.censored)
+            bad.push_back(ev[j]);
+        return detail::eventCodingError(aggFnName(m.fn), plan.dictionary.variable(m.event),
+                                        m.eventCoding, std::move(bad));
+      }
       if (logistic && yv[i] != 0.0 && yv[i] != 1.0) {
         return Status::invalidArgument(fmt::format(
             "glm_sums: the response {} is {} in row {} of the dataset; logistic regression "
@@ -106,10 +115,11 @@ Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source
       for (size_t t = 0; t < m.terms.size(); ++t) {
         const ModelTerm& term = m.terms[t];
         const double v = tv[t][i];
-        if (term.type == storage::VariableType::kCategorical) {
+        if (term.type == storage::VariableType::kCategorical || term.factor) {
           for (size_t k = 0; k < term.columns; ++k) row[term.firstColumn + k] = 0.0;
-          const auto level = static_cast<size_t>(v);
-          if (level >= 1) row[term.firstColumn + level - 1] = 1.0;
+          const double level = v - static_cast<double>(term.offset);
+          if (level >= 1 && level < static_cast<double>(term.levels))
+            row[term.firstColumn + static_cast<size_t>(level) - 1] = 1.0;
         } else {
           row[term.firstColumn] = v;
         }
@@ -127,7 +137,7 @@ Result<ModelRows> loadRows(const Plan& plan, const storage::ColumnSource& source
       }
       out.x.values.insert(out.x.values.end(), row.begin(), row.end());
       out.y.push_back(y);
-      if (survival) out.event.push_back(ev[i] != 0.0 ? 1.0 : 0.0);
+      if (survival) out.event.push_back(ev[i] == m.eventCoding.event ? 1.0 : 0.0);
       const uint32_t s = m.hasStrata ? static_cast<uint32_t>(sv[i]) : 0;
       if (s >= m.strata)
         return Status::corruption(fmt::format(

@@ -175,8 +175,8 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
         value = timeBinLabel(g.bins, code);
       } else if (code == g.levels) {
         value = std::string("NA");
-      } else if (v.type == storage::VariableType::kBoolean) {
-        value = std::string(code ? "true" : "false");
+      } else if (v.type != storage::VariableType::kCategorical) {
+        value = g.levelText(v, code);
       } else {
         value = v.levels[code].code;
         if (!v.levels[code].label.empty()) label = v.levels[code].label;

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/status.h"
 #include "query/query.h"
 #include "query/time_group.h"
 #include "storage/column.h"
@@ -40,19 +41,45 @@ struct BoundFilter {
 
 struct GroupVar {
   size_t var = 0;
-  uint32_t levels = 0;  // declared levels (boolean: 2)
+  uint32_t levels = 0;  // declared levels (boolean: 2; integer: max - min + 1)
   bool hasNa = false;   // an extra "NA" level at index `levels`
   // by week(date) and friends (query/time_group.h): `levels` calendar bins of a date variable.
   bool time = false;
   TimeBins bins;
+  // An integer variable grouped by its values (sex 1/2, ECOG 0-3): level k is the value
+  // offset + k, over the declared range, so that every site reports the same cells.
+  bool integer = false;
+  int64_t offset = 0;
   uint32_t width() const { return levels + (hasNa ? 1 : 0); }
+  // The text of level `code` (< levels) of variable v, as results name the cell.
+  std::string levelText(const storage::Variable& v, uint32_t code) const {
+    if (time) return timeBinLabel(bins, code);
+    if (integer) return std::to_string(offset + static_cast<int64_t>(code));
+    if (v.type == storage::VariableType::kBoolean) return code ? "true" : "false";
+    return v.levels[code].code;
+  }
 };
+
+// How an event indicator's stored values read (docs/statistics.md, "Event coding"): decided from
+// the dictionary alone, so every site reads its own rows identically even when it holds only
+// one of the two values. Any other stored value is an error naming the variable.
+struct EventCoding {
+  double censored = 0;  // the stored value meaning censored (boolean false, 0, 1 or a level)
+  double event = 1;     // the stored value meaning event
+  std::string text;     // "0/1", "1/2", "FALSE/TRUE" or "level <a>/<b>", for messages
+};
+
+// InvalidArgument naming the event variable, its coding and the distinct stored values in `bad`
+// (at most a few listed) that are neither censored nor event.
+Status eventCodingError(std::string_view what, const storage::Variable& event,
+                        const EventCoding& coding, std::vector<double> bad);
 
 struct BoundAggregate {
   AggFn fn = AggFn::kCount;
   bool hasVar = false;  // false: bare count
   size_t var = 0;
-  size_t event = 0;  // km
+  size_t event = 0;         // km
+  EventCoding eventCoding;  // km
   storage::VariableType type = storage::VariableType::kReal;
   // hist: breaks[0..bins] with bin k = [breaks[k], breaks[k+1]). Uniform breaks are
   // from + k * width, with the last one `to`.
@@ -71,6 +98,10 @@ struct ModelTerm {
   size_t var = 0;
   storage::VariableType type = storage::VariableType::kReal;
   uint32_t levels = 0;  // categorical: declared levels
+  // factor(x): one indicator per level after the first; level k of an integer is the value
+  // offset + k over its declared range (a boolean: FALSE, TRUE).
+  bool factor = false;
+  int64_t offset = 0;
   size_t firstColumn = 0;
   size_t columns = 1;
 };
@@ -82,6 +113,7 @@ struct ModelPlan {
   storage::VariableType responseType = storage::VariableType::kReal;
   size_t event = 0;  // survival models
   storage::VariableType eventType = storage::VariableType::kBoolean;
+  EventCoding eventCoding;
   bool intercept = false;  // lm, glm: a first column of ones
   std::vector<ModelTerm> terms;
   std::vector<std::string> columnNames;  // design columns, R's names

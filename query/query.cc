@@ -37,7 +37,7 @@ bool isReserved(std::string_view word) {
 bool isPlainIdentifier(std::string_view s) {
   if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) return false;
   for (char c : s)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_')) return false;
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.')) return false;
   return true;
 }
 
@@ -151,8 +151,8 @@ class Parser {
       t.offset = i;
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
         size_t j = i;
-        while (j < src_.size() &&
-               (std::isalnum(static_cast<unsigned char>(src_[j])) || src_[j] == '_'))
+        while (j < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[j])) ||
+                                   src_[j] == '_' || src_[j] == '.'))  // R names: ph.ecog, meal.cal
           ++j;
         t.kind = Token::Kind::kIdent;
         t.text = std::string(src_.substr(i, j - i));
@@ -417,7 +417,20 @@ class Parser {
       next();  // intercept only
     } else {
       while (true) {
+        // factor(x) as in an R formula; a variable called factor stays usable (not followed
+        // by '(', or in backticks).
+        const bool factor = peek().kind == Token::Kind::kIdent && !peek().quotedIdent &&
+                            iequals(peek().text, "factor") && pos_ + 1 < tokens_.size() &&
+                            isPunct(tokens_[pos_ + 1], "(");
+        if (factor) {
+          next();
+          next();
+        }
         TM_ASSIGN_OR_RETURN(std::string term, expectVariable("as a covariate of " + shape));
+        if (factor) {
+          TM_RETURN_IF_ERROR(expectPunct(")", "after the variable of factor(...)"));
+          if (!a.isFactor(term)) a.factors.push_back(term);
+        }
         for (const auto& t : a.terms)
           if (t == term)
             return error(tokens_[pos_ - 1], fmt::format("covariate '{}' appears twice", term));
@@ -874,7 +887,7 @@ std::string aggregateText(const Aggregate& a) {
     if (a.terms.empty()) s += "1";
     for (size_t i = 0; i < a.terms.size(); ++i) {
       if (i) s += " + ";
-      s += quoteName(a.terms[i]);
+      s += a.isFactor(a.terms[i]) ? "factor(" + quoteName(a.terms[i]) + ")" : quoteName(a.terms[i]);
     }
     if (a.fn == AggFn::kGlm) s += ", family = binomial";
     if (a.breslow) s += ", ties = breslow";

@@ -76,6 +76,14 @@ struct Aggregate {
   // indicator (coxph, cox_*); `terms` are the covariates in formula order (empty: intercept
   // only, written `~ 1`).
   std::vector<std::string> terms;
+  // The covariates of `terms` written factor(x) (R's factor(): an integer's declared values as
+  // categories); each also listed in `terms`, in formula order. Empty for most models.
+  std::vector<std::string> factors;
+  bool isFactor(const std::string& term) const {
+    for (const auto& f : factors)
+      if (f == term) return true;
+    return false;
+  }
   bool breslow = false;        // coxph: ties = breslow (default efron; the round sums serve both)
   std::string strata;          // coxph, cox_*: strata = <categorical or boolean variable>
   std::vector<double> beta;    // glm_sums, cox_sums (empty: all zero)

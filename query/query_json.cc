@@ -145,9 +145,19 @@ Result<Aggregate> parseModelJson(const json& j, const std::string& path, Aggrega
   if (auto t = j.find("terms"); t != j.end()) {
     if (!t->is_array()) return jsonError(path + ".terms", "must be an array of variable names");
     for (size_t i = 0; i < t->size(); ++i) {
-      if (!(*t)[i].is_string())
-        return jsonError(fmt::format("{}.terms[{}]", path, i), "must be a string");
-      a.terms.push_back((*t)[i].get<std::string>());
+      const auto& term = (*t)[i];
+      // A covariate is "x", or {"factor": "x"} for R's factor(x).
+      if (term.is_object() && term.size() == 1 && term.contains("factor") &&
+          term["factor"].is_string()) {
+        const std::string name = term["factor"].get<std::string>();
+        if (!a.isFactor(name)) a.factors.push_back(name);
+        a.terms.push_back(name);
+        continue;
+      }
+      if (!term.is_string())
+        return jsonError(fmt::format("{}.terms[{}]", path, i),
+                         "must be a variable name or {\"factor\": name}");
+      a.terms.push_back(term.get<std::string>());
     }
   }
   if (a.fn == AggFn::kGlm) {
@@ -335,7 +345,15 @@ std::string toJson(const Query& query) {
       } else {
         s["response"] = a.var;
       }
-      s["terms"] = a.terms;
+      nlohmann::json terms = nlohmann::json::array();
+      for (const auto& t : a.terms) {
+        if (a.isFactor(t)) {
+          terms.push_back({{"factor", t}});
+        } else {
+          terms.push_back(t);
+        }
+      }
+      s["terms"] = std::move(terms);
       if (a.fn == AggFn::kGlm) s["family"] = "binomial";
       if (a.breslow) s["ties"] = "breslow";
       if (!a.beta.empty()) s["beta"] = a.beta;

@@ -33,7 +33,8 @@ bool isIdentifier(std::string_view s) {
   auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; };
   if (!alpha(s[0])) return false;
   for (char c : s) {
-    if (!alpha(c) && !(c >= '0' && c <= '9')) return false;
+    // Dots as in R names (ph.ecog, meal.cal); never first, so a name never reads as a number.
+    if (!alpha(c) && !(c >= '0' && c <= '9') && c != '.') return false;
   }
   return true;
 }
@@ -79,14 +80,14 @@ void validate(std::string_view source, const std::string& study,
   if (variables.empty()) {
     errors.push_back(src + ": the dictionary declares no variables; add at least one [[variable]]");
   }
-  std::unordered_set<std::string> names, columns;
+  std::unordered_set<std::string> names;
   for (size_t i = 0; i < variables.size(); ++i) {
     const Variable& v = variables[i];
     const std::string where = src + ": " + quoteVariable(v, i) + ": ";
     if (!isIdentifier(v.name)) {
       errors.push_back(where + "key 'name' ('" + v.name +
-                       "') must be an identifier: a letter or '_' followed by letters, digits "
-                       "or '_'");
+                       "') must be an identifier: a letter or '_' followed by letters, digits, "
+                       "'_' or '.'");
     } else if (!names.insert(v.name).second) {
       errors.push_back(where + "key 'name' ('" + v.name + "') is declared more than once");
     }
@@ -96,10 +97,7 @@ void validate(std::string_view source, const std::string& study,
     }
     if (v.csvColumn.empty()) {
       errors.push_back(where + "key 'column' must not be empty");
-    } else if (!columns.insert(v.csvColumn).second) {
-      errors.push_back(where + "key 'column' ('" + v.csvColumn +
-                       "') is already used by another variable");
-    }
+    }  // one CSV column may feed several variables (ph.ecog as integer and as categorical)
     for (const auto* s : {&v.csvColumn, &v.unit, &v.description}) {
       if (!isValidUtf8(*s)) errors.push_back(where + "a text key is not valid UTF-8");
     }

@@ -109,7 +109,7 @@ std::vector<Case> cases() {
   AdditiveOptions km;
   km.kmTimeBin = 1;
   out.push_back({"km(os_days, death) by sex", km});
-  out.push_back({"km(os_days, status) by arm", km});
+  out.push_back({"km(os_days, status) where status != 0 by arm", km});
   // Data far from zero needs a shift near its mean (docs/privacy.md "Precision").
   AdditiveOptions lab;
   lab.shifts["lab"] = 1e9;

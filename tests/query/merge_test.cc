@@ -184,7 +184,7 @@ TEST(Merge, FinalizedMergeMatchesWholeTable) {
       second(rows.begin() + 12345, rows.end());
   auto t1 = makeTable(dict, first);
   auto t2 = makeTable(dict, second);
-  const std::string text = "km(os_days, status) by arm";
+  const std::string text = "km(os_days, status) where status != 0 by arm";
   auto b = *bindQuery(*parseQuery(text), dict);
   PartialResult p = *execute(b, *t1, {});
   ASSERT_TRUE(mergeInto(p, *execute(b, *t2, {})).isOk());

@@ -235,7 +235,8 @@ TEST(Bind, ErrorsNameTheProblem) {
   EXPECT_EQ(bindError("count where sex in (\"F\", \"m\")"),
             "'m' is not a level of sex (levels: F, M)");
   EXPECT_EQ(bindError("count by bmi"),
-            "cannot group by bmi: bmi is real; group-by needs a categorical or boolean variable");
+            "cannot group by bmi: bmi is real; group-by needs a categorical, boolean or integer "
+            "variable");
   EXPECT_EQ(bindError("count by arm, arm"), "'arm' appears twice after 'by'");
   EXPECT_NE(bindError("count where sex = 1")
                 .find("sex is categorical: compare it with a quoted "

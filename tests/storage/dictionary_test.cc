@@ -132,9 +132,9 @@ TEST(DictionaryTest, RejectsEveryRuleViolation) {
       {"study = \"S\"\n[[variable]]\nname = \"a\"\ntype = \"real\"\n[[variable]]\nname = \"a\"\n"
        "type = \"real\"\ncolumn = \"b\"\n",
        "key 'name' ('a') is declared more than once"},
-      {"study = \"S\"\n[[variable]]\nname = \"a\"\ntype = \"real\"\n[[variable]]\nname = \"b\"\n"
-       "type = \"real\"\ncolumn = \"a\"\n",
-       "variable 'b': key 'column' ('a') is already used by another variable"},
+      {"study = \"S\"\n[[variable]]\nname = \".a\"\ntype = \"real\"\n",
+       "variable '.a': key 'name' ('.a') must be an identifier: a letter or '_' followed by "
+       "letters, digits, '_' or '.'"},
       {oneVar(""), "variable 'v': key 'type' is required"},
       {oneVar("type = \"float\"\n"), "key 'type' ('float') must be one of integer, real"},
       {oneVar("type = \"real\"\nmissing = \"yes\"\n"),

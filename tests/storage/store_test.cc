@@ -239,6 +239,69 @@ TEST(StoreTest, AcceptsEverySpellingAndMissingForm) {
   EXPECT_FALSE((*age)->hasMissing());
 }
 
+// R exports: dotted names, and one CSV column read as two variables (ph.ecog as a number and
+// as categories), each with its own type, levels and checks.
+TEST(StoreTest, OneColumnFeedsSeveralVariablesWithDottedNames) {
+  TempDir tmp;
+  const std::string csv = tmp / "lung.csv";
+  writeFile(csv, "time,ph.ecog,meal.cal\n306,1,1175\n455,0,NA\n1010,3,513\n210,,\n");
+  auto dict = Dictionary::parseToml(R"(study = "LUNG"
+[[variable]]
+name = "time"
+type = "integer"
+[[variable]]
+name = "ph.ecog"
+type = "integer"
+min = 0
+max = 3
+missing = true
+[[variable]]
+name = "ecog"
+column = "ph.ecog"
+type = "categorical"
+levels = ["0", "1", "2", "3"]
+missing = true
+[[variable]]
+name = "meal.cal"
+type = "real"
+missing = true
+)",
+                                    "lung.toml");
+  ASSERT_TRUE(dict.isOk()) << dict.status().toString();
+  EXPECT_EQ(dict->find("ph.ecog"), std::optional<size_t>(1));
+  EXPECT_EQ(dict->variable(2).csvColumn, "ph.ecog");
+  auto back = Dictionary::parseToml(dict->toToml(), "back.toml");
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(back->hashHex(), dict->hashHex());
+  auto store = openStore(tmp / "store");
+  ASSERT_TRUE(store);
+  auto report = store->importCsv("lung", *dict, csv);
+  ASSERT_TRUE(report.isOk()) << report.status().toString();
+  auto ds = store->openDataset("lung");
+  ASSERT_TRUE(ds.isOk());
+  auto num = (*ds)->column(1, 0);
+  auto cat = (*ds)->column(2, 0);
+  auto meal = (*ds)->column(3, 0);
+  ASSERT_TRUE(num.isOk() && cat.isOk() && meal.isOk());
+  const double ecog[] = {1, 0, 3};
+  for (uint32_t i = 0; i < 3; ++i) {
+    EXPECT_EQ((*num)->valueAsDouble(i), ecog[i]);
+    EXPECT_EQ((*cat)->valueAsDouble(i), ecog[i]);  // level index of "0".."3"
+  }
+  EXPECT_TRUE((*num)->isMissing(3));
+  EXPECT_TRUE((*cat)->isMissing(3));
+  EXPECT_EQ((*meal)->valueAsDouble(0), 1175.0);
+  EXPECT_TRUE((*meal)->isMissing(1));
+
+  // Each variable keeps its own checks: a 4 is out of ph.ecog's range and not an ecog level.
+  const std::string bad = tmp / "bad.csv";
+  writeFile(bad, "time,ph.ecog,meal.cal\n306,4,1175\n");
+  auto failed = store->importCsv("bad", *dict, bad);
+  ASSERT_FALSE(failed.isOk());
+  EXPECT_THAT(failed.status().message(), HasSubstr("variable ph.ecog"));
+  EXPECT_THAT(failed.status().message(), HasSubstr("variable ecog"));
+}
+
 // The import parses common value shapes on fast paths; every stored value must equal what the
 // general parsers (std::from_chars, parseIsoDate) give for the same text.
 TEST(StoreTest, FastPathValuesEqualGeneralParsers) {
