@@ -152,6 +152,13 @@ void withholdSurvivalSummaries(ResultTable& table, const detail::Plan& plan,
     }
     for (size_t gi = 0; gi < parts.size(); ++gi) name += (gi ? ", " : "") + parts[gi];
     if (name.empty()) name = "all";
+    if (c < table.curveSuppressed.size()) {
+      table.curveSuppressed[c] = true;
+      // Keep only the name: n, events and the median would tell the group's size.
+      stats::KmCurve hidden;
+      hidden.name = table.curves[c].name;
+      table.curves[c] = std::move(hidden);
+    }
     const std::string prefix = name + ": n = ";
     for (std::string& note : table.notes) {
       if (note.compare(0, prefix.size(), prefix) == 0)
@@ -169,6 +176,7 @@ void withholdSurvivalSummaries(ResultTable& table, const detail::Plan& plan,
     }
   }
   table.notes = std::move(kept);
+  table.logRank.reset();
   if (droppedTest) table.notes.push_back("log-rank test: withheld because a group is suppressed");
   if (!table.appendix.empty()) {
     table.appendix.clear();

@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
+
+#include "query/disclosure.h"
 
 namespace trialmesh::query {
 
@@ -159,51 +163,211 @@ std::string formatTable(const ResultTable& table, const TableFormatOptions& opti
   return out;
 }
 
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+const char* kindName(ResultTable::Kind kind) {
+  switch (kind) {
+    case ResultTable::Kind::kHistogram:
+      return "histogram";
+    case ResultTable::Kind::kSurvival:
+      return "survival";
+    case ResultTable::Kind::kCells:
+      break;
+  }
+  return "cells";
+}
+
+// Disclosure control writes kSuppressedMarker into a statistic column (never a group column,
+// whose text is a level code that may legitimately read "suppressed").
+bool isSuppressed(const ResultTable& t, size_t column, const ResultValue& v) {
+  const auto* s = std::get_if<std::string>(&v);
+  return column >= t.groupColumns && s != nullptr && *s == kSuppressedMarker;
+}
+
+Json jsonNumber(double v) { return std::isfinite(v) ? Json(v) : Json(); }
+
+Json jsonValue(const ResultValue& v) {
+  if (const auto* i = std::get_if<int64_t>(&v)) return *i;
+  if (const auto* d = std::get_if<double>(&v)) return jsonNumber(*d);
+  if (const auto* s = std::get_if<std::string>(&v)) return *s;
+  return nullptr;
+}
+
+// Field names: the column names, made unique as R's make.unique does ("mean(x)", "mean(x).1")
+// so that a select list naming one statistic twice still gives one field per column.
+std::vector<std::string> fieldNames(const ResultTable& t) {
+  std::vector<std::string> names;
+  for (const auto& c : t.columns) {
+    std::string name = c;
+    for (int k = 1; std::find(names.begin(), names.end(), name) != names.end(); ++k)
+      name = c + "." + std::to_string(k);
+    names.push_back(name);
+  }
+  return names;
+}
+
+Json curveJson(const ResultTable& t, size_t i) {
+  const stats::KmCurve& c = t.curves[i];
+  const bool hidden = i < t.curveSuppressed.size() && t.curveSuppressed[i];
+  Json j;
+  j["group"] = c.name;
+  if (hidden) {
+    for (const char* k : {"n", "events", "median", "median_lower", "median_upper"}) j[k] = nullptr;
+  } else {
+    j["n"] = c.n;
+    j["events"] = c.events;
+    j["median"] = jsonNumber(c.median);
+    j["median_lower"] = jsonNumber(c.medianLower);
+    j["median_upper"] = jsonNumber(c.medianUpper);
+  }
+  j["conf_level"] = c.confLevel;
+  j["conf_type"] = "log";
+  j["suppressed"] = hidden;
+  return j;
+}
+
+Json logRankJson(const stats::LogRankTest& test) {
+  Json groups = Json::array();
+  for (const auto& g : test.groups) {
+    groups.push_back({{"group", g.name},
+                      {"n", g.n},
+                      {"observed", jsonNumber(g.observed)},
+                      {"expected", jsonNumber(g.expected)},
+                      {"variance", jsonNumber(g.variance)}});
+  }
+  const size_t k = test.groups.size();
+  Json variance = Json::array();
+  for (size_t r = 0; r < k && test.variance.size() == k * k; ++r) {
+    Json row = Json::array();
+    for (size_t c = 0; c < k; ++c) row.push_back(jsonNumber(test.variance[r * k + c]));
+    variance.push_back(std::move(row));
+  }
+  Json j;
+  j["test"] = "logrank";
+  j["rho"] = 0;
+  j["groups"] = std::move(groups);
+  j["variance"] = std::move(variance);
+  j["chi_square"] = jsonNumber(test.chiSquare);
+  j["df"] = jsonNumber(test.df);
+  j["p_value"] = jsonNumber(test.pValue);
+  return j;
+}
+
+// The curve a survival row belongs to: its name as finalize writes it ("arm=A, sex=F", "all"
+// without `by`) from the row's group columns (a "<var>_label" column after its variable is
+// skipped). Returns curves.size() when there is none.
+size_t curveOfRow(const ResultTable& t, const std::vector<ResultValue>& row) {
+  std::string name;
+  size_t col = 0;
+  for (size_t gi = 0; gi < t.byVariables.size() && col < t.groupColumns; ++gi) {
+    if (gi) name += ", ";
+    name += t.byVariables[gi] + "=" + exactText(row[col]);
+    ++col;
+    if (col < t.groupColumns && t.columns[col] == t.byVariables[gi] + "_label") ++col;
+  }
+  if (name.empty()) name = "all";
+  for (size_t i = 0; i < t.curves.size(); ++i)
+    if (t.curves[i].name == name) return i;
+  return t.curves.size();
+}
+
+std::string csvField(const std::string& s) {
+  if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"') q.push_back('"');
+    q.push_back(c);
+  }
+  return q + "\"";
+}
+
+// CSV text of a number: NA for NaN and infinities (read.csv reads them back as NA).
+std::string csvNumber(double v) { return std::isfinite(v) ? fmt::format("{}", v) : "NA"; }
+
+}  // namespace
+
 std::string formatJson(const ResultTable& table) {
-  nlohmann::json j;
-  j["columns"] = table.columns;
-  nlohmann::json rows = nlohmann::json::array();
+  const std::vector<std::string> names = fieldNames(table);
+  Json j;
+  j["schema_version"] = kJsonSchemaVersion;
+  j["kind"] = kindName(table.kind);
+  j["columns"] = names;
+  j["group_columns"] = std::vector<std::string>(
+      names.begin(),
+      names.begin() + static_cast<ptrdiff_t>(std::min(table.groupColumns, names.size())));
+  j["by"] = table.byVariables;
+  j["statistics"] = table.statistics;
+  Json rows = Json::array();
   for (const auto& r : table.rows) {
-    nlohmann::json row = nlohmann::json::array();
-    for (const auto& v : r) {
-      if (const auto* i = std::get_if<int64_t>(&v)) {
-        row.push_back(*i);
-      } else if (const auto* d = std::get_if<double>(&v)) {
-        row.push_back(std::isfinite(*d) ? nlohmann::json(*d) : nlohmann::json());
-      } else if (const auto* s = std::get_if<std::string>(&v)) {
-        row.push_back(*s);
+    Json row = Json::object();
+    Json suppressed = Json::array();
+    for (size_t c = 0; c < r.size() && c < names.size(); ++c) {
+      if (isSuppressed(table, c, r[c])) {
+        row[names[c]] = nullptr;
+        suppressed.push_back(names[c]);
       } else {
-        row.push_back(nullptr);
+        row[names[c]] = jsonValue(r[c]);
       }
     }
+    row["suppressed"] = std::move(suppressed);
     rows.push_back(std::move(row));
   }
   j["rows"] = std::move(rows);
+  if (table.kind == ResultTable::Kind::kSurvival) {
+    Json curves = Json::array();
+    for (size_t i = 0; i < table.curves.size(); ++i) curves.push_back(curveJson(table, i));
+    j["curves"] = std::move(curves);
+    j["logrank"] = table.logRank ? logRankJson(*table.logRank) : Json();
+  }
   j["notes"] = table.notes;
   return j.dump();
 }
 
 std::string formatCsv(const ResultTable& table) {
-  auto field = [](const std::string& s) {
-    if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
-    std::string q = "\"";
-    for (char c : s) {
-      if (c == '"') q.push_back('"');
-      q.push_back(c);
-    }
-    return q + "\"";
-  };
-  std::string out;
-  for (size_t c = 0; c < table.columns.size(); ++c) {
-    if (c) out += ",";
-    out += field(table.columns[c]);
+  const std::vector<std::string> names = fieldNames(table);
+  const bool survival = table.kind == ResultTable::Kind::kSurvival;
+  std::vector<std::string> header = names;
+  if (survival) {
+    for (const char* c :
+         {"median", "median_lower", "median_upper", "logrank_chisq", "logrank_df", "logrank_p"})
+      header.push_back(c);
   }
+  header.push_back("suppressed");
+  header.push_back("suppressed_columns");
+  std::string out;
+  for (size_t c = 0; c < header.size(); ++c) out += (c ? "," : "") + csvField(header[c]);
   out += "\r\n";
   for (const auto& r : table.rows) {
+    std::vector<std::string> suppressed;
     for (size_t c = 0; c < r.size(); ++c) {
       if (c) out += ",";
-      out += field(exactText(r[c]));
+      if (isSuppressed(table, c, r[c])) {
+        out += "NA";
+        suppressed.push_back(c < names.size() ? names[c] : std::to_string(c));
+      } else if (std::holds_alternative<std::monostate>(r[c])) {
+        out += "NA";
+      } else {
+        out += csvField(exactText(r[c]));
+      }
     }
+    if (survival) {
+      const size_t curve = curveOfRow(table, r);
+      const bool known = curve < table.curves.size() &&
+                         !(curve < table.curveSuppressed.size() && table.curveSuppressed[curve]);
+      const stats::KmCurve* k = known ? &table.curves[curve] : nullptr;
+      out += "," + (k ? csvNumber(k->median) : "NA");
+      out += "," + (k ? csvNumber(k->medianLower) : "NA");
+      out += "," + (k ? csvNumber(k->medianUpper) : "NA");
+      const auto& lr = table.logRank;
+      out += "," + (lr ? csvNumber(lr->chiSquare) : "NA");
+      out += "," + (lr ? csvNumber(lr->df) : "NA");
+      out += "," + (lr ? csvNumber(lr->pValue) : "NA");
+    }
+    std::string list;
+    for (size_t i = 0; i < suppressed.size(); ++i) list += (i ? ";" : "") + suppressed[i];
+    out += suppressed.empty() ? ",FALSE," : ",TRUE," + csvField(list);
     out += "\r\n";
   }
   return out;

@@ -236,8 +236,8 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
 
   if (first == AggFn::kKm) {
     t.kind = ResultTable::Kind::kSurvival;
-    for (const char* c :
-         {"time", "n_risk", "n_event", "n_censor", "survival", "std_err", "lower_95", "upper_95"})
+    for (const char* c : {"time", "n_risk", "n_event", "n_censor", "survival", "std_err",
+                          "std_err_cumhaz", "lower_95", "upper_95"})
       t.columns.push_back(c);
     const auto& a = plan.aggregates.front();
     const StatPartial& s = partial.stats.front();
@@ -275,7 +275,9 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
         row.push_back(survival);
         if (survival > 0 && std::isfinite(greenwood)) {
           row.push_back(survival * std::sqrt(greenwood));
+          row.push_back(std::sqrt(greenwood));
         } else {
+          row.push_back(std::monostate{});
           row.push_back(std::monostate{});
         }
         auto finiteOrNull = [](double v) {
@@ -292,10 +294,14 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
       t.notes.push_back(fmt::format("{}: n = {}, events = {}, median = {} (95% CI {}, {})", name,
                                     curve.n, curve.events, textOf(curve.median),
                                     textOf(curve.medianLower), textOf(curve.medianUpper)));
+      stats::KmCurve summary = curve;
+      summary.rows.clear();
+      t.curves.push_back(std::move(summary));
       curves.push_back(std::move(curve));
       groups.push_back(std::move(group));
     }
     const std::string call = plan.canonical;
+    t.curveSuppressed.assign(t.curves.size(), false);
     t.appendix = stats::formatKmTable(curves, call);
     if (groups.size() >= 2) {
       // Groups without any row do not count (survdiff drops empty strata).
@@ -307,6 +313,7 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
         t.notes.push_back(fmt::format("log-rank test: chisq = {} on {} degrees of freedom, p = {}",
                                       test.chiSquare, test.df, test.pValue));
         t.appendix += "\n" + stats::formatLogRank(test, call);
+        t.logRank = std::move(test);
       }
     }
     return t;

@@ -17,11 +17,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "common/status.h"
+#include "stats/km.h"
 
 namespace trialmesh::query {
 
@@ -104,9 +106,11 @@ using ResultValue = std::variant<std::monostate, int64_t, double, std::string>;
 // plus "<var>_label" when the dictionary declares labels) then one column per statistic named
 // by its canonical text. hist: one row per cell and bin ("bin", "from", "to", "count") plus an
 // "outside" and a "missing" row per cell. km: one row per cell and distinct time ("time",
-// "n_risk", "n_event", "n_censor", "survival", "std_err", "lower_95", "upper_95": Greenwood
-// standard error, log-transformed 95% limits as R's survfit), a note per curve with its median
-// and limits, and with two or more non-empty groups a note with the log-rank test.
+// "n_risk", "n_event", "n_censor", "survival", "std_err", "std_err_cumhaz", "lower_95",
+// "upper_95": std_err is the Greenwood standard error of S as summary.survfit's `std.err`,
+// std_err_cumhaz that of -log S as the survfit object's `$std.err`; log-transformed 95% limits
+// as R's survfit), a note per curve with its median and limits, and with two or more non-empty
+// groups a note with the log-rank test; `curves` and `logRank` hold the same figures as fields.
 struct ResultTable {
   enum class Kind : uint8_t { kCells, kHistogram, kSurvival };
   Kind kind = Kind::kCells;
@@ -117,8 +121,16 @@ struct ResultTable {
   std::vector<std::vector<ResultValue>> rows;
   std::vector<std::string> notes;  // e.g. how many missing values were skipped
   // Text printed after the table in R's layout (km: print(survfit) and, grouped, survdiff);
-  // empty for other queries. The notes carry the same numbers for programs.
+  // empty for other queries. The notes carry the same numbers for people.
   std::string appendix;
+  // kSurvival: one summary per cell in cell order (print.survfit's n, events, median and its
+  // limits; `rows` left empty, the table holds them), `curveSuppressed` set by disclosure
+  // control for a suppressed group (its figures are then not to be shown), and with two or
+  // more non-empty groups survdiff's test (disclosure control drops it once any group is
+  // suppressed).
+  std::vector<stats::KmCurve> curves;
+  std::vector<bool> curveSuppressed;
+  std::optional<stats::LogRankTest> logRank;
 };
 
 // Turns a (merged) partial into the table. Errors: InvalidArgument when the partial's shape

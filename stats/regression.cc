@@ -248,6 +248,12 @@ Result<LogisticFit> fitLogistic(const std::vector<std::string>& names,
     fit.dfNull = n;
   }
   fit.aic = fit.deviance + 2.0 * p;
+  fit.events = static_cast<uint64_t>(std::llround(sums.sumY));
+  // anova(fit, test = "Chisq") against the null model: the drop in deviance on the dropped df.
+  fit.lrStatistic = std::max(fit.nullDeviance - fit.deviance, 0.0);
+  fit.lrDf = fit.dfNull - fit.dfResidual;
+  fit.lrPValue = fit.lrDf > 0 ? detail::upperChiSquared(fit.lrStatistic, fit.lrDf)
+                              : std::numeric_limits<double>::quiet_NaN();
   return fit;
 }
 

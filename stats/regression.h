@@ -115,6 +115,12 @@ struct LogisticFit {
   double deviance = 0;
   double dfResidual = 0;
   double aic = 0;
+  uint64_t events = 0;  // rows with y = 1, over the rows used
+  // Likelihood-ratio test against the null model (anova(fit, test = "Chisq")): null deviance
+  // minus residual deviance on dfNull - dfResidual df; p NaN (NA) without dropped df.
+  double lrStatistic = 0;
+  double lrDf = 0;
+  double lrPValue = 0;
   int iterations = 0;  // IRLS iterations, as glm's $iter ("Number of Fisher Scoring iterations")
   int rounds = 0;      // calls of `evaluate` (iterations + 1, plus step halvings)
   bool converged = false;

@@ -2,7 +2,10 @@
 // histogram suppression, Kaplan–Meier groups, and an attacker who knows every published margin.
 #include "query/disclosure.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 #include <random>
 #include <set>
@@ -131,11 +134,17 @@ TEST(Disclosure, TwoWayTableReachesTheFixedPoint) {
       << text;
   EXPECT_NE(text.find("total      suppressed  suppressed  21  suppressed"), std::string::npos)
       << text;
+  // Programs get null plus the column's name in "suppressed", never text in a number column.
   const std::string json = formatJson(x.table);
-  EXPECT_NE(json.find("[\"F\",\"A\",\"suppressed\"]"), std::string::npos) << json;
-  EXPECT_NE(json.find("[\"F\",\"C\",9]"), std::string::npos) << json;
+  EXPECT_NE(json.find(R"({"sex":"F","arm":"A","count":null,"suppressed":["count"]})"),
+            std::string::npos)
+      << json;
+  EXPECT_NE(json.find(R"({"sex":"F","arm":"C","count":9,"suppressed":[]})"), std::string::npos)
+      << json;
+  EXPECT_EQ(json.find("\"suppressed\","), std::string::npos) << json;
   const std::string csv = formatCsv(x.table);
-  EXPECT_NE(csv.find("F,A,suppressed\r\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("F,A,NA,TRUE,count\r\n"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("F,C,9,FALSE,\r\n"), std::string::npos) << csv;
 }
 
 // The attacker: knows every released cell and every line total that would itself be released
@@ -319,6 +328,37 @@ TEST(Disclosure, KaplanMeierGroupsBelowTheMinimumBecomeOneRow) {
     EXPECT_NE(notes.find("arm=A: suppressed\n"), std::string::npos) << notes;
     EXPECT_NE(notes.find("arm=C: n = 30"), std::string::npos) << notes;
   }
+  // The fields say the same: A and B hidden (no n, events or median), C shown, no test.
+  ASSERT_EQ(x.table.curves.size(), 3u);
+  EXPECT_EQ(x.table.curveSuppressed, (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(x.table.curves[0].n, 0u);
+  EXPECT_EQ(x.table.curves[2].n, 30u);
+  EXPECT_FALSE(x.table.logRank.has_value());
+  EXPECT_TRUE(x.plain.logRank.has_value());
+  const auto j = nlohmann::json::parse(formatJson(x.table));
+  EXPECT_EQ(j["kind"], "survival");
+  EXPECT_TRUE(j["logrank"].is_null());
+  EXPECT_EQ(j["curves"][0]["suppressed"], true);
+  EXPECT_TRUE(j["curves"][0]["n"].is_null());
+  EXPECT_EQ(j["curves"][2]["n"], 30);
+  EXPECT_TRUE(j["rows"][0]["survival"].is_null());
+  EXPECT_EQ(j["rows"][0]["suppressed"].size(), perRow);
+  EXPECT_TRUE(j["rows"][2]["survival"].is_number());
+  // CSV: the suppressed group's row is NA throughout with its curve figures NA too; C's rows
+  // carry C's median.
+  const std::string csv = formatCsv(x.table);
+  EXPECT_NE(csv.find("\r\nA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,NA,TRUE,time;"),
+            std::string::npos)
+      << csv;
+  const auto plainJson = nlohmann::json::parse(formatJson(x.plain));
+  EXPECT_EQ(plainJson["curves"][2]["n"], 30);
+  EXPECT_EQ(plainJson["logrank"]["groups"].size(), 3u);
+  EXPECT_EQ(plainJson["logrank"]["variance"].size(), 3u);
+  const std::string median =
+      plainJson["curves"][2]["median"].is_null()
+          ? std::string("NA")
+          : fmt::format("{}", plainJson["curves"][2]["median"].get<double>());
+  EXPECT_NE(formatCsv(x.plain).find("," + median + ","), std::string::npos);
 }
 
 TEST(Disclosure, WithoutByAndWithoutAMinimum) {

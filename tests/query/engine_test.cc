@@ -2,6 +2,8 @@
 // data with missing values and an empty group, for 1, 2 and 3 threads.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include "query/engine.h"
 #include "query_test_util.h"
 
@@ -411,14 +413,25 @@ TEST(Format, CrossTabTextCsvAndJson) {
   flat.crossTab = false;
   EXPECT_EQ(formatTable(t, flat).substr(0, 48),
             "arm  sex  count\n---  ---  -----\nA    F        2\n");
-  EXPECT_EQ(formatCsv(t).substr(0, 34), "arm,sex,count\r\nA,F,2\r\nA,M,1\r\nB,F,1");
-  EXPECT_EQ(formatJson(t).substr(0, 63),
-            "{\"columns\":[\"arm\",\"sex\",\"count\"],\"notes\":[],\"rows\":[[\"A\",\"F\",2]");
+  EXPECT_EQ(formatCsv(t).substr(0, 78),
+            "arm,sex,count,suppressed,suppressed_columns\r\nA,F,2,FALSE,\r\nA,M,1,FALSE,\r\nB,F,1");
+  const auto j = nlohmann::json::parse(formatJson(t));
+  EXPECT_EQ(j["schema_version"], kJsonSchemaVersion);
+  EXPECT_EQ(j["kind"], "cells");
+  EXPECT_EQ(j["columns"], nlohmann::json({"arm", "sex", "count"}));
+  EXPECT_EQ(j["group_columns"], nlohmann::json({"arm", "sex"}));
+  EXPECT_EQ(j["rows"][0],
+            nlohmann::json::parse(R"({"arm":"A","sex":"F","count":2,"suppressed":[]})"));
+  // Fields keep the column order (a client may rely on it for display).
+  EXPECT_EQ(formatJson(t).find("\"rows\":[{\"arm\":\"A\",\"sex\":\"F\",\"count\":2,"),
+            formatJson(t).find("\"rows\":"));
 
   ResultTable m = runQuery("mean(bmi), count by ecog", *table, 1);
   std::string csv = formatCsv(m);
-  EXPECT_NE(csv.find("ecog,ecog_label,mean(bmi),count\r\n"), std::string::npos);
-  EXPECT_NE(formatJson(m).find("null"), std::string::npos);  // empty cells
+  EXPECT_NE(csv.find("ecog,ecog_label,mean(bmi),count,suppressed,suppressed_columns\r\n"),
+            std::string::npos);
+  EXPECT_NE(formatJson(m).find("null"), std::string::npos);                   // empty cells
+  EXPECT_NE(csv.find("Fully active,NA,1,FALSE,"), std::string::npos) << csv;  // mean of no bmi
   EXPECT_NE(formatTable(m).find("NA"), std::string::npos);
 }
 
@@ -426,7 +439,9 @@ TEST(Format, CsvQuotesSpecialCharacters) {
   ResultTable t;
   t.columns = {"a", "b"};
   t.rows = {{std::string("x,y"), std::string("say \"hi\"")}, {std::monostate{}, 1.5}};
-  EXPECT_EQ(formatCsv(t), "a,b\r\n\"x,y\",\"say \"\"hi\"\"\"\r\n,1.5\r\n");
+  EXPECT_EQ(formatCsv(t),
+            "a,b,suppressed,suppressed_columns\r\n\"x,y\",\"say \"\"hi\"\"\",FALSE,\r\n"
+            "NA,1.5,FALSE,\r\n");
 }
 
 }  // namespace

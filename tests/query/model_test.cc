@@ -3,6 +3,7 @@
 // a naive computation written here, and fits over split tables equal to the pooled fit.
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <algorithm>
 
 #include <cmath>
 
@@ -299,11 +300,21 @@ TEST(KmTable, ConfidenceLimitsMedianAndLogRank) {
   ASSERT_TRUE(t.isOk()) << t.status().toString();
   ASSERT_EQ(t->columns.back(), "upper_95");
   // Log-transformed limits bracket the estimate wherever it is defined.
-  const size_t surv = t->columns.size() - 4;
+  auto column = [&](const std::string& name) {
+    return static_cast<size_t>(std::find(t->columns.begin(), t->columns.end(), name) -
+                               t->columns.begin());
+  };
+  const size_t surv = column("survival"), se = column("std_err"), seLog = column("std_err_cumhaz");
   for (const auto& row : t->rows) {
     const auto* s = std::get_if<double>(&row[surv]);
-    const auto* lo = std::get_if<double>(&row[surv + 2]);
-    const auto* hi = std::get_if<double>(&row[surv + 3]);
+    const auto* lo = std::get_if<double>(&row[column("lower_95")]);
+    const auto* hi = std::get_if<double>(&row[column("upper_95")]);
+    // summary.survfit's std.err (of S) is S times the survfit object's std.err (of -log S).
+    const auto* a = std::get_if<double>(&row[se]);
+    const auto* b = std::get_if<double>(&row[seLog]);
+    if (s && a && b) {
+      EXPECT_NEAR(*a, *s * *b, 1e-12);
+    }
     if (s && lo && hi) {
       EXPECT_LE(*lo, *s + 1e-12);
       EXPECT_GE(*hi, *s - 1e-12);
@@ -317,6 +328,13 @@ TEST(KmTable, ConfidenceLimitsMedianAndLogRank) {
   EXPECT_TRUE(medianNote);
   EXPECT_TRUE(logRankNote);
   EXPECT_NE(t->appendix.find("sex=M"), std::string::npos);
+  // The same figures as fields.
+  ASSERT_EQ(t->curves.size(), 2u);
+  EXPECT_EQ(t->curves[0].name, "sex=F");
+  EXPECT_TRUE(t->curves[0].rows.empty());
+  ASSERT_TRUE(t->logRank.has_value());
+  EXPECT_EQ(t->logRank->groups.size(), 2u);
+  EXPECT_EQ(t->logRank->variance.size(), 4u);
 }
 
 }  // namespace

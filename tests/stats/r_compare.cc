@@ -1,8 +1,8 @@
-// Optional check against R (registered by CMake only when Rscript and the survival package
-// are found): generates a trial with ties, missing values and an all-censored cohort, fits
-// every model here from site-split sums, fits the same models in R on the pooled rows, and
-// compares. Usage: stats_r_compare <path to Rscript>. Exit status 0 when everything agrees
-// (1e-9 relative for closed-form results, 1e-6 for iterative fits).
+// Check against R (a registered test; CMake stops when Rscript or the survival package is
+// missing, scripts/install-deps.sh installs both): generates a trial with ties, missing values and
+// an all-censored cohort, fits every model here from site-split sums, fits the same models in R on
+// the pooled rows, and compares. Usage: stats_r_compare <path to Rscript>. Exit status 0 when
+// everything agrees (1e-9 relative for closed-form results, 1e-6 for iterative fits).
 #include <unistd.h>
 #include <cmath>
 #include <cstdio>
@@ -33,15 +33,24 @@ put <- function(key, v) for (i in seq_along(v)) writeLines(sprintf("%s.%d %.17g"
 l <- summary(lm(y ~ age + sex + armB + armC, data = d))
 put("lm.coef", coef(l)[, 1]); put("lm.se", coef(l)[, 2]); put("lm.sigma", l$sigma)
 put("lm.r2", l$r.squared); put("lm.adjr2", l$adj.r.squared); put("lm.f", l$fstatistic[1])
+put("lm.fdf", l$fstatistic[2:3])
+put("lm.fp", pf(l$fstatistic[1], l$fstatistic[2], l$fstatistic[3], lower.tail = FALSE))
 g <- glm(binary ~ age + sex + armB + armC, family = binomial, data = d)
 put("glm.coef", coef(g)); put("glm.se", sqrt(diag(vcov(g)))); put("glm.dev", g$deviance)
 put("glm.nulldev", g$null.deviance); put("glm.aic", g$aic); put("glm.iter", g$iter)
+put("glm.events", sum(g$y))
+g0 <- glm(binary ~ 1, family = binomial, data = model.frame(g))
+a <- anova(g0, g, test = "Chisq")
+put("glm.lr", a$Deviance[2]); put("glm.lrdf", a$Df[2]); put("glm.lrp", a[[5]][2])  # the Pr(>Chi) column
 for (ties in c("efron", "breslow")) {
   f <- coxph(Surv(time, event) ~ age + sex + armB + armC, data = d, ties = ties)
   k <- paste0("cox.", ties)
   put(paste0(k, ".coef"), coef(f)); put(paste0(k, ".se"), sqrt(diag(vcov(f))))
   put(paste0(k, ".ll"), f$loglik); put(paste0(k, ".score"), f$score)
   put(paste0(k, ".wald"), f$wald.test); put(paste0(k, ".iter"), f$iter)
+  sf <- summary(f)
+  put(paste0(k, ".lrtest"), sf$logtest); put(paste0(k, ".waldtest"), sf$waldtest)
+  put(paste0(k, ".sctest"), sf$sctest); put(paste0(k, ".nevent"), f$nevent)
 }
 f <- coxph(Surv(time, event) ~ age + sex + armB + armC + strata(site), data = d)
 put("cox.strata.coef", coef(f)); put("cox.strata.se", sqrt(diag(vcov(f))))
@@ -49,8 +58,11 @@ put("cox.strata.ll", f$loglik)
 km <- survfit(Surv(time, event) ~ cohort, data = d)
 tab <- summary(km)$table
 put("km.median", tab[, "median"]); put("km.lcl", tab[, "0.95LCL"]); put("km.ucl", tab[, "0.95UCL"])
+put("km.summary.stderr", summary(km)$std.err)  # SE of S, at event times
+put("km.object.stderr", km$std.err)            # SE of -log S (cumulative hazard), every time
 sd <- survdiff(Surv(time, event) ~ cohort, data = d)
-put("lr.chisq", sd$chisq); put("lr.exp", sd$exp)
+put("lr.chisq", sd$chisq); put("lr.exp", sd$exp); put("lr.obs", sd$obs); put("lr.var", sd$var)
+put("lr.p", pchisq(sd$chisq, sum(sd$exp > 0) - 1, lower.tail = FALSE))
 close(out)
 )";
 
@@ -132,6 +144,9 @@ int main(int argc, char** argv) {
   check("lm.r2.1", lm->rSquared, 1e-9);
   check("lm.adjr2.1", lm->adjRSquared, 1e-9);
   check("lm.f.1", lm->fStatistic, 1e-9);
+  check("lm.fdf.1", lm->fDf1, 0);
+  check("lm.fdf.2", lm->fDf2, 0);
+  check("lm.fp.1", lm->fPValue, 1e-9);
 
   auto glm = ts::fitLogistic(names, [&](const std::vector<double>& b) -> Result<ts::LogisticSums> {
     ts::LogisticSums sum;
@@ -155,6 +170,10 @@ int main(int argc, char** argv) {
   check("glm.nulldev.1", glm->nullDeviance, 1e-9);
   check("glm.aic.1", glm->aic, 1e-9);
   check("glm.iter.1", glm->iterations, 0);
+  check("glm.events.1", static_cast<double>(glm->events), 0);
+  check("glm.lr.1", glm->lrStatistic, 1e-9);
+  check("glm.lrdf.1", glm->lrDf, 0);
+  check("glm.lrp.1", glm->lrPValue, 1e-9);
 
   const std::vector<std::string> coxNames = {"age", "sex", "armB", "armC"};
   const ts::DesignMatrix cx = t.design(coxNames);
@@ -203,12 +222,26 @@ int main(int argc, char** argv) {
         check(k + ".score.1", fit->score.statistic, 1e-9);
         check(k + ".wald.1", fit->wald.statistic, 1e-6);
         check(k + ".iter.1", fit->iterations, 0);
+        // summary.coxph: test, df, pvalue of the likelihood-ratio, Wald and score tests.
+        const std::pair<const char*, const ts::CoxTest*> tests[] = {
+            {".lrtest.", &fit->likelihoodRatio},
+            {".waldtest.", &fit->wald},
+            {".sctest.", &fit->score}};
+        for (const auto& [name, test] : tests) {
+          // summary.coxph rounds the Wald statistic to 2 decimals (f$wald.test, checked
+          // above, is the exact one); its p-value is from the exact statistic.
+          if (test != &fit->wald) check(k + name + "1", test->statistic, 1e-6);
+          check(k + name + "2", test->df, 0);
+          check(k + name + "3", test->pValue, 1e-6);
+        }
+        check(k + ".nevent.1", static_cast<double>(fit->events), 0);
       }
     }
   }
 
   std::vector<ts::SurvivalGroup> groups;
   std::vector<ts::KmCurve> curves;
+  size_t objectRow = 0, summaryRow = 0;
   for (uint32_t c = 0; c < 4; ++c) {
     std::vector<size_t> rows;
     for (size_t i = 0; i < t.n; ++i) {
@@ -220,6 +253,16 @@ int main(int argc, char** argv) {
     check("km.median." + std::to_string(c + 1), curves.back().median, 0);
     check("km.lcl." + std::to_string(c + 1), curves.back().medianLower, 0);
     check("km.ucl." + std::to_string(c + 1), curves.back().medianUpper, 0);
+    for (const ts::KmRow& row : curves.back().rows) {
+      ++objectRow;
+      if (row.nEvent > 0) ++summaryRow;
+      // KmRow::stdErr is summary.survfit's std.err (of S); the survfit object's std.err is
+      // that of -log S, i.e. stdErr / S (undefined once S reaches 0).
+      if (row.nEvent > 0 && row.survival > 0)
+        check("km.summary.stderr." + std::to_string(summaryRow), row.stdErr, 1e-9);
+      if (row.survival > 0)
+        check("km.object.stderr." + std::to_string(objectRow), row.stdErr / row.survival, 1e-9);
+    }
   }
   std::cout << ts::formatKmTable(curves, "survfit(formula = Surv(time, event) ~ cohort)") << "\n";
   auto lr = ts::logRank(groups);
@@ -227,6 +270,10 @@ int main(int argc, char** argv) {
   check("lr.chisq.1", lr->chiSquare, 1e-9);
   for (size_t g = 0; g < 4; ++g)
     check("lr.exp." + std::to_string(g + 1), lr->groups[g].expected, 1e-9);
+  for (size_t g = 0; g < 4; ++g)
+    check("lr.obs." + std::to_string(g + 1), lr->groups[g].observed, 0);
+  for (size_t i = 0; i < 16; ++i) check("lr.var." + std::to_string(i + 1), lr->variance[i], 1e-9);
+  check("lr.p.1", lr->pValue, 1e-9);
 
   std::cout << (failures == 0 ? "all values agree with R\n" : "values differ from R\n");
   return failures == 0 ? 0 : 1;
