@@ -8,6 +8,7 @@
 
 #include "crypto/random.h"
 #include "ethics/approval.h"
+#include "storage/utf8.h"
 
 namespace trialmesh::protocol {
 namespace {
@@ -320,6 +321,16 @@ Result<QueryRequestFields> decodeQueryRequest(std::span<const uint8_t> request) 
     // audience must be strictly ascending, so each set of sites has one encoding.
     TM_ASSIGN_OR_RETURN(f.participants, keyList(r.getParticipants(), "participant", false));
     TM_ASSIGN_OR_RETURN(f.audience, keyList(r.getAudience(), "audience entry", true));
+    for (const std::string* text : {&f.federation, &f.study, &f.queryText}) {
+      if (!storage::detail::isValidUtf8(*text))
+        return Status::invalidArgument("signed query: a text field is not valid UTF-8");
+    }
+    // isCanonical() still admits bytes the fields do not determine (a protocolVersion-era
+    // struct with extra data words, a text with an embedded NUL, ...). One request has one
+    // encoding: what a site verifies, logs and hashes is exactly what it decoded.
+    if (encodeQueryRequest(f) != std::vector<uint8_t>(request.begin(), request.end()))
+      return Status::invalidArgument(
+          "signed query: request is not the canonical encoding of its fields");
     return f;
   } catch (const kj::Exception& e) {
     return Status::invalidArgument(std::string("signed query: malformed request: ") +

@@ -9,6 +9,8 @@
 #include <charconv>
 #include <cmath>
 
+#include "storage/utf8.h"
+
 namespace trialmesh::query {
 
 namespace {
@@ -158,12 +160,24 @@ class Parser {
         t.text = std::string(src_.substr(i, j - i));
         i = j;
       } else if (c == '`') {
-        size_t j = src_.find('`', i + 1);
-        if (j == std::string_view::npos)
-          return errorAt(i, 1, "unterminated `quoted name`: add the closing backtick");
+        // A backtick inside a quoted name is written twice (`a``b` is a`b), so every name
+        // has a canonical text that reads back.
         t.kind = Token::Kind::kIdent;
         t.quotedIdent = true;
-        t.text = std::string(src_.substr(i + 1, j - i - 1));
+        size_t j = i + 1;
+        for (;;) {
+          if (j >= src_.size())
+            return errorAt(i, 1, "unterminated `quoted name`: add the closing backtick");
+          if (src_[j] == '`') {
+            if (j + 1 < src_.size() && src_[j + 1] == '`') {
+              t.text.push_back('`');  // the doubled backtick stands for one
+              j += 2;
+              continue;
+            }
+            break;
+          }
+          t.text.push_back(src_[j++]);
+        }
         if (t.text.empty()) return errorAt(i, 2, "empty `quoted name`");
         i = j + 1;
       } else if (std::isdigit(static_cast<unsigned char>(c)) ||
@@ -681,7 +695,13 @@ class Parser {
 
 std::string quoteName(const std::string& name) {
   if (isPlainIdentifier(name) && !isReserved(name)) return name;
-  return "`" + name + "`";
+  std::string out = "`";
+  for (char c : name) {
+    if (c == '`') out.push_back('`');
+    out.push_back(c);
+  }
+  out.push_back('`');
+  return out;
 }
 
 std::string quoteString(const std::string& s) {
@@ -864,6 +884,12 @@ const char* compareOpText(CompareOp op) {
 }
 
 Result<Query> parseQuery(std::string_view text) {
+  // Names and strings end up in JSON output, logs and result columns, which must stay UTF-8.
+  if (size_t bad = storage::detail::findInvalidUtf8(text.data(), text.size());
+      bad != std::string_view::npos) {
+    return Status::invalidArgument(
+        fmt::format("query: byte {} is not valid UTF-8 (queries must be UTF-8 text)", bad));
+  }
   size_t first = text.find_first_not_of(" \t\r\n");
   if (first != std::string_view::npos && text[first] == '{') return parseQueryJson(text);
   return Parser(text).parse();

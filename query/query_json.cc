@@ -303,6 +303,9 @@ Result<Query> parseQueryJson(std::string_view text) {
   } catch (const json::parse_error& e) {
     return Status::invalidArgument(
         fmt::format("query JSON: not valid JSON at byte {}: {}", e.byte, e.what()));
+  } catch (const json::exception& e) {
+    // out_of_range 406: a number such as 1e99999 that overflows a double.
+    return Status::invalidArgument(fmt::format("query JSON: {}", e.what()));
   }
   if (!j.is_object()) return jsonError("(top)", "a query must be a JSON object");
   for (auto it = j.begin(); it != j.end(); ++it) {

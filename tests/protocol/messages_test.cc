@@ -219,6 +219,47 @@ TEST(SignedQuery, AudienceOutOfOrderOrMalformedIsInvalidArgument) {
       << decoded.status().toString();
 }
 
+// Issue #12 (found by fuzz_query_request): every accepted request re-encodes to exactly its
+// bytes. An empty participant list written as a list pointer (not null) passes isCanonical()
+// but is not what encodeQueryRequest makes of the same fields.
+std::vector<uint8_t> handBuiltRequest(const crypto::Identity& id, bool emptyParticipants,
+                                      std::string_view queryText) {
+  capnp::MallocMessageBuilder message;
+  auto r = message.initRoot<wire::QueryRequest>();
+  r.setProtocolVersion(kProtocolVersion);
+  r.setFederation("fed");
+  r.setStudy("LUNG-7");
+  r.setQueryText(capnp::Text::Reader(queryText.data(), queryText.size()));
+  r.setCoordinatorKey(kj::ArrayPtr<const capnp::byte>(id.pub.bytes().data(), 32));
+  const std::vector<uint8_t> nonce = newNonce();
+  r.setNonce(kj::ArrayPtr<const capnp::byte>(nonce.data(), nonce.size()));
+  r.setIssuedAtMs(1);
+  r.setExpiresAtMs(2);
+  if (emptyParticipants) r.initParticipants(0);
+  auto words = capnp::canonicalize(r.asReader());
+  return std::vector<uint8_t>(words.asBytes().begin(), words.asBytes().end());
+}
+
+TEST(SignedQuery, RequestThatDoesNotReEncodeToItselfIsRefused) {
+  crypto::Identity id = crypto::generateIdentity();
+  const std::vector<uint8_t> bytes = handBuiltRequest(id, false, "count");
+  auto plain = decodeQueryRequest(bytes);
+  ASSERT_TRUE(plain.isOk()) << plain.status().toString();
+  EXPECT_EQ(encodeQueryRequest(*plain), bytes);
+  auto odd = decodeQueryRequest(handBuiltRequest(id, true, "count"));
+  EXPECT_EQ(odd.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(odd.status().message().find("not the canonical encoding"), std::string::npos)
+      << odd.status().toString();
+}
+
+TEST(SignedQuery, TextThatIsNotUtf8IsRefused) {
+  crypto::Identity id = crypto::generateIdentity();
+  auto bad = decodeQueryRequest(handBuiltRequest(id, false, "count where x = \"\xff\""));
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("not valid UTF-8"), std::string::npos)
+      << bad.status().toString();
+}
+
 TEST(StatusMapping, RoundTripsCodeAndMessageThroughRemoteException) {
   const Status original = Status::permissionDenied("query expired (site clock 5)");
   kj::Exception e = statusToException(original);
