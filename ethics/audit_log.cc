@@ -20,7 +20,6 @@ using detail::bytesOf;
 using detail::Reader;
 using detail::Writer;
 
-constexpr uint8_t kEntryFormatVersion = 1;
 constexpr uint16_t kTreeHeadFormatVersion = 1;
 constexpr std::string_view kTreeHeadContext{"trialmesh/audit-sth/v1\0", 23};
 constexpr size_t kTreeHeadBytes = 2 + 32 + 8 + 8 + 32;
@@ -39,6 +38,7 @@ Result<size_t> bodyIndexFor(EntryKind kind) {
     case EntryKind::kQuery:
       return size_t{1};
     case EntryKind::kResultReleased:
+    case EntryKind::kShareReleased:
       return size_t{2};
     case EntryKind::kConfigChange:
       return size_t{3};
@@ -56,6 +56,38 @@ Result<size_t> bodyIndexFor(EntryKind kind) {
 }
 
 std::string keyText(const crypto::PublicKey& k) { return k.toText(); }
+
+// Version 2 tail of query and release entries.
+void writeAudit(Writer& w, const QueryAuditFields& a) {
+  w.str(a.queryId);
+  w.str(a.coordinatorName);
+  w.str(a.queryText);
+  w.str(a.approvalStudy);
+  w.u32(a.approvalVersion);
+  w.fixed(a.approvalId);
+}
+
+Status readAudit(Reader& r, QueryAuditFields& a) {
+  TM_ASSIGN_OR_RETURN(a.queryId, r.str("query id"));
+  TM_ASSIGN_OR_RETURN(a.coordinatorName, r.str("coordinator name"));
+  TM_ASSIGN_OR_RETURN(a.queryText, r.str("query text"));
+  TM_ASSIGN_OR_RETURN(a.approvalStudy, r.str("approval study"));
+  TM_ASSIGN_OR_RETURN(a.approvalVersion, r.u32("approval version"));
+  TM_ASSIGN_OR_RETURN(a.approvalId, r.fixed<32>("approval id"));
+  return Status::ok();
+}
+
+// " query-id=... coordinator-name=... approval=LUNG-7 v1 text='...'" for describeEntry.
+std::string auditText(const QueryAuditFields& a) {
+  std::string s;
+  if (!a.queryId.empty()) s += " id=" + a.queryId;
+  if (!a.coordinatorName.empty()) s += " by=" + a.coordinatorName;
+  if (!a.approvalStudy.empty()) {
+    s += " approval=" + a.approvalStudy + " v" + std::to_string(a.approvalVersion);
+  }
+  if (!a.queryText.empty()) s += " text='" + a.queryText + "'";
+  return s;
+}
 
 std::string formatTime(int64_t ms) {
   const time_t secs = static_cast<time_t>(ms / 1000);
@@ -117,6 +149,8 @@ const char* entryKindName(EntryKind kind) {
       return "alert";
     case EntryKind::kPrivacyBudgetCharged:
       return "privacy-budget-charged";
+    case EntryKind::kShareReleased:
+      return "share-released";
   }
   return "unknown";
 }
@@ -127,13 +161,18 @@ Result<std::string> encodeEntry(const Entry& e) {
     return Status::invalidArgument(std::string("audit entry of kind '") + entryKindName(e.kind) +
                                    "' has a body of the wrong type");
   }
+  if (e.formatVersion != 1 && e.formatVersion != kEntryFormatVersion) {
+    return Status::invalidArgument("audit entry format version " + std::to_string(e.formatVersion) +
+                                   " is not supported");
+  }
+  const bool v2 = e.formatVersion >= 2;
   Writer w;
-  w.u8(kEntryFormatVersion);
+  w.u8(e.formatVersion);
   w.u64(e.sequence);
   w.i64(e.timestampMs);
   w.u8(static_cast<uint8_t>(e.kind));
   std::visit(
-      [&w](const auto& b) {
+      [&w, v2](const auto& b) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, ApprovalEvent>) {
           w.str(b.study);
@@ -146,12 +185,14 @@ Result<std::string> encodeEntry(const Entry& e) {
           w.fixed(b.queryHash);
           w.u8(b.allowed ? 1 : 0);
           w.str(b.reason);
+          if (v2) writeAudit(w, b.audit);
         } else if constexpr (std::is_same_v<T, ResultReleasedEvent>) {
           w.fixed(b.coordinator.bytes());
           w.str(b.study);
           w.fixed(b.queryHash);
           w.u64(b.cells);
           w.u64(b.suppressedCells);
+          if (v2) writeAudit(w, b.audit);
         } else if constexpr (std::is_same_v<T, ConfigChangeEvent>) {
           w.str(b.setting);
           w.str(b.oldValue);
@@ -185,11 +226,12 @@ Result<std::string> encodeEntry(const Entry& e) {
 Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
   Reader r(bytes, "audit entry");
   TM_ASSIGN_OR_RETURN(uint8_t version, r.u8("format version"));
-  if (version != kEntryFormatVersion) {
+  if (version != 1 && version != kEntryFormatVersion) {
     return Status::corruption("audit entry: format version " + std::to_string(version) +
-                              " is not supported (this build reads version 1)");
+                              " is not supported (this build reads versions 1 and 2)");
   }
   Entry e;
+  e.formatVersion = version;
   TM_ASSIGN_OR_RETURN(e.sequence, r.u64("sequence"));
   TM_ASSIGN_OR_RETURN(e.timestampMs, r.i64("timestamp"));
   TM_ASSIGN_OR_RETURN(uint8_t kind, r.u8("kind"));
@@ -214,6 +256,7 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       TM_ASSIGN_OR_RETURN(b.queryHash, r.fixed<32>("query hash"));
       TM_ASSIGN_OR_RETURN(b.allowed, r.flag("decision", "refused", "allowed"));
       TM_ASSIGN_OR_RETURN(b.reason, r.str("reason"));
+      if (version >= 2) TM_RETURN_IF_ERROR(readAudit(r, b.audit));
       e.body = std::move(b);
       break;
     }
@@ -225,6 +268,7 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       TM_ASSIGN_OR_RETURN(b.queryHash, r.fixed<32>("query hash"));
       TM_ASSIGN_OR_RETURN(b.cells, r.u64("cells"));
       TM_ASSIGN_OR_RETURN(b.suppressedCells, r.u64("suppressed cells"));
+      if (version >= 2) TM_RETURN_IF_ERROR(readAudit(r, b.audit));
       e.body = std::move(b);
       break;
     }
@@ -292,12 +336,12 @@ std::string describeEntry(const Entry& e) {
           if (!b.detail.empty()) s += " " + b.detail;
         } else if constexpr (std::is_same_v<T, QueryEvent>) {
           s += " study=" + b.study + " coordinator=" + keyText(b.coordinator) +
-               " query=" + shortHex(b.queryHash) + (b.allowed ? " allowed: " : " refused: ") +
-               b.reason;
+               " query=" + shortHex(b.queryHash) + auditText(b.audit) +
+               (b.allowed ? " allowed: " : " refused: ") + b.reason;
         } else if constexpr (std::is_same_v<T, ResultReleasedEvent>) {
           s += " study=" + b.study + " coordinator=" + keyText(b.coordinator) +
                " query=" + shortHex(b.queryHash) + " cells=" + std::to_string(b.cells) +
-               " suppressed=" + std::to_string(b.suppressedCells);
+               " suppressed=" + std::to_string(b.suppressedCells) + auditText(b.audit);
         } else if constexpr (std::is_same_v<T, ConfigChangeEvent>) {
           s += " " + b.setting + ": '" + b.oldValue + "' -> '" + b.newValue + "'";
         } else if constexpr (std::is_same_v<T, KeyChangeEvent>) {

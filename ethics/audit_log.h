@@ -51,6 +51,9 @@ enum class EntryKind : uint8_t {
   kAlert = 12,
   kApprovalReinstated = 13,
   kPrivacyBudgetCharged = 14,
+  // A secure-aggregation round: the site sent its masked share, which reveals nothing unless
+  // every participant's share reaches the coordinator (docs/ethics.md "share-released").
+  kShareReleased = 15,
 };
 const char* entryKindName(EntryKind kind);
 
@@ -61,6 +64,20 @@ struct ApprovalEvent {
   Hash approvalId{};   // SHA-256 of the approval's canonical bytes (ethics/approval.h)
   std::string detail;  // e.g. the reason of a suspension, the recognising committee
 };
+// Entry format version 2 (kEntryFormatVersion) adds what an auditor needs to read a query
+// without the node's unsigned log: which request (queryId, the signed request's nonce, unique
+// per request so repeated queries are told apart), who (the coordinator's member name), what
+// (the canonical query text) and under which approval. Entries decoded from version 1 leave
+// them empty (and approvalVersion 0).
+struct QueryAuditFields {
+  std::string queryId;          // hex of the request nonce
+  std::string coordinatorName;  // member name in the site's members file; "" if unknown
+  std::string queryText;        // canonical query text (its SHA-256 is queryHash)
+  std::string approvalStudy;    // the approval used; "" when none was found
+  uint32_t approvalVersion = 0;
+  Hash approvalId{};
+  bool operator==(const QueryAuditFields&) const = default;
+};
 // A query decision. `reason` is the refusal text the coordinator saw, or the approval used.
 struct QueryEvent {
   crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
@@ -68,13 +85,17 @@ struct QueryEvent {
   Hash queryHash{};  // canonical query hash
   bool allowed = false;
   std::string reason;
+  QueryAuditFields audit{};  // version 2
 };
+// kResultReleased: the site's unmasked partial result was sent to the coordinator (a plain
+// query). kShareReleased: a masked share was sent (a secure round).
 struct ResultReleasedEvent {
   crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
   std::string study;
   Hash queryHash{};
   uint64_t cells = 0;
   uint64_t suppressedCells = 0;
+  QueryAuditFields audit{};  // version 2
 };
 struct ConfigChangeEvent {
   std::string setting;
@@ -116,11 +137,18 @@ std::string budgetChargeText(const BudgetChargeEvent& b);
 using EntryBody = std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent,
                                KeyChangeEvent, NodeEvent, AlertEvent, BudgetChargeEvent>;
 
+// Entry formats: 1 (until issue 14), 2 (query and release entries carry QueryAuditFields).
+// Every other body is the same in both.
+inline constexpr uint8_t kEntryFormatVersion = 2;
+
 struct Entry {
   uint64_t sequence = 0;  // index of the leaf in the tree, from 0
   int64_t timestampMs = 0;
   EntryKind kind = EntryKind::kNodeStart;
   EntryBody body;
+  // The first byte of the encoding; decodeEntry keeps it so an old entry re-encodes to the
+  // same bytes. Last here so that existing aggregate initialisers stay valid.
+  uint8_t formatVersion = kEntryFormatVersion;
 };
 
 // Canonical bytes of an entry (docs/ethics.md, "Audit entries"). InvalidArgument if the body

@@ -934,6 +934,16 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   // them does not use up the query budget.
   auto grant = registry_->authorize(use, [&](const ethics::Grant& g) { return checkRound(r, g); });
   const ethics::Hash queryHash = crypto::sha256(r.queryText);
+  // Issue 14: what an auditor reads without the node's unsigned log (ethics/audit_log.h).
+  ethics::QueryAuditFields auditFields;
+  auditFields.queryId = crypto::toHex(r.nonce);
+  if (const Member* m = members_.findByKey(r.coordinatorKey)) auditFields.coordinatorName = m->name;
+  auditFields.queryText = r.queryText;
+  if (grant.isOk()) {
+    auditFields.approvalStudy = grant->study;
+    auditFields.approvalVersion = grant->protocolVersion;
+    auditFields.approvalId = grant->approvalId;
+  }
   ethics::QueryEvent decision;
   decision.coordinator = r.coordinatorKey;
   decision.study = r.study;
@@ -943,6 +953,7 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                                        std::to_string(grant->protocolVersion) + " (id " +
                                        ethics::shortHex(grant->approvalId) + ")"
                                  : grant.status().message();
+  decision.audit = auditFields;
   // An allowed decision is made durable by the result-released append (or by refuse()'s
   // flush), so the fsync overlaps the scan and a query pays for one fsync, not two.
   appendOrRefuse(ethics::EntryKind::kQuery, std::move(decision), peerName,
@@ -1053,7 +1064,9 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   return paf.promise.exclusiveJoin(kj::mv(timeout))
       .exclusiveJoin(kj::mv(stopping))
       .then([this, context, peerName, start, study = r.study, coordinator = r.coordinatorKey,
-             queryHash, knownDictionaryHash](ScanOutcome o) mutable -> kj::Promise<void> {
+             queryHash, knownDictionaryHash, auditFields = std::move(auditFields),
+             secureRound = r.aggregation !=
+                           wire::Aggregation::PLAIN](ScanOutcome o) mutable -> kj::Promise<void> {
         if (!o.status.isOk()) {
           RefusalReason reason = RefusalReason::kError;
           if (o.status.code() == StatusCode::kInvalidArgument ||
@@ -1072,9 +1085,12 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
         released.queryHash = queryHash;
         released.cells = o.partial.shape.cells;
         released.suppressedCells = 0;
-        const ethics::Entry entry =
-            appendOrRefuse(ethics::EntryKind::kResultReleased, std::move(released), peerName,
-                           ethics::Durability::kDeferred);
+        released.audit = std::move(auditFields);
+        // A secure round's masked share is no result: the coordinator gets one only if every
+        // participant's share arrives, which this site cannot see (docs/ethics.md).
+        const ethics::Entry entry = appendOrRefuse(
+            secureRound ? ethics::EntryKind::kShareReleased : ethics::EntryKind::kResultReleased,
+            std::move(released), peerName, ethics::Durability::kDeferred);
         // Nothing leaves before the log holds it durably (this entry and the query's deferred
         // decision). The fsync is waited for on the scan pool, not here, so a slow disk does
         // not stall this loop's other RPCs, and queries finishing together share one fsync.

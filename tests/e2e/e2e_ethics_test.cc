@@ -103,6 +103,11 @@ class EthicsE2eTest : public ::testing::Test {
                              options);
   }
 
+  std::string coordinatorMemberName() {
+    const Member* m = fed_->members().findByKey(fed_->coordinator().pub);
+    return m != nullptr ? m->name : "(not in the members file)";
+  }
+
   Result<AuditDownload> download(size_t site) {
     return downloadAuditLog(fed_->committee(), fed_->members(), fed_->siteName(site));
   }
@@ -139,12 +144,21 @@ TEST_F(EthicsE2eTest, ApprovedQueryIsAnsweredLoggedAndVerifies) {
     EXPECT_EQ(q[0].coordinator, fed_->coordinator().pub);
     EXPECT_EQ(q[0].study, LocalFederation::kStudy);
     EXPECT_NE(q[0].reason.find("approval LUNG-7 v1"), std::string::npos) << q[0].reason;
-    // The query entry is followed by the released result.
+    // Issue 14: the entry names the request, the coordinator and the approval itself.
+    EXPECT_EQ(q[0].audit.queryText, "count by arm");
+    EXPECT_EQ(q[0].audit.coordinatorName, coordinatorMemberName());
+    EXPECT_EQ(q[0].audit.approvalStudy, LocalFederation::kStudy);
+    EXPECT_EQ(q[0].audit.approvalVersion, 1u);
+    EXPECT_EQ(q[0].audit.queryId.size(), 2 * protocol::kMinNonceBytes);
+    // The query entry is followed by the masked share the site sent (the federation's
+    // approval asks for secure aggregation): a share, not a result (docs/ethics.md).
     bool released = false;
     for (const auto& e : entries) {
-      if (e.kind == ethics::EntryKind::kResultReleased) {
+      EXPECT_NE(e.kind, ethics::EntryKind::kResultReleased);
+      if (e.kind == ethics::EntryKind::kShareReleased) {
         const auto& rr = std::get<ethics::ResultReleasedEvent>(e.body);
-        released = rr.queryHash == crypto::sha256(std::string("count by arm")) && rr.cells >= 2;
+        released = rr.queryHash == crypto::sha256(std::string("count by arm")) && rr.cells >= 2 &&
+                   rr.audit.queryId == q[0].audit.queryId && rr.audit.approvalVersion == 1u;
       }
     }
     EXPECT_TRUE(released);
@@ -601,6 +615,95 @@ TEST_F(EthicsE2eTest, SitesMayReadTreeHeadsButNotEntries) {
   EXPECT_NE(denied.status().message().find("auditTreeHead is for ethics-board members, sites"),
             std::string::npos)
       << denied.status().toString();
+}
+
+// Issue 14: what a board reads. The export names the coordinator and gives the query text and
+// the approval; two runs of the same query have different ids; a query that failed for quorum
+// (a site down) left no released entry at the site that stayed up.
+TEST_F(EthicsE2eTest, ExportNamesCoordinatorAndQueryAndQuorumFailureReleasesNothing) {
+  ASSERT_EQ(query("count by arm")->answered(), 2u);
+  ASSERT_EQ(query("count by arm")->answered(), 2u);
+  fed_->siteProcess(1)->stop(5s);
+  auto failed = query("count");
+  ASSERT_TRUE(failed.isOk()) << failed.status().toString();
+  EXPECT_FALSE(failed->refusal.empty());
+  EXPECT_NE(failed->refusal.find("min_sites"), std::string::npos) << failed->refusal;
+
+  auto [rc, csv] = runCli(dir_, {"audit", "export", "--node", fed_->siteName(0), "--members",
+                                 fed_->membersPath(), "--identity", fed_->committeeKeyPath()});
+  ASSERT_EQ(rc, 0) << csv;
+  EXPECT_NE(csv.find("coordinator,query_id,query,approval"), std::string::npos) << csv;
+  EXPECT_EQ(csv.find(fed_->coordinator().pub.toText()), std::string::npos) << csv;
+  std::vector<std::string> queryLines, releasedLines;
+  std::istringstream lines(csv);
+  std::string header;
+  std::getline(lines, header);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(",query,") != std::string::npos) queryLines.push_back(line);
+    if (line.find("-released,") != std::string::npos) releasedLines.push_back(line);
+    EXPECT_EQ(line.find(",count,"), std::string::npos) << "no entry for the failed query: " << line;
+  }
+  ASSERT_EQ(queryLines.size(), 2u) << csv;
+  ASSERT_EQ(releasedLines.size(), 2u) << csv;
+  std::vector<std::string> ids;
+  for (const auto& line : queryLines) {
+    EXPECT_NE(line.find("," + coordinatorMemberName() + ","), std::string::npos) << line;
+    EXPECT_NE(line.find(",count by arm,LUNG-7 v1,"), std::string::npos) << line;
+    ids.push_back(line.substr(0, line.find(",count by arm,")));
+  }
+  EXPECT_NE(ids[0].substr(ids[0].rfind(',')), ids[1].substr(ids[1].rfind(','))) << csv;
+  for (const auto& line : releasedLines) {
+    EXPECT_NE(line.find("share-released"), std::string::npos) << line;
+    EXPECT_NE(line.find(",count by arm,LUNG-7 v1,"), std::string::npos) << line;
+  }
+}
+
+// Issue 14: `ethics sign --members` refuses a misspelt site name (with the close name it
+// probably meant) and shows what the names and keys resolve to.
+TEST_F(EthicsE2eTest, CliSignRefusesAMisspeltSiteName) {
+  ethics::Approval a = currentApproval().approval;
+  ASSERT_FALSE(a.sites.empty());
+  const std::string right = a.sites[0];
+  a.sites[0] = right.substr(0, right.size() - 1) + "#";
+  const std::string toml = (dir_ / "misspelt.toml").string();
+  std::ofstream(toml) << ethics::approvalToToml(a);
+  const std::vector<std::string> sign = {"ethics",     "sign",
+                                         "--approval", toml,
+                                         "--identity", fed_->committeeKeyPath(),
+                                         "--out",      (dir_ / "misspelt.signed").string(),
+                                         "--members",  fed_->membersPath()};
+  auto [rc, text] = runCli(dir_, sign);
+  EXPECT_EQ(rc, 1) << text;
+  EXPECT_NE(text.find("approval names site '" + a.sites[0] + "', which is not a member"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("did you mean '" + right + "'?"), std::string::npos) << text;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "misspelt.signed"));
+
+  a.sites[0] = right;
+  std::ofstream(toml, std::ios::trunc) << ethics::approvalToToml(a);
+  auto [ok, okText] = runCli(dir_, sign);
+  EXPECT_EQ(ok, 0) << okText;
+  EXPECT_NE(okText.find("site        " + right), std::string::npos) << okText;
+  EXPECT_NE(okText.find("coordinator " + coordinatorMemberName()), std::string::npos) << okText;
+}
+
+// Issue 14: a statement sent over a connection no site accepts says which key to use instead
+// of "no site of study 'LUNG-7' holds approval LUNG-7 v1"; without --as the committee's own
+// key (a board member here) connects.
+TEST_F(EthicsE2eTest, CliSuspendExplainsWhoMayConnect) {
+  auto [rc, text] =
+      runCli(dir_, {"ethics", "suspend", "--members", fed_->membersPath(), "--identity",
+                    fed_->committeeKeyPath(), "--as", fed_->coordinatorKeyPath(), "--study",
+                    LocalFederation::kStudy, "--version", "1", "--reason", "safety review"});
+  EXPECT_EQ(rc, 1) << text;
+  EXPECT_NE(text.find("is not an ethics-board member"), std::string::npos) << text;
+  EXPECT_EQ(text.find("holds approval"), std::string::npos) << text;
+  auto [ok, okText] =
+      runCli(dir_, {"ethics", "suspend", "--members", fed_->membersPath(), "--identity",
+                    fed_->committeeKeyPath(), "--study", LocalFederation::kStudy, "--version", "1",
+                    "--reason", "safety review"});
+  EXPECT_EQ(ok, 0) << okText;
 }
 
 }  // namespace

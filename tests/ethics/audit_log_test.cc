@@ -107,9 +107,9 @@ TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
     auto cut = decodeEntry({reinterpret_cast<const uint8_t*>(bytes->data()), bytes->size() - 1});
     EXPECT_EQ(cut.status().code(), StatusCode::kCorruption);
   }
-  // Header layout: version 1, sequence u64 BE, timestamp i64 BE, kind.
+  // Header layout: version 2, sequence u64 BE, timestamp i64 BE, kind.
   const std::string b = *encodeEntry(entries[6]);
-  EXPECT_EQ(b[0], 1);
+  EXPECT_EQ(b[0], 2);
   EXPECT_EQ(b[8], 6);    // last byte of the sequence
   EXPECT_EQ(b[16], 7);   // last byte of the timestamp
   EXPECT_EQ(b[17], 10);  // kind node-start
@@ -471,6 +471,122 @@ TEST_F(AuditLogTest, ForkBetweenLogsSharingAPrefixIsDetected) {
   Status board = verifyLog(entriesB, forked, node_.pub, &seen);
   EXPECT_EQ(board.code(), StatusCode::kCorruption);
   EXPECT_NE(board.message().find("rewritten since then"), std::string::npos) << board.message();
+}
+
+}  // namespace
+}  // namespace trialmesh::ethics
+
+namespace trialmesh::ethics {
+namespace {
+
+QueryAuditFields auditFields(const std::string& id) {
+  QueryAuditFields a;
+  a.queryId = id;
+  a.coordinatorName = "lead-coordinator";
+  a.queryText = "km time=os_months event=death by arm";
+  a.approvalStudy = "LUNG-7";
+  a.approvalVersion = 3;
+  a.approvalId[0] = 0xab;
+  return a;
+}
+
+Result<Entry> decodeText(const std::string& bytes) {
+  return decodeEntry({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+}
+
+// Issue 14: format 2 carries the query id, coordinator name, query text and approval on query,
+// result-released and share-released entries, and they survive the round trip.
+TEST(AuditEntryFormat2, QueryAndReleaseFieldsRoundTrip) {
+  const crypto::Identity coordinator = crypto::generateIdentity();
+  QueryEvent q{coordinator.pub, "LUNG-7", Hash{9}, true, "approval LUNG-7 v3", auditFields("0a1b")};
+  ResultReleasedEvent r{coordinator.pub, "LUNG-7", Hash{9}, 12, 0, auditFields("0a1b")};
+  for (const Entry& e :
+       {Entry{0, 1, EntryKind::kQuery, q}, Entry{1, 2, EntryKind::kResultReleased, r},
+        Entry{2, 3, EntryKind::kShareReleased, r}}) {
+    auto bytes = encodeEntry(e);
+    ASSERT_TRUE(bytes.isOk()) << bytes.status().toString();
+    EXPECT_EQ((*bytes)[0], 2);
+    auto back = decodeText(*bytes);
+    ASSERT_TRUE(back.isOk()) << back.status().toString();
+    EXPECT_EQ(back->formatVersion, 2);
+    EXPECT_EQ(*encodeEntry(*back), *bytes);
+    const QueryAuditFields& a = e.kind == EntryKind::kQuery
+                                    ? std::get<QueryEvent>(back->body).audit
+                                    : std::get<ResultReleasedEvent>(back->body).audit;
+    EXPECT_EQ(a, auditFields("0a1b"));
+    const std::string line = describeEntry(*back);
+    EXPECT_NE(line.find("id=0a1b by=lead-coordinator approval=LUNG-7 v3 "
+                        "text='km time=os_months event=death by arm'"),
+              std::string::npos)
+        << line;
+    auto cut = decodeText(bytes->substr(0, bytes->size() - 1));
+    EXPECT_EQ(cut.status().code(), StatusCode::kCorruption);
+  }
+  EXPECT_STREQ(entryKindName(EntryKind::kShareReleased), "share-released");
+  Entry future{0, 1, EntryKind::kNodeStart, NodeEvent{"x"}, 3};
+  EXPECT_EQ(encodeEntry(future).status().code(), StatusCode::kInvalidArgument);
+  std::string bytes = *encodeEntry(Entry{0, 1, EntryKind::kNodeStart, NodeEvent{"x"}});
+  bytes[0] = 3;
+  auto unknown = decodeText(bytes);
+  EXPECT_EQ(unknown.status().code(), StatusCode::kCorruption);
+  EXPECT_NE(unknown.status().message().find("versions 1 and 2"), std::string::npos);
+}
+
+// A log written before issue 14 (format 1 entries, byte for byte as that build wrote them) still
+// decodes, re-encodes to the same bytes (so its Merkle leaves are unchanged) and verifies.
+TEST(AuditEntryFormat2, Format1EntriesStillDecodeAndVerify) {
+  const crypto::Identity node = crypto::generateIdentity();
+  const crypto::Identity coordinator = crypto::generateIdentity();
+  // The layout of a format 1 query entry, written out field by field (docs/ethics.md).
+  std::string v1;
+  auto u64 = [&v1](uint64_t x) {
+    for (int i = 7; i >= 0; --i) v1.push_back(static_cast<char>((x >> (8 * i)) & 0xff));
+  };
+  auto str = [&v1](const std::string& s) {
+    const uint32_t n = static_cast<uint32_t>(s.size());
+    for (int i = 3; i >= 0; --i) v1.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+    v1 += s;
+  };
+  v1.push_back(1);  // format version
+  u64(0);           // sequence
+  u64(1000);        // timestamp
+  v1.push_back(6);  // kind query
+  v1.append(reinterpret_cast<const char*>(coordinator.pub.bytes().data()), 32);
+  str("LUNG-7");
+  v1.append(32, '\x07');  // query hash
+  v1.push_back(1);        // allowed
+  str("approval LUNG-7 v1");
+  auto old = decodeText(v1);
+  ASSERT_TRUE(old.isOk()) << old.status().toString();
+  EXPECT_EQ(old->formatVersion, 1);
+  const auto& q = std::get<QueryEvent>(old->body);
+  EXPECT_EQ(q.coordinator, coordinator.pub);
+  EXPECT_EQ(q.reason, "approval LUNG-7 v1");
+  EXPECT_EQ(q.audit, QueryAuditFields{});
+  EXPECT_EQ(*encodeEntry(*old), v1);
+  // Version 1 release entries decode too.
+  Entry oldRelease{1, 2000, EntryKind::kResultReleased,
+                   ResultReleasedEvent{coordinator.pub, "LUNG-7", Hash{7}, 4, 0}, 1};
+  const std::string v1Release = *encodeEntry(oldRelease);
+  EXPECT_EQ(v1Release[0], 1);
+  // A log of an old entry followed by a new one verifies against its signed head.
+  QueryEvent q2 = q;
+  q2.audit = auditFields("ff00");
+  const std::string v2 = *encodeEntry(Entry{2, 3000, EntryKind::kQuery, q2});
+  const auto leaf = [](const std::string& b) {
+    return leafHash({reinterpret_cast<const uint8_t*>(b.data()), b.size()});
+  };
+  const Hash root1 = leaf(v1);
+  const Hash root2 = nodeHash(root1, leaf(v1Release));
+  const Hash root3 = nodeHash(root2, leaf(v2));
+  std::vector<StoredEntry> stored = {{root1, v1}, {root2, v1Release}, {root3, v2}};
+  const SignedTreeHead head = signTreeHead(node, 3, 4000, root3);
+  Status ok = verifyLog(stored, head, node.pub);
+  EXPECT_TRUE(ok.isOk()) << ok.toString();
+  stored[0].bytes[stored[0].bytes.size() - 1] ^= 1;  // tamper with the old entry's reason
+  Status bad = verifyLog(stored, head, node.pub);
+  EXPECT_EQ(bad.code(), StatusCode::kCorruption);
+  EXPECT_EQ(bad.message().rfind("entry 0: ", 0), 0u) << bad.toString();
 }
 
 }  // namespace

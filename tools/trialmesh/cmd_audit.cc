@@ -77,25 +77,50 @@ std::string isoTime(int64_t ms) {
   return buf;
 }
 
+// A key as the board knows it: the member name from the members file, the key itself only
+// for a key the file does not list.
+std::string memberName(const node::Members& members, const crypto::PublicKey& key) {
+  const node::Member* m = members.findByKey(key);
+  return m != nullptr ? m->name : "unknown key " + key.toText();
+}
+
+// The name the site recorded (format 2) or, for older entries, the members file's.
+std::string coordinatorName(const node::Members& members, const crypto::PublicKey& key,
+                            const ethics::QueryAuditFields& audit) {
+  return audit.coordinatorName.empty() ? memberName(members, key) : audit.coordinatorName;
+}
+
+std::string approvalText(const ethics::QueryAuditFields& audit) {
+  if (audit.approvalStudy.empty()) return {};
+  return audit.approvalStudy + " v" + std::to_string(audit.approvalVersion);
+}
+
 // One flat record per entry for the committee's report.
-nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
+nlohmann::ordered_json entryRecord(const ethics::Entry& e, const node::Members& members) {
   nlohmann::ordered_json j;
   j["sequence"] = e.sequence;
   j["time"] = isoTime(e.timestampMs);
   j["kind"] = ethics::entryKindName(e.kind);
   j["study"] = entryStudy(e);
-  std::string coordinator, queryHash, decision, detail;
+  std::string coordinator, queryId, queryText, approval, queryHash, decision, detail;
   uint64_t cells = 0, suppressed = 0;
+  auto takeAudit = [&](const ethics::QueryAuditFields& audit) {
+    queryId = audit.queryId;
+    queryText = audit.queryText;
+    approval = approvalText(audit);
+  };
   std::visit(
       [&](const auto& b) {
         using T = std::decay_t<decltype(b)>;
         if constexpr (std::is_same_v<T, ethics::QueryEvent>) {
-          coordinator = b.coordinator.toText();
+          coordinator = coordinatorName(members, b.coordinator, b.audit);
+          takeAudit(b.audit);
           queryHash = ethics::hashHex(b.queryHash);
           decision = b.allowed ? "allowed" : "refused";
           detail = b.reason;
         } else if constexpr (std::is_same_v<T, ethics::ResultReleasedEvent>) {
-          coordinator = b.coordinator.toText();
+          coordinator = coordinatorName(members, b.coordinator, b.audit);
+          takeAudit(b.audit);
           queryHash = ethics::hashHex(b.queryHash);
           cells = b.cells;
           suppressed = b.suppressedCells;
@@ -109,9 +134,9 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
         } else if constexpr (std::is_same_v<T, ethics::NodeEvent>) {
           detail = b.detail;
         } else if constexpr (std::is_same_v<T, ethics::AlertEvent>) {
-          detail = b.peer.toText() + ": " + b.message;
+          detail = memberName(members, b.peer) + ": " + b.message;
         } else if constexpr (std::is_same_v<T, ethics::BudgetChargeEvent>) {
-          coordinator = b.coordinator.toText();
+          coordinator = memberName(members, b.coordinator);
           queryHash = ethics::hashHex(b.queryHash);
           decision = b.charged ? "charged" : "refused";
           detail = "v" + std::to_string(b.protocolVersion) + " " + ethics::budgetChargeText(b) +
@@ -122,6 +147,9 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e) {
       },
       e.body);
   j["coordinator"] = coordinator;
+  j["query_id"] = queryId;
+  j["query"] = queryText;
+  j["approval"] = approval;
   j["query_hash"] = queryHash;
   j["decision"] = decision;
   j["cells"] = cells;
@@ -191,7 +219,7 @@ int runExport(const Args& a) {
     if (from && day < *from) continue;
     if (to && *to < day) continue;
     if (!a.study.empty() && entryStudy(*e) != a.study) continue;
-    rows.push_back(entryRecord(*e));
+    rows.push_back(entryRecord(*e, session->members));
   }
   if (a.format == "json") {
     nlohmann::ordered_json doc;
@@ -203,19 +231,21 @@ int runExport(const Args& a) {
     return 0;
   }
   std::printf(
-      "sequence,time,kind,study,coordinator,query_hash,decision,cells,suppressed_cells,"
-      "detail\n");
+      "sequence,time,kind,study,coordinator,query_id,query,approval,query_hash,decision,cells,"
+      "suppressed_cells,detail\n");
   for (const auto& r : rows) {
-    std::printf("%llu,%s,%s,%s,%s,%s,%s,%llu,%llu,%s\n",
-                static_cast<unsigned long long>(r["sequence"].get<uint64_t>()),
-                r["time"].get<std::string>().c_str(), r["kind"].get<std::string>().c_str(),
-                csvField(r["study"].get<std::string>()).c_str(),
-                r["coordinator"].get<std::string>().c_str(),
-                r["query_hash"].get<std::string>().c_str(),
-                r["decision"].get<std::string>().c_str(),
-                static_cast<unsigned long long>(r["cells"].get<uint64_t>()),
-                static_cast<unsigned long long>(r["suppressed_cells"].get<uint64_t>()),
-                csvField(r["detail"].get<std::string>()).c_str());
+    std::printf(
+        "%llu,%s,%s,%s,%s,%s,%s,%s,%s,%s,%llu,%llu,%s\n",
+        static_cast<unsigned long long>(r["sequence"].get<uint64_t>()),
+        r["time"].get<std::string>().c_str(), r["kind"].get<std::string>().c_str(),
+        csvField(r["study"].get<std::string>()).c_str(),
+        csvField(r["coordinator"].get<std::string>()).c_str(),
+        r["query_id"].get<std::string>().c_str(), csvField(r["query"].get<std::string>()).c_str(),
+        csvField(r["approval"].get<std::string>()).c_str(),
+        r["query_hash"].get<std::string>().c_str(), r["decision"].get<std::string>().c_str(),
+        static_cast<unsigned long long>(r["cells"].get<uint64_t>()),
+        static_cast<unsigned long long>(r["suppressed_cells"].get<uint64_t>()),
+        csvField(r["detail"].get<std::string>()).c_str());
   }
   return 0;
 }

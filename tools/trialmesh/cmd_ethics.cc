@@ -1,5 +1,6 @@
 // `trialmesh ethics`: a committee signs, submits, inspects, revokes, suspends and reinstates
 // approvals; a site's own committee recognises them (countersignature policy).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -49,11 +50,69 @@ struct Args {
   uint32_t version = 0;
 };
 
+// Levenshtein distance, for "did you mean" on a misspelt member name.
+size_t editDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// Issue 14: before a board signs, every site the approval names must be a site of the
+// members file and every coordinator key a coordinator there; a misspelt name would otherwise
+// make an approval that no site ever applies. Prints what was resolved, for confirmation.
+Status checkAgainstMembers(const ethics::Approval& approval, const node::Members& members,
+                           const std::string& membersPath) {
+  for (const std::string& name : approval.sites) {
+    const node::Member* m = members.findByName(name);
+    if (m != nullptr && m->role == node::Role::kSite) {
+      std::printf("site        %-24s %s\n", name.c_str(), m->publicKey.toText().c_str());
+      continue;
+    }
+    std::string best;
+    size_t bestDistance = 3;  // suggest only close names
+    for (const node::Member& candidate : members.members) {
+      if (candidate.role != node::Role::kSite) continue;
+      const size_t d = editDistance(name, candidate.name);
+      if (d < bestDistance) bestDistance = d, best = candidate.name;
+    }
+    std::string message = "approval names site '" + name + "', " +
+                          (m == nullptr ? std::string("which is not a member") : "not a site") +
+                          " in " + membersPath;
+    if (!best.empty()) message += "; did you mean '" + best + "'?";
+    return Status::notFound(message);
+  }
+  for (const crypto::PublicKey& key : approval.coordinators) {
+    const node::Member* m = members.findByKey(key);
+    if (m == nullptr || m->role != node::Role::kCoordinator) {
+      return Status::notFound("approval names coordinator key " + key.toText() +
+                              ", which is not a coordinator in " + membersPath);
+    }
+    std::printf("coordinator %-24s %s\n", m->name.c_str(), key.toText().c_str());
+  }
+  std::printf("dictionary  %s\n", ethics::hashHex(approval.dictionaryHash).c_str());
+  return Status::ok();
+}
+
 int runSign(const Args& a) {
   auto text = readAll(a.approval, "approval TOML");
   if (!text) return fail(text.status());
   auto approval = ethics::parseApprovalToml(*text, a.approval);
   if (!approval) return fail(approval.status());
+  if (!a.members.empty()) {
+    auto members = node::loadMembers(a.members);
+    if (!members) return fail(members.status());
+    Status known = checkAgainstMembers(*approval, *members, a.members);
+    if (!known.isOk()) return fail(known.withContext(a.approval));
+  }
   auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!identity) return fail(identity.status().withContext(a.identity));
   auto sa = ethics::signApproval(std::move(*approval), *identity);
@@ -153,10 +212,27 @@ int runStatement(const Args& a, ethics::StatementKind kind) {
   if (sites.empty())
     return fail(Status::notFound("no site of study '" + a.study + "' in " + a.members));
   // The approval id comes from the first site that holds the approval.
+  // Sites only let ethics-board members in: say so rather than "no site holds it" (issue 14).
+  const node::Member* connecting = members->findByKey(connectAs.pub);
+  if (connecting == nullptr || connecting->role != node::Role::kEthicsBoard) {
+    std::string boards;
+    for (const node::Member& m : members->members) {
+      if (m.role == node::Role::kEthicsBoard) boards += (boards.empty() ? "" : ", ") + m.name;
+    }
+    return fail(Status::permissionDenied(
+        std::string(sender ? "--as" : "--identity") + " key " + connectAs.pub.toText() +
+        " is not an ethics-board member in " + a.members + "; sites accept statements only over " +
+        "a board member's connection: pass --as <key file of one of: " +
+        (boards.empty() ? std::string("(none listed)") : boards) + ">"));
+  }
   std::optional<ethics::Hash> id;
+  std::string unreachable;
   for (const node::Member* site : sites) {
     auto list = node::listSiteApprovals(connectAs, *members, site->name);
-    if (!list) continue;
+    if (!list) {
+      unreachable += "; " + site->name + ": " + list.status().message();
+      continue;
+    }
     for (const auto& bytes : *list) {
       auto sa = ethics::decodeSignedApproval(
           {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
@@ -168,7 +244,7 @@ int runStatement(const Args& a, ethics::StatementKind kind) {
   }
   if (!id) {
     return fail(Status::notFound("no site of study '" + a.study + "' holds approval " + a.study +
-                                 " v" + std::to_string(a.version)));
+                                 " v" + std::to_string(a.version) + unreachable));
   }
   ethics::Statement st;
   st.kind = kind;
@@ -207,6 +283,9 @@ void addEthicsCommands(CLI::App& app, int& exitCode) {
   sign->add_option("--approval", args->approval, "Approval TOML")->required();
   sign->add_option("--identity", args->identity, "Lead committee key")->required();
   sign->add_option("--out", args->out, "Signed approval file to write")->required();
+  sign->add_option("--members", args->members,
+                   "Members file: refuse site names and coordinator keys it does not list, and "
+                   "show what they resolve to");
   sign->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
   sign->callback([args, &exitCode] { exitCode = runSign(*args); });
 
