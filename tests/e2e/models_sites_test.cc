@@ -266,8 +266,11 @@ TEST_F(ModelSitesE2eTest, DropoutsAreLeftOutHungSitesBoundedQuorumLossRefused) {
   out.push_back(hung);
   expectCoxEqualsPooled(*cox, pooled(out));
   EXPECT_EQ(leftOutSites(*cox), names(out));
-  for (const auto& s : cox->sites->sites)
-    if (s.site == fed_->siteName(hung)) EXPECT_EQ(s.outcome, "timed out");
+  for (const auto& s : cox->sites->sites) {
+    if (s.site == fed_->siteName(hung)) {
+      EXPECT_EQ(s.outcome, "timed out");
+    }
+  }
 
   // A 2 s deadline for the whole fit: the hung site holds the first round for half of it; the
   // fit ends by the deadline either way (finished, or an error naming the hung site).

@@ -307,8 +307,8 @@ TEST_F(ApprovalPolicyTest, GrantCarriesThePolicy) {
   use.analyses = {"km"};
   use.today = Date{2026, 5, 1};
   auto g = registry.check(use);
-  if (g.isOk()) EXPECT_EQ(g->modelMinSiteRows, 0u);
   ASSERT_TRUE(g.isOk()) << g.status().toString();
+  EXPECT_EQ(g->modelMinSiteRows, 0u);
   EXPECT_EQ(g->aggregation, AggregationMode::kSecureDp);
   EXPECT_EQ(g->minSites, 4u);
   EXPECT_EQ(g->dpEpsilonPerQuery, 0.1);
