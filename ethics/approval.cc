@@ -29,6 +29,9 @@ using detail::Writer;
 // the ids of approvals signed before version 2 existed stay valid.
 constexpr uint8_t kApprovalFormatVersion = 1;
 constexpr uint8_t kApprovalFormatVersionWithPolicy = 2;
+// Version 3: the version 2 tail (even for the default policy), then model_min_site_rows; used
+// only when that is set, so approvals without it keep their version 1 or 2 bytes and ids.
+constexpr uint8_t kApprovalFormatVersionWithModelRule = 3;
 // Version 1: up to the signer. Version 2 appends the issue time (issue #13 item 7), which
 // orders same-day statements; every newly signed statement is version 2, and stored or
 // submitted version 1 statements keep their bytes, signature and meaning.
@@ -195,7 +198,8 @@ constexpr std::string_view kApprovalKeys[] = {"study",
                                               "min_sites",
                                               "dp_epsilon_per_query",
                                               "dp_budget",
-                                              "time_bin"};
+                                              "time_bin",
+                                              "model_min_site_rows"};
 
 Result<Hash> parseHashHex(std::string_view hex) {
   if (hex.size() != 64)
@@ -347,6 +351,10 @@ Status parseAggregationPolicy(const toml::table& root, const TomlReader& r, Appr
     TM_ASSIGN_OR_RETURN(double bin, r.positive(root, "time_bin"));
     a.timeBin = bin;
   }
+  if (root.get("model_min_site_rows") != nullptr) {
+    TM_ASSIGN_OR_RETURN(int64_t rows, r.integer(root, "model_min_site_rows", 1, UINT32_MAX));
+    a.modelMinSiteRows = static_cast<uint32_t>(rows);
+  }
   return Status::ok();
 }
 
@@ -489,6 +497,7 @@ std::string approvalToToml(const Approval& a) {
       << "dp_budget = " << realNumberText(a.dpBudget) << "\n";
   }
   if (a.timeBin) o << "time_bin = " << realNumberText(*a.timeBin) << "\n";
+  if (a.modelMinSiteRows > 0) o << "model_min_site_rows = " << a.modelMinSiteRows << "\n";
   return o.str();
 }
 
@@ -505,8 +514,14 @@ bool hasDefaultPolicy(const Approval& a) {
   return a.aggregation == AggregationMode::kSecure && a.minSites == kDefaultMinSites && !a.timeBin;
 }
 
+uint8_t formatVersionOf(const Approval& a) {
+  if (a.modelMinSiteRows > 0) return kApprovalFormatVersionWithModelRule;
+  return hasDefaultPolicy(a) ? kApprovalFormatVersion : kApprovalFormatVersionWithPolicy;
+}
+
 void writeApproval(Writer& w, const Approval& a) {
-  w.u8(hasDefaultPolicy(a) ? kApprovalFormatVersion : kApprovalFormatVersionWithPolicy);
+  const uint8_t version = formatVersionOf(a);
+  w.u8(version);
   w.str(a.study);
   w.u32(a.protocolVersion);
   w.str(a.leadCommittee.name);
@@ -525,7 +540,7 @@ void writeApproval(Writer& w, const Approval& a) {
   writeDate(w, a.validUntil);
   w.u8(a.queryBudget ? 1 : 0);
   if (a.queryBudget) w.u64(*a.queryBudget);
-  if (!hasDefaultPolicy(a)) {
+  if (version != kApprovalFormatVersion) {
     w.u8(static_cast<uint8_t>(a.aggregation));
     w.u32(a.minSites);
     if (a.aggregation == AggregationMode::kSecureDp) {
@@ -535,6 +550,7 @@ void writeApproval(Writer& w, const Approval& a) {
     w.u8(a.timeBin ? 1 : 0);
     if (a.timeBin) w.u64(std::bit_cast<uint64_t>(*a.timeBin));
   }
+  if (version == kApprovalFormatVersionWithModelRule) w.u32(a.modelMinSiteRows);
 }
 
 Result<std::vector<std::string>> readStrings(Reader& r, std::string_view field) {
@@ -552,7 +568,7 @@ Result<std::vector<std::string>> readStrings(Reader& r, std::string_view field) 
 
 // The version 2 tail. Values the TOML parser would refuse are Corruption here, and so is a
 // version 2 encoding of the default policy (version 1 is its only canonical form).
-Status readPolicy(Reader& r, Approval& a) {
+Status readPolicy(Reader& r, Approval& a, uint8_t version) {
   auto bad = [&](const std::string& what) { return Status::corruption(r.what() + ": " + what); };
   TM_ASSIGN_OR_RETURN(uint8_t mode, r.u8("aggregation mode"));
   if (mode > 2) return bad("unknown aggregation mode " + std::to_string(mode));
@@ -577,15 +593,22 @@ Status readPolicy(Reader& r, Approval& a) {
     a.timeBin = std::bit_cast<double>(bin);
     if (!positive(*a.timeBin)) return bad("time bin must be above 0");
   }
+  if (version == kApprovalFormatVersionWithModelRule) {
+    TM_ASSIGN_OR_RETURN(a.modelMinSiteRows, r.u32("model min site rows"));
+    if (a.modelMinSiteRows == 0)
+      return bad("version 3 encoding without model_min_site_rows (not canonical)");
+    return Status::ok();
+  }
   if (hasDefaultPolicy(a)) return bad("version 2 encoding of the default policy (not canonical)");
   return Status::ok();
 }
 
 Result<Approval> readApproval(Reader& r) {
   TM_ASSIGN_OR_RETURN(uint8_t version, r.u8("format version"));
-  if (version != kApprovalFormatVersion && version != kApprovalFormatVersionWithPolicy) {
+  if (version != kApprovalFormatVersion && version != kApprovalFormatVersionWithPolicy &&
+      version != kApprovalFormatVersionWithModelRule) {
     return Status::corruption(r.what() + ": format version " + std::to_string(version) +
-                              " is not supported (this build reads versions 1 and 2)");
+                              " is not supported (this build reads versions 1 to 3)");
   }
   Approval a;
   TM_ASSIGN_OR_RETURN(a.study, r.str("study"));
@@ -615,7 +638,7 @@ Result<Approval> readApproval(Reader& r) {
     TM_ASSIGN_OR_RETURN(uint64_t b, r.u64("query budget"));
     a.queryBudget = b;
   }
-  if (version == kApprovalFormatVersionWithPolicy) TM_RETURN_IF_ERROR(readPolicy(r, a));
+  if (version != kApprovalFormatVersion) TM_RETURN_IF_ERROR(readPolicy(r, a, version));
   // Canonical form only: a non-canonical encoding would give one approval two ids.
   Approval c = a;
   canonicalise(c);
@@ -998,6 +1021,7 @@ Result<Grant> ApprovalRegistry::checkLocked(const QueryUse& use) const {
   g.dpEpsilonPerQuery = a.dpEpsilonPerQuery;
   g.dpBudget = a.dpBudget;
   g.timeBin = a.timeBin;
+  g.modelMinSiteRows = a.modelMinSiteRows;
   if (a.queryBudget) {
     auto u = used_.find(id);
     const uint64_t used = u == used_.end() ? 0 : u->second;

@@ -92,6 +92,9 @@ struct Approval {
   double dpEpsilonPerQuery = 0;          // kSecureDp only: > 0, ε spent by each query
   double dpBudget = 0;                   // kSecureDp only: total ε per coordinator, >= per query
   std::optional<double> timeBin;         // > 0: bin width of survival times (km), any mode
+  // Issue #11: a site with fewer complete-case rows takes no part in a model fit (it refuses the
+  // rounds and is left out; docs/ethics.md). 0 = no per-site minimum.
+  uint32_t modelMinSiteRows = 0;
 
   // "LUNG-7 v3", used in every message.
   std::string label() const { return study + " v" + std::to_string(protocolVersion); }
@@ -107,7 +110,8 @@ std::string approvalToToml(const Approval& approval);
 // The canonical bytes (docs/ethics.md "Approval canonical form") and the approval id, their
 // SHA-256. REQUIRES: lists sorted and unique (as parseApprovalToml leaves them); canonicalise()
 // makes them so. Format version 1 when the aggregation policy is the default (secure, 3 sites,
-// no time bin) — the bytes every approval signed before issue #5 has — and version 2 otherwise.
+// no time bin) — the bytes every approval signed before issue #5 has —, version 3 when
+// model_min_site_rows is set, and version 2 otherwise.
 void canonicalise(Approval& approval);
 std::string approvalBytes(const Approval& approval);
 Hash approvalId(const Approval& approval);
@@ -201,6 +205,7 @@ struct Grant {
   double dpEpsilonPerQuery = 0;
   double dpBudget = 0;
   std::optional<double> timeBin;
+  uint32_t modelMinSiteRows = 0;  // 0 = none
 };
 
 // In-memory state built from signed approvals and statements. Every add verifies signatures.

@@ -575,6 +575,19 @@ Result<FederatedResult> CoordinatorSession::Impl::query(const std::string& study
     return Status::notFound("the members file of federation '" + members_.federation +
                             "' lists no site for study '" + study + "'");
   }
+  if (!options.onlySites.empty()) {
+    for (const std::string& name : options.onlySites) {
+      if (std::none_of(sites.begin(), sites.end(),
+                       [&](const Member* m) { return m->name == name; }))
+        return Status::invalidArgument("site '" + name + "' is not a site of study '" + study +
+                                       "' in the members file");
+    }
+    // Members-file order, as every result lists its sites.
+    std::erase_if(sites, [&](const Member* m) {
+      return std::find(options.onlySites.begin(), options.onlySites.end(), m->name) ==
+             options.onlySites.end();
+    });
+  }
   const auto start = Clock::now();
   // The study's aggregation policy, as its sites' approvals say (issue #5).
   std::map<std::string, SiteOutcome> early;  // sites that cannot take part, by name

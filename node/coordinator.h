@@ -103,6 +103,10 @@ struct FederatedQueryOptions {
       observeMaskedVector;
   // Secure modes: at most this many masking rounds (the first plus re-runs after dropouts).
   uint32_t maxSecureRounds = 3;
+  // Ask only these sites of the study (member names); empty: every site of the study. A model
+  // fit (node/model_runner.h) runs all its rounds on one fixed set of sites this way. The
+  // result's `sites` then lists only these; secure quorum (min_sites) counts only these.
+  std::vector<std::string> onlySites;
 };
 
 // The aggregation policy of a study's newest approval, as a site reports it (NodeInfo).

@@ -79,6 +79,7 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
   approval.timeBin = options.timeBin;
   approval.dpEpsilonPerQuery = options.dpEpsilonPerQuery;
   approval.dpBudget = options.dpBudget;
+  approval.modelMinSiteRows = options.modelMinSiteRows;
   const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();

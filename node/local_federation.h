@@ -53,8 +53,9 @@ struct LocalFederationOptions {
   std::optional<uint32_t> minSites;
   uint32_t minCellSize = 1;
   std::optional<double> timeBin = 1.0;
-  double dpEpsilonPerQuery = 0;  // secure-dp only
-  double dpBudget = 0;           // secure-dp only
+  double dpEpsilonPerQuery = 0;   // secure-dp only
+  double dpBudget = 0;            // secure-dp only
+  uint32_t modelMinSiteRows = 0;  // the approval's model_min_site_rows; 0 = none
 };
 
 class LocalFederation {

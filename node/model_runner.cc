@@ -1,8 +1,125 @@
 #include "node/model_runner.h"
 
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
 #include <utility>
+#include <vector>
 
 namespace trialmesh::node {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string describe(const SiteOutcome& s) {
+  return s.site + " " + outcomeName(s.outcome) + ": " + s.reason;
+}
+
+// The sites left out so far, for an error text ("S03 timed out: ...; S07 refused: ...").
+std::string leftOutText(const std::vector<std::string>& order,
+                        const std::map<std::string, SiteOutcome>& leftOut) {
+  std::string text;
+  for (const auto& name : order) {
+    auto it = leftOut.find(name);
+    if (it != leftOut.end()) text += (text.empty() ? "" : "; ") + describe(it->second);
+  }
+  return text;
+}
+
+}  // namespace
+
+Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const std::string& study,
+                                             const query::Query& model,
+                                             const FederatedModelOptions& options) {
+  const auto start = Clock::now();
+  const auto end = start + options.deadline;
+  const std::chrono::milliseconds roundLimit =
+      std::max(std::chrono::milliseconds(1), options.roundDeadline.value_or(options.deadline / 2));
+
+  std::vector<std::string> all;     // every site of the study, members-file order (round 1)
+  std::vector<std::string> active;  // the fixed set of the current fit; empty: every site
+  std::map<std::string, SiteOutcome> leftOut;
+  ethics::AggregationMode mode = ethics::AggregationMode::kPlain;
+  std::string approval;
+
+  for (uint32_t fit = 1;; ++fit) {
+    uint32_t round = 0;
+    bool dropped = false;  // a site of this fit's set did not answer a round
+    auto runner = [&](const std::string& text) -> Result<query::RoundAnswer> {
+      ++round;
+      if (options.beforeRound) options.beforeRound(fit, round);
+      const auto now = Clock::now();
+      if (now >= end)
+        return Status::unavailable(
+            fmt::format("the fit's deadline of {} ms passed", options.deadline.count()));
+      FederatedQueryOptions q = options.query;
+      q.deadline = std::min(roundLimit, std::chrono::ceil<std::chrono::milliseconds>(end - now));
+      q.onlySites = active;
+      // One masking round: a re-run without a failed site would sum over another set of sites.
+      q.maxSecureRounds = 1;
+      TM_ASSIGN_OR_RETURN(FederatedResult r, session.query(study, text, q));
+      mode = r.aggregation;
+      approval = r.approval;
+      if (all.empty())
+        for (const auto& s : r.sites) all.push_back(s.site);
+      for (const auto& s : r.sites) {
+        if (s.outcome == SiteOutcomeKind::kAnswered) continue;
+        leftOut[s.site] = s;
+        dropped = true;
+      }
+      // Below the quorum: no restart can help.
+      if (!r.refusal.empty() && r.refusal.find("(min_sites)") != std::string::npos)
+        return Status::failedPrecondition(r.refusal);
+      if (dropped)
+        return Status::unavailable("a site left the fit (" + leftOutText(all, leftOut) + ")");
+      if (!r.merged || !r.table)
+        return Status::failedPrecondition(r.refusal.empty() ? "no site answered" : r.refusal);
+      return query::RoundAnswer{std::move(*r.merged), std::move(*r.table)};
+    };
+    Result<query::ModelResult> result = query::fitModel(model, runner);
+    if (result.isOk()) {
+      query::ModelSites sites;
+      sites.mode = ethics::aggregationModeName(mode);
+      sites.approval = approval;
+      sites.fits = fit;
+      for (const auto& name : all) {
+        query::ModelSiteStatus s;
+        s.site = name;
+        auto it = leftOut.find(name);
+        s.contributed = it == leftOut.end();
+        s.outcome = s.contributed ? "contributed" : outcomeName(it->second.outcome);
+        if (!s.contributed) s.reason = it->second.reason;
+        sites.sites.push_back(std::move(s));
+      }
+      result->sites = std::move(sites);
+      return result;
+    }
+    const Status& error = result.status();
+    if (!dropped || error.code() == StatusCode::kFailedPrecondition) {
+      if (leftOut.empty()) return error;
+      return Status(error.code(),
+                    error.message() + " (sites left out: " + leftOutText(all, leftOut) + ")");
+    }
+    // Restart on the sites that answered every round so far.
+    active.clear();
+    for (const auto& name : all)
+      if (leftOut.find(name) == leftOut.end()) active.push_back(name);
+    const std::string why = leftOutText(all, leftOut);
+    if (active.empty())
+      return Status::unavailable("study " + study + ": no site can take part in the fit (" + why +
+                                 ")");
+    if (fit >= options.maxFits)
+      return Status::unavailable(fmt::format(
+          "study {}: sites kept dropping out; gave up after {} fits ({})", study, fit, why));
+    if (Clock::now() >= end)
+      return Status::unavailable(
+          fmt::format("study {}: the fit's deadline of {} ms passed before a restart without the "
+                      "sites left out ({})",
+                      study, options.deadline.count(), why));
+  }
+}
 
 query::RoundRunner federatedRoundRunner(CoordinatorSession& session, std::string study,
                                         FederatedQueryOptions options) {
@@ -14,7 +131,7 @@ query::RoundRunner federatedRoundRunner(CoordinatorSession& session, std::string
       for (const auto& s : r.sites) {
         if (s.outcome == SiteOutcomeKind::kAnswered) continue;
         if (!missing.empty()) missing += "; ";
-        missing += s.site + " " + outcomeName(s.outcome) + ": " + s.reason;
+        missing += describe(s);
       }
       return Status::unavailable(
           "not every site of study " + study + " answered (" + missing +

@@ -998,7 +998,7 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                             q = std::move(*parsed), threads = config_.limits.scanThreads,
                             stop = stop_, delayMs = config_.testScanDelayMs, checkedDictionary,
                             cache = openDatasets_, secure, cancelled, peerName,
-                            study = r.study]() mutable {
+                            modelMinSiteRows = grant->modelMinSiteRows, study = r.study]() mutable {
     if (delayMs > 0) stop->sleepUnless(std::chrono::milliseconds(delayMs), *cancelled);
     ScanOutcome out;
     const auto t0 = std::chrono::steady_clock::now();
@@ -1019,6 +1019,10 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
       // Secure cox rounds carry event times on the approval's grid; bin before computing so
       // the grid round and the Newton rounds agree (query/additive.h).
       if (secure) options.survivalTimeBin = secure->timeBin;
+      // Secure modes: a site's model sums are masked, so the model-size rule applies to the
+      // pooled totals at the coordinator, not here (query/model_kernel.h).
+      options.modelPerSiteRule = !secure;
+      options.modelMinSiteRows = modelMinSiteRows;
       options.cancelled = cancelled;
       TM_ASSIGN_OR_RETURN(out.partial, query::execute(bound, source, options));
       if (secure) {

@@ -70,6 +70,14 @@ struct ExecOptions {
   // is stopping): the scan stops at its next chunk of rows and returns ResourceExhausted, so an
   // abandoned query does not keep a worker busy. Null: the scan always runs to the end.
   std::shared_ptr<const std::atomic<bool>> cancelled;
+  // Model rounds: refuse when parameters > kModelParameterShare x this source's complete-case
+  // rows (query/model_kernel.h). A site in plain mode keeps it (the coordinator sees its sums);
+  // in secure modes its sums are masked, so the rule applies to the pooled totals the
+  // coordinator learns instead (query/model_runner.h) and a site of any size contributes.
+  bool modelPerSiteRule = true;
+  // Model rounds: the approval's model_min_site_rows (docs/ethics.md). A source with fewer
+  // complete-case rows refuses, so the coordinator leaves the site out of the fit. 0 = none.
+  uint32_t modelMinSiteRows = 0;
 };
 
 // The error a cancelled scan returns (ExecOptions::cancelled).

@@ -240,12 +240,23 @@ Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource
   const ModelRows& rows = *cached.rows;
   const size_t p = m.width();
   const uint64_t n = rows.x.rows;
-  if (static_cast<double>(p) > kModelParameterShare * static_cast<double>(n)) {
+  if (n < options.modelMinSiteRows) {
+    // As below: the rule, never the count.
     return Status::permissionDenied(fmt::format(
-        "{}: the model has {} parameters but this site has {} complete-case rows; a site answers "
-        "a model only when parameters <= {} x complete-case rows (disclosure rule, as "
-        "DataSHIELD's nfilter.glm): simplify the model or widen the 'where' clause",
-        aggFnName(m.fn), p, n, kModelParameterShare));
+        "{}: this site has fewer complete-case rows than the approval's model_min_site_rows "
+        "({}), so it takes no part in model fits",
+        aggFnName(m.fn), options.modelMinSiteRows));
+  }
+  if (options.modelPerSiteRule &&
+      static_cast<double>(p) > kModelParameterShare * static_cast<double>(n)) {
+    // The text names the rule, never the site's count: the coordinator learns that the site was
+    // left out and by which rule, nothing more.
+    return Status::permissionDenied(fmt::format(
+        "{}: the model has {} parameters and this site has fewer than the {} complete-case rows "
+        "a site needs to answer a model in plain aggregation (parameters <= {} x complete-case "
+        "rows, as DataSHIELD's nfilter.glm); in secure aggregation the rule applies to the "
+        "pooled rows instead",
+        aggFnName(m.fn), p, minimumRowsFor(p), kModelParameterShare));
   }
 
   PartialResult result;

@@ -17,9 +17,17 @@
 
 namespace trialmesh::query::detail {
 
-// A site answers a model round only when parameters <= kModelParameterShare × its complete-case
-// rows (DataSHIELD's nfilter.glm rule, default 0.33). docs/query-language.md.
+// A model is fitted only when parameters <= kModelParameterShare × complete-case rows
+// (DataSHIELD's nfilter.glm rule, default 0.33): per site in plain aggregation
+// (ExecOptions::modelPerSiteRule), on the pooled rows in secure modes. docs/statistics.md.
 inline constexpr double kModelParameterShare = 0.33;
+
+// The fewest complete-case rows that pass that rule for p parameters.
+inline uint64_t minimumRowsFor(size_t p) {
+  uint64_t n = 0;
+  while (static_cast<double>(p) > kModelParameterShare * static_cast<double>(n)) ++n;
+  return n;
+}
 
 // The round statistic's partial over `source`'s rows (the plan's statistic must be a model
 // round; a model itself is refused with InvalidArgument).

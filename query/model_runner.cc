@@ -57,6 +57,26 @@ Result<std::vector<std::string>> columnNames(const RoundAnswer& answer) {
   return names;
 }
 
+// The pooled disclosure rule (query/model_kernel.h), on the rows every contributing site sent
+// together: the coordinator learns this n anyway (the fit reports it).
+Status checkPooledRows(const StatPartial& s, size_t p, AggFn fn) {
+  uint64_t n = 0;
+  for (uint64_t v : s.n) n += v;
+  if (static_cast<double>(p) <= detail::kModelParameterShare * static_cast<double>(n))
+    return Status::ok();
+  return Status::permissionDenied(fmt::format(
+      "{}: the model has {} parameters but the contributing sites together have {} complete-case "
+      "rows, fewer than the {} the disclosure rule needs (parameters <= {} x pooled rows): "
+      "simplify the model or widen the 'where' clause",
+      aggFnName(fn), p, n, detail::minimumRowsFor(p), detail::kModelParameterShare));
+}
+
+uint64_t pooledRows(const StatPartial& s) {
+  uint64_t n = 0;
+  for (uint64_t v : s.n) n += v;
+  return n;
+}
+
 }  // namespace
 
 Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
@@ -80,8 +100,10 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
       TM_ASSIGN_OR_RETURN(RoundAnswer r, rounds.run(a));
       TM_ASSIGN_OR_RETURN(std::vector<std::string> names, columnNames(r));
       const auto p = static_cast<uint32_t>(names.size());
+      TM_RETURN_IF_ERROR(checkPooledRows(r.merged.stats[0], p, spec.fn));
       TM_ASSIGN_OR_RETURN(stats::LinearSums sums, detail::linearSumsOf(r.merged.stats[0], p));
       TM_ASSIGN_OR_RETURN(stats::LinearFit fit, stats::fitLinear(names, sums));
+      result.n = fit.n;
       result.linear = std::move(fit);
       return result;
     }
@@ -92,8 +114,11 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
       TM_ASSIGN_OR_RETURN(RoundAnswer first, rounds.run(a));
       TM_ASSIGN_OR_RETURN(std::vector<std::string> names, columnNames(first));
       const auto p = static_cast<uint32_t>(names.size());
+      TM_RETURN_IF_ERROR(checkPooledRows(first.merged.stats[0], p, spec.fn));
       TM_ASSIGN_OR_RETURN(stats::LogisticSums firstSums,
                           detail::logisticSumsOf(first.merged.stats[0], p));
+      result.n = pooledRows(first.merged.stats[0]);
+      result.events = static_cast<uint64_t>(std::llround(firstSums.sumY));
       bool firstUsed = false;
       auto evaluate = [&](const std::vector<double>& beta) -> Result<stats::LogisticSums> {
         bool zero = true;
@@ -119,12 +144,12 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
       const StatPartial& s = times.merged.stats[0];
       if (s.vec.size() != p || s.km.size() != s.n.size())
         return Status::invalidArgument("the cox_times answer has the wrong shape");
-      uint64_t n = 0;
-      for (uint64_t v : s.n) n += v;
+      const uint64_t n = pooledRows(s);
       if (n == 0)
         return Status::invalidArgument(
             "coxph: no complete-case rows at any site (every row lacks a model variable or is "
             "excluded by 'where')");
+      TM_RETURN_IF_ERROR(checkPooledRows(s, p, spec.fn));
       std::vector<double> center(p);
       for (uint32_t j = 0; j < p; ++j) center[j] = s.vec[j] / static_cast<double>(n);
       std::vector<std::vector<double>> grids(s.km.size());
@@ -144,6 +169,8 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
       stats::CoxOptions options;
       options.ties = spec.breslow ? stats::CoxTies::kBreslow : stats::CoxTies::kEfron;
       TM_ASSIGN_OR_RETURN(stats::CoxFit fit, stats::fitCox(names, evaluate, options));
+      result.n = fit.n;
+      result.events = fit.events;
       result.cox = std::move(fit);
       return result;
     }
@@ -169,11 +196,49 @@ RoundRunner localRoundRunner(const storage::ColumnSource& source, ExecOptions op
   };
 }
 
+namespace {
+
+std::string csvQuote(const std::string& s) {
+  std::string q = "\"";
+  for (char c : s) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  return q + "\"";
+}
+
+std::string eventsText(const ModelResult& r) {
+  return r.events ? std::to_string(*r.events) : std::string("NA");
+}
+
+// The "Sites:" block of the text layout.
+std::string sitesText(const ModelResult& r) {
+  const ModelSites& f = *r.sites;
+  size_t contributed = 0;
+  for (const auto& s : f.sites) contributed += s.contributed ? 1 : 0;
+  std::string out = fmt::format(
+      "\nSites: {} of {} contributed ({} aggregation, approval {}); n = {}{}\n", contributed,
+      f.sites.size(), f.mode, f.approval, r.n, r.events ? ", events = " + eventsText(r) : "");
+  std::string names;
+  for (const auto& s : f.sites)
+    if (s.contributed) names += (names.empty() ? "" : " ") + s.site;
+  out += "  contributed: " + (names.empty() ? std::string("none") : names) + "\n";
+  for (const auto& s : f.sites)
+    if (!s.contributed) out += "  left out: " + s.site + " (" + s.outcome + ": " + s.reason + ")\n";
+  if (f.fits > 1)
+    out += fmt::format("  the fit was restarted {} time{} without the sites that dropped out\n",
+                       f.fits - 1, f.fits == 2 ? "" : "s");
+  return out;
+}
+
+}  // namespace
+
 std::string formatModel(const ModelResult& r) {
   std::string out;
   if (r.linear) out = stats::formatLinear(*r.linear, r.call);
   if (r.logistic) out = stats::formatLogistic(*r.logistic, r.call);
   if (r.cox) out = stats::formatCox(*r.cox, r.call);
+  if (r.sites) out += sitesText(r);
   out += fmt::format("\n({} round{} of site queries)\n", r.roundQueries.size(),
                      r.roundQueries.size() == 1 ? "" : "s");
   return out;
@@ -187,19 +252,34 @@ std::string modelJson(const ModelResult& r) {
   j["model"] = aggFnName(r.fn);
   j["call"] = r.call;
   j["rounds"] = r.roundQueries.size();
+  if (r.sites) {
+    // A section of its own, so the fit's fields keep their layout.
+    nlohmann::json sites;
+    sites["mode"] = r.sites->mode;
+    sites["approval"] = r.sites->approval;
+    sites["n"] = r.n;
+    sites["events"] = r.events ? nlohmann::json(*r.events) : nlohmann::json(nullptr);
+    sites["fits"] = r.sites->fits;
+    sites["contributed"] = nlohmann::json::array();
+    sites["left_out"] = nlohmann::json::array();
+    for (const auto& s : r.sites->sites) {
+      if (s.contributed) {
+        sites["contributed"].push_back(s.site);
+      } else {
+        sites["left_out"].push_back(
+            {{"site", s.site}, {"outcome", s.outcome}, {"reason", s.reason}});
+      }
+    }
+    j["sites"] = std::move(sites);
+  }
   return j.dump();
 }
 
-std::string modelCsv(const ModelResult& r) {
+namespace {
+
+std::string coefficientsCsv(const ModelResult& r) {
   std::string out;
-  auto quote = [](const std::string& s) {
-    std::string q = "\"";
-    for (char c : s) {
-      if (c == '"') q += '"';
-      q += c;
-    }
-    return q + "\"";
-  };
+  auto quote = csvQuote;
   if (r.cox) {
     out = "term,coef,exp_coef,se_coef,z,p,lower_95,upper_95\n";
     for (const auto& c : r.cox->coefficients)
@@ -219,6 +299,26 @@ std::string modelCsv(const ModelResult& r) {
                          fullPrecision(c.stdError), fullPrecision(c.statistic),
                          fullPrecision(c.pValue));
   }
+  return out;
+}
+
+// The second CSV table: one row per site of the study, with the fit's mode, approval, n and
+// events on every row so the table stands alone when loaded.
+std::string sitesCsv(const ModelResult& r) {
+  std::string out = "site,status,reason,mode,approval,n,events,fits\n";
+  for (const auto& s : r.sites->sites)
+    out += fmt::format("{},{},{},{},{},{},{},{}\n", csvQuote(s.site),
+                       s.contributed ? "contributed" : csvQuote("left out: " + s.outcome),
+                       csvQuote(s.reason), r.sites->mode, csvQuote(r.sites->approval), r.n,
+                       eventsText(r), r.sites->fits);
+  return out;
+}
+
+}  // namespace
+
+std::string modelCsv(const ModelResult& r) {
+  std::string out = coefficientsCsv(r);
+  if (r.sites) out += "\n" + sitesCsv(r);
   return out;
 }
 

@@ -41,9 +41,28 @@ struct RoundAnswer {
 // round number.
 using RoundRunner = std::function<Result<RoundAnswer>(const std::string& roundQuery)>;
 
+// Which sites a federated fit ran on (node/model_runner.h fitFederatedModel): every site of the
+// study, in members-file order, contributing or left out with the reason.
+struct ModelSiteStatus {
+  std::string site;
+  bool contributed = false;
+  std::string outcome;  // "contributed", or why left out: "refused", "unreachable", "timed out"
+  std::string reason;   // the site's refusal text or the connection error; empty if contributed
+};
+
+struct ModelSites {
+  std::string mode;      // aggregation mode of the approval ("plain", "secure", "secure-dp")
+  std::string approval;  // the approval's label, e.g. "LUNG-7 v1"
+  uint32_t fits = 1;     // fits started: 1, plus one per restart after a site dropped out
+  std::vector<ModelSiteStatus> sites;
+};
+
 struct ModelResult {
   AggFn fn = AggFn::kLm;
-  std::string call;  // canonical text of the model query
+  std::string call;                 // canonical text of the model query
+  uint64_t n = 0;                   // complete-case rows over the contributing sites
+  std::optional<uint64_t> events;   // glm: rows with y = 1; coxph: events; lm: none
+  std::optional<ModelSites> sites;  // federated fits only
   std::optional<stats::LinearFit> linear;
   std::optional<stats::LogisticFit> logistic;
   std::optional<stats::CoxFit> cox;
@@ -52,7 +71,9 @@ struct ModelResult {
 
 // Fits `model` (its only statistic must be lm, glm or coxph). Errors: InvalidArgument for a
 // query that is not a model; the first error of `run`, as "round N (<statistic>): ..."; the
-// fit's own errors (collinear design, no events, too few rows).
+// fit's own errors (collinear design, no events, too few rows); PermissionDenied when the
+// pooled complete-case rows are too few for the parameters (parameters > 0.33 x rows, the rule
+// a secure-mode site does not apply to its own rows: query/model_kernel.h).
 Result<ModelResult> fitModel(const Query& model, const RoundRunner& run);
 
 // A RoundRunner over one local dataset (binds each round to source's dictionary, executes and
@@ -60,7 +81,9 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run);
 RoundRunner localRoundRunner(const storage::ColumnSource& source, ExecOptions options = {});
 
 // R layout (summary.lm / summary.glm / summary.coxph, stats/format.h), JSON and CSV (one row per
-// coefficient).
+// coefficient). With `sites`, each adds which sites contributed and which were left out and
+// why, n and events over the contributing sites, the mode and the approval: a "Sites:" block,
+// a "sites" object, and a second CSV table after a blank line (docs/statistics.md).
 std::string formatModel(const ModelResult& result);
 std::string modelJson(const ModelResult& result);
 std::string modelCsv(const ModelResult& result);

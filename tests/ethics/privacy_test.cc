@@ -240,6 +240,55 @@ TEST_F(ApprovalPolicyTest, DecodeRefusesNonCanonicalOrInvalidPolicy) {
   EXPECT_NE(r.status().message().find("min sites must be at least 2"), std::string::npos);
 }
 
+// Issue #11: model_min_site_rows is written only when set (version 3), so approvals without it
+// keep their version 1 / 2 bytes and ids.
+TEST_F(ApprovalPolicyTest, ModelMinSiteRowsRoundTripsAsVersion3AndOnlyWhenSet) {
+  const Approval without = parse("");
+  const Approval a = parse("model_min_site_rows = 5\n");
+  EXPECT_EQ(a.modelMinSiteRows, 5u);
+  EXPECT_EQ(without.modelMinSiteRows, 0u);
+  const std::string bytes = approvalBytes(a);
+  EXPECT_EQ(bytes[0], 3);
+  EXPECT_EQ(approvalBytes(without)[0], 1);
+  // Version 3 = the version 1 bytes, the policy tail (also for the default policy), the rows.
+  std::string expected = approvalBytes(without);
+  expected[0] = 3;
+  expected.push_back(1);  // secure
+  appendU32(expected, 3);
+  expected.push_back(0);  // no time bin
+  appendU32(expected, 5);
+  EXPECT_EQ(bytes, expected);
+  EXPECT_NE(approvalBytes(parse("min_sites = 4\n")),
+            approvalBytes(parse("min_sites = 4\nmodel_min_site_rows = 1\n")));
+  EXPECT_EQ(approvalBytes(parse("min_sites = 4\n"))[0], 2);
+
+  const std::string text = approvalToToml(a);
+  EXPECT_NE(text.find("model_min_site_rows = 5\n"), std::string::npos) << text;
+  EXPECT_EQ(approvalToToml(without).find("model_min_site_rows"), std::string::npos);
+  auto back = parseApprovalToml(text, "written.toml");
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(approvalBytes(*back), bytes);
+
+  auto sa = signApproval(a, lead_);
+  ASSERT_TRUE(sa.isOk());
+  const std::string wire = encodeSignedApproval(*sa);
+  auto decoded = decodeSignedApproval({reinterpret_cast<const uint8_t*>(wire.data()), wire.size()});
+  ASSERT_TRUE(decoded.isOk()) << decoded.status().toString();
+  EXPECT_TRUE(verifyApproval(*decoded).isOk());
+  EXPECT_EQ(decoded->approval.modelMinSiteRows, 5u);
+
+  // Version 3 with a zero count would be a second encoding of the approval without it.
+  std::string zero = expected.substr(0, expected.size() - 4);
+  appendU32(zero, 0);
+  zero += std::string(64, '\0');
+  auto r = decodeSignedApproval({reinterpret_cast<const uint8_t*>(zero.data()), zero.size()});
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("not canonical"), std::string::npos) << r.status().message();
+
+  EXPECT_EQ(error("model_min_site_rows = 0\n"),
+            "lung7.toml:12: key 'model_min_site_rows': must be between 1 and 4294967295, got 0");
+}
+
 TEST_F(ApprovalPolicyTest, GrantCarriesThePolicy) {
   SitePolicy policy;
   policy.site = "site-a";
@@ -259,6 +308,7 @@ TEST_F(ApprovalPolicyTest, GrantCarriesThePolicy) {
   use.today = Date{2026, 5, 1};
   auto g = registry.check(use);
   ASSERT_TRUE(g.isOk()) << g.status().toString();
+  EXPECT_EQ(g->modelMinSiteRows, 0u);
   EXPECT_EQ(g->aggregation, AggregationMode::kSecureDp);
   EXPECT_EQ(g->minSites, 4u);
   EXPECT_EQ(g->dpEpsilonPerQuery, 0.1);

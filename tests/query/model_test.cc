@@ -275,10 +275,48 @@ TEST(ModelKernel, RefusesTooManyParametersForTheRows) {
   auto r = localRoundRunner(*table)("lm_sums(bmi ~ age + sex + arm + smoker + status)");
   ASSERT_FALSE(r.isOk());
   EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
-  EXPECT_NE(r.status().message().find("the model has 7 parameters but this site has"),
+  // 7 / 0.33 = 21.2: the rule's threshold, never the site's own count (12 rows at most).
+  EXPECT_NE(r.status().message().find(
+                "the model has 7 parameters and this site has fewer than the 22 complete-case"),
             std::string::npos)
       << r.status().message();
   EXPECT_NE(r.status().message().find("nfilter.glm"), std::string::npos);
+  for (int n = 0; n <= 12; ++n)
+    EXPECT_EQ(r.status().message().find("site has " + std::to_string(n)), std::string::npos);
+}
+
+// Secure modes: a small site contributes its sums; the rule applies to the pooled rows.
+TEST(ModelKernel, WithoutThePerSiteRuleASmallSiteAnswersAndThePooledRuleRefuses) {
+  auto table = makeTable(studyDictionary(), randomRows(12, 2));
+  ExecOptions options;
+  options.modelPerSiteRule = false;
+  auto r = localRoundRunner(*table, options)("lm_sums(bmi ~ age + sex + arm + smoker + status)");
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  auto q = parseQuery("lm(bmi ~ age + sex + arm + smoker + status)");
+  ASSERT_TRUE(q.isOk());
+  auto fit = fitModel(*q, localRoundRunner(*table, options));
+  ASSERT_FALSE(fit.isOk());
+  EXPECT_EQ(fit.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(fit.status().message().find("pooled"), std::string::npos) << fit.status().message();
+}
+
+// The approval's model_min_site_rows: a smaller site refuses naming the rule, not its count.
+TEST(ModelKernel, BelowTheApprovalsMinimumSiteRowsASiteRefusesWithoutItsCount) {
+  auto table = makeTable(studyDictionary(), randomRows(12, 2));
+  ExecOptions options;
+  options.modelPerSiteRule = false;
+  options.modelMinSiteRows = 50;
+  auto r = localRoundRunner(*table, options)("lm_sums(bmi ~ age)");
+  ASSERT_FALSE(r.isOk());
+  EXPECT_EQ(r.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(r.status().message().find("fewer complete-case rows than the approval's "
+                                      "model_min_site_rows (50)"),
+            std::string::npos)
+      << r.status().message();
+  for (int n = 0; n <= 12; ++n)
+    EXPECT_EQ(r.status().message().find("site has " + std::to_string(n)), std::string::npos);
+  options.modelMinSiteRows = 2;
+  EXPECT_TRUE(localRoundRunner(*table, options)("lm_sums(bmi ~ age)").isOk());
 }
 
 TEST(ModelKernel, AModelItselfIsNotASiteQuery) {

@@ -54,10 +54,11 @@ int runFederatedModel(const std::string& text, const crypto::Identity& identity,
   auto parsed = query::parseQuery(text);
   if (!parsed) return fail(parsed.status());
   node::CoordinatorSession session(identity, members);
-  node::FederatedQueryOptions options;
+  // --deadline-ms bounds the whole fit (every round and any restart after a dropout).
+  node::FederatedModelOptions options;
   options.deadline = std::chrono::milliseconds(deadlineMs);
   const auto start = std::chrono::steady_clock::now();
-  auto fit = query::fitModel(*parsed, node::federatedRoundRunner(session, study, options));
+  auto fit = node::fitFederatedModel(session, study, *parsed, options);
   session.close();
   if (!fit) return fail(fit.status());
   const double ms =

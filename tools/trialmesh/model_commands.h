@@ -20,9 +20,10 @@ bool isModelQuery(const std::string& text);
 int runLocalModel(const std::string& text, const storage::ColumnSource& source, unsigned threads,
                   bool json, bool csv);
 
-// Fits the model across every site of `study` over one coordinator session (the rounds reuse
-// the connections) and prints it. Returns 0, or 1 with the error (e.g. the sites that did not
-// answer a round) on stderr.
+// Fits the model across the sites of `study` that can take part (node/model_runner.h
+// fitFederatedModel: sites that refuse, are down or miss the deadline are left out and named)
+// over one coordinator session, within `deadlineMs` for the whole fit, and prints it. Returns
+// 0, or 1 with the error (e.g. below the approval's quorum) on stderr.
 int runFederatedModel(const std::string& text, const crypto::Identity& identity,
                       const node::Members& members, const std::string& study, int64_t deadlineMs,
                       bool json, bool csv);
