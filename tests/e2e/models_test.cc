@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -236,7 +237,12 @@ TEST_P(ModelsE2eTest, CoxEfronBreslowStrataAndKaplanMeierEqualPooled) {
   }
   size_t row = 0;
   const auto& cols = km->table->columns;
-  const size_t lowerCol = cols.size() - 2, survCol = cols.size() - 4;
+  auto column = [&](std::string_view name) {
+    auto it = std::find(cols.begin(), cols.end(), name);
+    EXPECT_NE(it, cols.end()) << name;
+    return static_cast<size_t>(it - cols.begin());
+  };
+  const size_t lowerCol = column("lower_95"), survCol = column("survival");
   for (const auto& group : groups) {
     auto curve = stats::kaplanMeier(group.name, group.points);
     ASSERT_TRUE(curve.isOk());
