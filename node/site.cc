@@ -36,8 +36,8 @@
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
 #include "ethics/privacy_budget.h"
-#include "node/handshake_budget.h"
 #include "node/check_config.h"
+#include "node/handshake_budget.h"
 #include "node/ops/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -937,7 +937,8 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
   // Issue 14: what an auditor reads without the node's unsigned log (ethics/audit_log.h).
   ethics::QueryAuditFields auditFields;
   auditFields.queryId = crypto::toHex(r.nonce);
-  if (const Member* m = members_->findByKey(r.coordinatorKey)) auditFields.coordinatorName = m->name;
+  if (const Member* m = members_->findByKey(r.coordinatorKey))
+    auditFields.coordinatorName = m->name;
   auditFields.queryText = r.queryText;
   if (grant.isOk()) {
     auditFields.approvalStudy = grant->study;

@@ -10,7 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (!d.isOk()) return 0;
   const std::string toml = d->toToml();
   auto again = storage::Dictionary::parseToml(toml, "again.toml");
-  if (!again.isOk()) std::fprintf(stderr, "%s\n%s\n", toml.c_str(), again.status().message().c_str());
+  if (!again.isOk())
+    std::fprintf(stderr, "%s\n%s\n", toml.c_str(), again.status().message().c_str());
   FUZZ_CHECK(again.isOk(), "toToml() parses");
   FUZZ_CHECK(again->toToml() == toml, "toToml() is a fixed point");
   FUZZ_CHECK(again->hash() == d->hash(), "same hash after the round trip");

@@ -15,8 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;
     }
     auto again = node::parseMembers(text, "members.toml");
-    FUZZ_CHECK(again.isOk() && again->federation == m->federation &&
-                   again->keys() == m->keys(),
+    FUZZ_CHECK(again.isOk() && again->federation == m->federation && again->keys() == m->keys(),
                "deterministic");
     for (const auto& member : m->members) {
       FUZZ_CHECK(m->findByName(member.name) != nullptr, "every member is found by name");

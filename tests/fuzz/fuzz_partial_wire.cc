@@ -29,7 +29,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   capnp::MallocMessageBuilder builder;
   protocol::partialToWire(*first, builder.initRoot<protocol::wire::PartialResult>());
-  auto again = protocol::partialFromWire(builder.getRoot<protocol::wire::PartialResult>().asReader());
+  auto again =
+      protocol::partialFromWire(builder.getRoot<protocol::wire::PartialResult>().asReader());
   FUZZ_CHECK(again.isOk(), "a re-encoded partial decodes");
   FUZZ_CHECK(*again == *first, "partial round-trips through the wire form");
   return 0;

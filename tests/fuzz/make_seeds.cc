@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
     s.protocolVersion = 3;
     s.effective = a.validFrom;
     s.reason = "adverse event review";
-    write("approval", "statement", "2", ethics::encodeSignedStatement(ethics::signStatement(s, committee)));
+    write("approval", "statement", "2",
+          ethics::encodeSignedStatement(ethics::signStatement(s, committee)));
   }
 
   // Members ('1') and node config ('0') with real keys.

@@ -11,13 +11,15 @@ namespace trialmesh::fuzz {
 inline void checkQueryRoundTrips(const query::Query& q) {
   const std::string canonical = query::canonicalQueryText(q);
   auto again = query::parseQuery(canonical);
-  if (!again.isOk()) std::fprintf(stderr, "%s\n%s\n", canonical.c_str(), again.status().message().c_str());
+  if (!again.isOk())
+    std::fprintf(stderr, "%s\n%s\n", canonical.c_str(), again.status().message().c_str());
   FUZZ_CHECK(again.isOk(), "canonical text parses");
   FUZZ_CHECK(*again == q, "canonical text parses to the same query");
   FUZZ_CHECK(query::canonicalQueryText(*again) == canonical, "canonical text is a fixed point");
   const std::string json = query::toJson(q);  // throws (a crash) on invalid UTF-8
   auto fromJson = query::parseQueryJson(json);
-  if (!fromJson.isOk()) std::fprintf(stderr, "%s\n%s\n", json.c_str(), fromJson.status().message().c_str());
+  if (!fromJson.isOk())
+    std::fprintf(stderr, "%s\n%s\n", json.c_str(), fromJson.status().message().c_str());
   FUZZ_CHECK(fromJson.isOk(), "toJson parses");
   FUZZ_CHECK(*fromJson == q, "toJson parses to the same query");
 }
