@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages trialmesh builds and tests with (only those that are missing).
 # R (with survival, surveillance and jsonlite) is the reference every statistic is tested
-# against and the home of the R client; clang builds the libFuzzer harnesses in tests/fuzz.
+# against and the home of the R client; clang builds the libFuzzer harnesses in tests/fuzz;
+# dpkg-dev, lintian and systemd (for systemd-analyze) build and check the Debian package.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang-format
@@ -10,6 +11,7 @@ packages=(
   libsqlite3-dev
   r-base-core r-cran-survival r-cran-surveillance r-cran-jsonlite
   clang libclang-rt-14-dev
+  dpkg-dev lintian procps systemd
 )
 missing=()
 for p in "${packages[@]}"; do
