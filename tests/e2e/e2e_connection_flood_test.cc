@@ -21,6 +21,7 @@
 #include <sstream>
 #include <thread>
 
+#include "e2e_federation_fixture.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
 
@@ -109,23 +110,9 @@ class ConnectionFloodTest : public ::testing::Test {
   void SetUp() override {
     dir_ =
         std::filesystem::temp_directory_path() / ("trialmesh-flood-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir_);
-    LocalFederationOptions o;
-    o.directory = dir_.string();
-    o.sites = 2;
-    o.rows = 200;
-    o.nodeBinary = TRIALMESH_NODE_BINARY;
-    auto fed = LocalFederation::create(o);
-    ASSERT_TRUE(fed.isOk()) << fed.status().toString();
-    fed_ = std::move(*fed);
-    Status s = fed_->start(30s);
-    ASSERT_TRUE(s.isOk()) << s.toString();
+    startLocalFederation(dir_, 2, 200, fed_);
   }
-  void TearDown() override {
-    if (fed_) fed_->stop(5s);
-    fed_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { stopLocalFederation(fed_, dir_); }
 
   struct Tally {
     int queries = 0, answered = 0;

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "crypto/hash.h"
+#include "e2e_federation_fixture.h"
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
 #include "node/coordinator.h"
@@ -78,23 +79,9 @@ class EthicsE2eTest : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() /
            ("trialmesh-ethics-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    LocalFederationOptions o;
-    o.directory = dir_.string();
-    o.sites = 2;
-    o.rows = 400;
-    o.nodeBinary = TRIALMESH_NODE_BINARY;
-    auto fed = LocalFederation::create(o);
-    ASSERT_TRUE(fed.isOk()) << fed.status().toString();
-    fed_ = std::move(*fed);
-    Status s = fed_->start(30s);
-    ASSERT_TRUE(s.isOk()) << s.toString();
+    startLocalFederation(dir_, 2, 400, fed_);
   }
-  void TearDown() override {
-    if (fed_) fed_->stop(5s);
-    fed_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { stopLocalFederation(fed_, dir_); }
 
   Result<FederatedResult> query(const std::string& text) {
     FederatedQueryOptions options;

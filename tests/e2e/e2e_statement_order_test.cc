@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "crypto/hash.h"
+#include "e2e_federation_fixture.h"
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
 #include "node/coordinator.h"
@@ -46,23 +47,9 @@ class StatementOrderE2eTest : public ::testing::TestWithParam<OrderCase> {
   void SetUp() override {
     dir_ = std::filesystem::temp_directory_path() /
            ("trialmesh-order-" + std::to_string(::getpid()) + "-" + caseName({GetParam(), 0}));
-    std::filesystem::remove_all(dir_);
-    LocalFederationOptions o;
-    o.directory = dir_.string();
-    o.sites = 2;
-    o.rows = 200;
-    o.nodeBinary = TRIALMESH_NODE_BINARY;
-    auto fed = LocalFederation::create(o);
-    ASSERT_TRUE(fed.isOk()) << fed.status().toString();
-    fed_ = std::move(*fed);
-    Status s = fed_->start(30s);
-    ASSERT_TRUE(s.isOk()) << s.toString();
+    startLocalFederation(dir_, 2, 200, fed_);
   }
-  void TearDown() override {
-    if (fed_) fed_->stop(5s);
-    fed_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { stopLocalFederation(fed_, dir_); }
 
   Result<FederatedResult> query(const std::string& text) {
     FederatedQueryOptions options;

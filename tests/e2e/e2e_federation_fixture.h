@@ -1,0 +1,42 @@
+// Starting and stopping a LocalFederation for an e2e test, shared by the suites whose fixtures
+// need nothing but a small federation in a fresh temporary folder.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+
+#include "node/local_federation.h"
+
+namespace trialmesh::node {
+
+// Creates `dir` afresh and starts `sites` nodes holding `rows` generated subjects in all.
+// Fails the test (fatally) when the federation cannot start.
+inline void startLocalFederation(const std::filesystem::path& dir, uint32_t sites, uint64_t rows,
+                                 std::unique_ptr<LocalFederation>& fed) {
+  using namespace std::chrono_literals;
+  std::filesystem::remove_all(dir);
+  LocalFederationOptions o;
+  o.directory = dir.string();
+  o.sites = sites;
+  o.rows = rows;
+  o.nodeBinary = TRIALMESH_NODE_BINARY;
+  auto created = LocalFederation::create(o);
+  ASSERT_TRUE(created.isOk()) << created.status().toString();
+  fed = std::move(*created);
+  Status s = fed->start(30s);
+  ASSERT_TRUE(s.isOk()) << s.toString();
+}
+
+// Stops the nodes (if any) and removes their folder.
+inline void stopLocalFederation(std::unique_ptr<LocalFederation>& fed,
+                                const std::filesystem::path& dir) {
+  using namespace std::chrono_literals;
+  if (fed) fed->stop(5s);
+  fed.reset();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace trialmesh::node
