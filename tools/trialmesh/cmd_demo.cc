@@ -25,6 +25,7 @@ struct DemoArgs {
   std::string workdir;
   bool keep = false;
   bool local = false;  // single-site demo; otherwise cmd_federation.cc's runFederationDemo
+  uint32_t sites = 3;  // federated demo only
 };
 
 int fail(const Status& status) {
@@ -112,6 +113,10 @@ void addDemoCommand(CLI::App& app, int& exitCode) {
                    "Subjects to generate in the whole study (default: 3000 federated, 200000 "
                    "with --local)");
   demo->add_option("--seed", args->seed, "Random seed")->capture_default_str();
+  demo->add_option("--sites", args->sites,
+                   "Sites of the federation (1-99; the generator gives them unequal sizes)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 99));
   demo->add_option("--workdir", args->workdir,
                    "Directory for the data, keys and stores (default: a new temporary "
                    "directory, removed afterwards)");
@@ -124,6 +129,7 @@ void addDemoCommand(CLI::App& app, int& exitCode) {
       f.workdir = args->workdir;
       f.keep = args->keep;
       f.seed = args->seed;
+      f.sites = args->sites;
       if (args->rows != 0) f.rows = args->rows;
       exitCode = runFederationDemo(f);
       return;
