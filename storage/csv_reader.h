@@ -1,6 +1,7 @@
 // A streaming RFC 4180 CSV reader: the parser behind CSV import (rules in docs/csv.md).
 //
-// Comma-separated; fields may be quoted with '"', and quoted fields may contain commas, CR/LF
+// Comma-separated by default (CsvOptions::delimiter: ';', tab or '|' for other exports); fields
+// may be quoted with '"', and quoted fields may contain commas, CR/LF
 // newlines and doubled quotes (""). Records end with LF or CRLF; the last record may lack a
 // line ending. A UTF-8 byte order mark at the start is skipped. Completely empty lines are
 // skipped. Nothing is trimmed: " 12" is the three characters space, 1, 2.
@@ -29,7 +30,28 @@
 
 namespace trialmesh::storage {
 
+// The character encoding of the input file. Anything but UTF-8 is converted to UTF-8 as it is
+// read (glibc's iconv), so every later stage sees UTF-8.
+enum class CsvEncoding {
+  kUtf8,
+  kLatin1,       // ISO-8859-1: every byte is a character
+  kWindows1252,  // CP1252: Latin-1 with printable characters (€, „, …) in 0x80-0x9F
+  kGb18030,      // the Chinese national standard; also reads GBK and GB2312 files
+};
+
+// Parses an encoding name as a user writes it ("utf-8", "latin1", "iso-8859-1", "cp1252",
+// "windows-1252", "gb18030", "gbk"; case-insensitive). InvalidArgument lists the choices.
+Result<CsvEncoding> parseCsvEncoding(std::string_view name);
+std::string_view csvEncodingName(CsvEncoding encoding);
+// Parses a delimiter as a user writes it: ",", ";", "|", "tab" or "\t" (or a tab character).
+// InvalidArgument otherwise: a quote, a line ending or a non-ASCII byte cannot separate fields.
+Result<char> parseCsvDelimiter(std::string_view text);
+
 struct CsvOptions {
+  // Field separator: ',' (default), ';', '\t' or '|'.
+  char delimiter = ',';
+  // Encoding of the input (default UTF-8, checked).
+  CsvEncoding encoding = CsvEncoding::kUtf8;
   // Bytes read per block (default 4 MiB; values below 16 are raised to 16). A record longer
   // than the buffer grows the buffer. Small values are for tests of block boundaries.
   size_t blockBytes = 4u << 20;
@@ -58,7 +80,8 @@ class CsvReader {
   // Physical line (1-based) on which the current record starts.
   uint64_t line() const { return recordLine_; }
   // Bytes of input consumed so far (for progress) and the input size (0 when unknown).
-  uint64_t bytesConsumed() const { return bufferOffset_ + pos_; }
+  // With a transcoded input, the raw bytes converted so far (block granularity).
+  uint64_t bytesConsumed() const;
   uint64_t totalBytes() const { return totalBytes_; }
   // True once a fatal error has been returned.
   bool failed() const { return !fatal_.isOk(); }
@@ -69,6 +92,8 @@ class CsvReader {
 
   CsvReader(std::string sourceName, const CsvOptions& options);
   Status refill();
+  Status readInput(char* out, size_t capacity, size_t& got);
+  Status transcode(char* out, size_t capacity, size_t& got);
   Scan scanRecord(size_t& end, uint64_t& lines);
   void fail(uint64_t line, const std::string& message);
   void unescapeFields();
@@ -91,6 +116,11 @@ class CsvReader {
   uint64_t recordLine_ = 0;
   size_t expectedFields_ = 0;
   bool haveHeader_ = false;
+
+  // Transcoding (encoding != UTF-8): raw bytes read but not yet converted, and where they are.
+  struct Transcoder;
+  std::unique_ptr<Transcoder> transcoder_;
+  bool special_[256] = {};  // separator, line ends, quote
 
   std::vector<std::string_view> fields_;
   std::vector<uint32_t> escaped_;  // indexes of quoted fields containing ""

@@ -740,6 +740,17 @@ Status Importer::readHeader(CsvReader& reader) {
         source_ + ": the header does not match the dictionary of study '" + dict_.study() + "'";
     for (const auto& p : problems) msg += "\n" + p;
     msg += "\ncolumns found in the header: " + found;
+    // One column holding another separator: the commonest cause is a ';' or tab export.
+    if (header.size() == 1) {
+      for (const auto& [c, name] :
+           {std::pair<char, const char*>{';', "';'"}, {'\t', "tab"}, {'|', "'|'"}, {',', "','"}}) {
+        if (c != options_.csv.delimiter && header[0].find(c) != std::string::npos) {
+          msg += std::string("\nthe header looks separated by ") + name +
+                 "; give the separator with --delimiter";
+          break;
+        }
+      }
+    }
     return Status::invalidArgument(msg);
   }
   return Status::ok();

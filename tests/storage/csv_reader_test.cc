@@ -25,9 +25,12 @@ std::ostream& operator<<(std::ostream& os, const Record& r) {
 
 // Reads everything; stops at the first fatal error, which goes to *error.
 std::vector<Record> readAll(const std::string& data, size_t block, Status* error = nullptr,
-                            bool uniform = true) {
+                            bool uniform = true, char delimiter = ',',
+                            CsvEncoding encoding = CsvEncoding::kUtf8) {
   CsvOptions options;
   options.blockBytes = block;
+  options.delimiter = delimiter;
+  options.encoding = encoding;
   options.requireUniformFieldCount = uniform;
   auto reader = CsvReader::fromString(data, "t.csv", options);
   std::vector<Record> out;
@@ -214,6 +217,113 @@ TEST(CsvReaderTest, OpenFileErrorsAndProgress) {
     ++rows;
   }
   EXPECT_EQ(rows, 1001);
+  EXPECT_EQ((*reader)->bytesConsumed(), content.size());
+  std::remove(path.c_str());
+}
+
+// Same records for every block size with a delimiter / encoding.
+std::vector<Record> readAllWith(const std::string& data, char delimiter, CsvEncoding encoding) {
+  auto reference = readAll(data, 1 << 20, nullptr, true, delimiter, encoding);
+  for (size_t block : {16, 17, 19, 23, 32, 64}) {
+    EXPECT_EQ(readAll(data, block, nullptr, true, delimiter, encoding), reference)
+        << "block size " << block;
+  }
+  return reference;
+}
+
+TEST(CsvReaderTest, SemicolonAndTabDelimiters) {
+  // European exports: ';' separates, ',' is the decimal comma inside a field (data here).
+  auto semi = readAllWith("id;bmi;note\n1;24,5;\"a;b\"\n2;;\"say \"\"hi\"\"\"\r\n", ';',
+                          CsvEncoding::kUtf8);
+  ASSERT_EQ(semi.size(), 3u);
+  EXPECT_EQ(semi[1].fields, (std::vector<std::string>{"1", "24,5", "a;b"}));
+  EXPECT_EQ(semi[2].fields, (std::vector<std::string>{"2", "", "say \"hi\""}));
+  auto tab = readAllWith("a\tb\n1,5\t2\n", '\t', CsvEncoding::kUtf8);
+  ASSERT_EQ(tab.size(), 2u);
+  EXPECT_EQ(tab[1].fields, (std::vector<std::string>{"1,5", "2"}));
+  Status error;
+  readAll("a;b\n\"x\",y\n", 1 << 20, &error, true, ';');
+  EXPECT_THAT(error.message(), HasSubstr("must be followed by the delimiter"));
+}
+
+TEST(CsvReaderTest, ParsesDelimiterAndEncodingNames) {
+  EXPECT_EQ(*parseCsvDelimiter(";"), ';');
+  EXPECT_EQ(*parseCsvDelimiter("tab"), '\t');
+  EXPECT_EQ(*parseCsvDelimiter("\\t"), '\t');
+  EXPECT_EQ(*parseCsvDelimiter("|"), '|');
+  for (const char* bad : {"\"", "", ";;", "\n", "x", "\xC3\xA9"}) {
+    auto r = parseCsvDelimiter(bad);
+    ASSERT_FALSE(r.isOk()) << bad;
+    EXPECT_THAT(r.status().message(), HasSubstr("use ',', ';', '|' or tab"));
+  }
+  EXPECT_EQ(*parseCsvEncoding("UTF-8"), CsvEncoding::kUtf8);
+  EXPECT_EQ(*parseCsvEncoding("Latin1"), CsvEncoding::kLatin1);
+  EXPECT_EQ(*parseCsvEncoding("ISO-8859-1"), CsvEncoding::kLatin1);
+  EXPECT_EQ(*parseCsvEncoding("windows-1252"), CsvEncoding::kWindows1252);
+  EXPECT_EQ(*parseCsvEncoding("GBK"), CsvEncoding::kGb18030);
+  auto bad = parseCsvEncoding("big5");
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_THAT(bad.status().message(), HasSubstr("unknown encoding 'big5'"));
+}
+
+TEST(CsvReaderTest, Latin1AndWindows1252AreConvertedToUtf8) {
+  auto latin1 = readAllWith("name;city\nJos\xE9;Z\xFCrich\n", ';', CsvEncoding::kLatin1);
+  ASSERT_EQ(latin1.size(), 2u);
+  EXPECT_EQ(latin1[1].fields, (std::vector<std::string>{"Jos\xC3\xA9", "Z\xC3\xBCrich"}));
+  // 0x80 is the euro sign in Windows-1252 (a control character in Latin-1).
+  auto cp = readAllWith("price\n\x80 5\n", ',', CsvEncoding::kWindows1252);
+  ASSERT_EQ(cp.size(), 2u);
+  EXPECT_EQ(cp[1].fields[0], "\xE2\x82\xAC 5");
+  // 0x81 is not a character in Windows-1252: an error with the line and the offset.
+  Status error;
+  readAll("a\nok\nb\x81\n", 1 << 20, &error, true, ',', CsvEncoding::kWindows1252);
+  EXPECT_THAT(error.message(), HasSubstr("t.csv:3: byte 0x81 at offset 6 is not a character in "
+                                         "windows-1252"));
+}
+
+TEST(CsvReaderTest, Gb18030IsConvertedAcrossBlockBoundaries) {
+  // 中文 is D6D0 CEC4 in GB18030; U+20000 (a 4-byte GB18030 sequence) is 95 32 82 36.
+  const std::string gbRow = "\xD6\xD0\xCE\xC4,\x95\x32\x82\x36\n";
+  const std::string utf8Row = "\xE4\xB8\xAD\xE6\x96\x87,\xF0\xA0\x80\x80\n";
+  auto small = readAllWith("a,b\n" + gbRow + gbRow, ',', CsvEncoding::kGb18030);
+  EXPECT_EQ(small, readAll("a,b\n" + utf8Row + utf8Row, 1 << 20));
+  // More than the 1 MiB raw block: the header is 5 bytes and each row 10, so the 1 MiB boundary
+  // falls after the first byte of a row, inside the two-byte character D6 D0.
+  std::string gb = "a,bc\n", utf8 = "a,bc\n";
+  for (int i = 0; i < 130000; ++i) {
+    gb += gbRow;
+    utf8 += utf8Row;
+  }
+  auto big = readAll(gb, 1 << 16, nullptr, true, ',', CsvEncoding::kGb18030);
+  EXPECT_EQ(big, readAll(utf8, 1 << 16));
+  EXPECT_EQ(big.size(), 130001u);
+  Status cut;
+  readAll("a\n\xD6", 1 << 20, &cut, true, ',', CsvEncoding::kGb18030);
+  EXPECT_THAT(cut.message(), HasSubstr("incomplete character at the end of the file in gb18030"));
+}
+
+TEST(CsvReaderTest, TranscodedProgressCountsFileBytes) {
+  const std::string path = ::testing::TempDir() + "/csv_reader_latin1.csv";
+  std::string content = "a\n";
+  for (int i = 0; i < 5000; ++i) content += "\xE9t\xE9\n";
+  {
+    std::ofstream out(path, std::ios::binary);
+    out << content;
+  }
+  CsvOptions options;
+  options.encoding = CsvEncoding::kLatin1;
+  auto reader = CsvReader::openFile(path, options);
+  ASSERT_TRUE(reader.isOk());
+  int rows = 0;
+  for (;;) {
+    auto more = (*reader)->next();
+    ASSERT_TRUE(more.isOk()) << more.status().toString();
+    if (!*more) break;
+    if (rows++ > 0) {
+      EXPECT_EQ((*reader)->fields()[0], "\xC3\xA9t\xC3\xA9");
+    }
+  }
+  EXPECT_EQ(rows, 5001);
   EXPECT_EQ((*reader)->bytesConsumed(), content.size());
   std::remove(path.c_str());
 }

@@ -302,6 +302,64 @@ missing = true
   EXPECT_THAT(failed.status().message(), HasSubstr("variable ecog"));
 }
 
+// A hospital export: semicolon-separated, Windows-1252 (or GB18030) text, decimal points.
+TEST(StoreTest, ImportsSemicolonWindows1252AndGb18030Exports) {
+  TempDir tmp;
+  auto dict = Dictionary::parseToml(R"(study = "ENC"
+[[variable]]
+name = "city"
+type = "categorical"
+levels = ["Z\u00fcrich", "Gen\u00e8ve", "\u6210\u90fd"]
+[[variable]]
+name = "bmi"
+type = "real"
+)",
+                                    "enc.toml");
+  ASSERT_TRUE(dict.isOk()) << dict.status().toString();
+  auto store = openStore(tmp / "store");
+  ASSERT_TRUE(store);
+  const std::string cp1252 = tmp / "cp1252.csv";
+  writeFile(cp1252, "city;bmi\r\nZ\xFCrich;24.5\r\nGen\xE8ve;31\r\n");
+  ImportOptions options;
+  options.csv.delimiter = ';';
+  options.csv.encoding = CsvEncoding::kWindows1252;
+  auto report = store->importCsv("cp", *dict, cp1252, options);
+  ASSERT_TRUE(report.isOk()) << report.status().toString();
+  EXPECT_EQ(report->rows, 2u);
+  auto ds = store->openDataset("cp");
+  ASSERT_TRUE(ds.isOk());
+  auto city = (*ds)->column(0, 0);
+  auto bmi = (*ds)->column(1, 0);
+  ASSERT_TRUE(city.isOk() && bmi.isOk());
+  EXPECT_EQ((*city)->valueAsDouble(0), 0.0);  // Zürich
+  EXPECT_EQ((*city)->valueAsDouble(1), 1.0);  // Genève
+  EXPECT_EQ((*bmi)->valueAsDouble(0), 24.5);
+
+  const std::string gb = tmp / "gb.csv";  // 成都 is B3C9 B6BC in GB18030
+  writeFile(gb, "city,bmi\n\xB3\xC9\xB6\xBC,22\n");
+  options.csv.delimiter = ',';
+  options.csv.encoding = CsvEncoding::kGb18030;
+  report = store->importCsv("gb", *dict, gb, options);
+  ASSERT_TRUE(report.isOk()) << report.status().toString();
+  auto gbCity = (*store->openDataset("gb"))->column(0, 0);
+  ASSERT_TRUE(gbCity.isOk());
+  EXPECT_EQ((*gbCity)->valueAsDouble(0), 2.0);
+
+  // A semicolon export read with the default comma: the header hint names the way out.
+  options.csv.delimiter = ',';
+  options.csv.encoding = CsvEncoding::kWindows1252;
+  auto comma = store->importCsv("semi", *dict, cp1252, options);
+  ASSERT_FALSE(comma.isOk());
+  EXPECT_THAT(comma.status().message(),
+              HasSubstr("the header looks separated by ';'; give the separator with --delimiter"));
+
+  // The same file read as UTF-8 is refused with the way out named.
+  auto wrong = store->importCsv("bad", *dict, gb);
+  ASSERT_FALSE(wrong.isOk());
+  EXPECT_THAT(wrong.status().message(), HasSubstr("invalid UTF-8"));
+  EXPECT_THAT(wrong.status().message(), HasSubstr("--encoding"));
+}
+
 // The import parses common value shapes on fast paths; every stored value must equal what the
 // general parsers (std::from_chars, parseIsoDate) give for the same text.
 TEST(StoreTest, FastPathValuesEqualGeneralParsers) {

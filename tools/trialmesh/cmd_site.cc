@@ -54,18 +54,26 @@ struct ImportArgs {
   std::string dictionary;
   std::string csv;
   size_t maxErrors = 20;
+  std::string delimiter = ",";
+  std::string encoding = "utf-8";
 };
 
 int runImport(const ImportArgs& a) {
   // The store holds patient rows: every file and directory the import creates is private to
   // the importing user (0600/0700), whatever the shell's umask.
   ::umask(077);
+  storage::ImportOptions options;
+  auto delimiter = storage::parseCsvDelimiter(a.delimiter);
+  if (!delimiter) return fail(delimiter.status());
+  auto encoding = storage::parseCsvEncoding(a.encoding);
+  if (!encoding) return fail(encoding.status());
+  options.csv.delimiter = *delimiter;
+  options.csv.encoding = *encoding;
   auto dict = storage::Dictionary::loadFile(a.dictionary);
   if (!dict) return fail(dict.status());
   auto store = storage::Store::open(a.store);
   if (!store) return fail(store.status());
   ProgressBar bar("importing " + std::filesystem::path(a.csv).filename().string());
-  storage::ImportOptions options;
   options.maxErrors = a.maxErrors;
   options.progress = [&bar](uint64_t done, uint64_t total) { bar.update(done, total); };
   auto report = (*store)->importCsv(a.dataset, *dict, a.csv, options);
@@ -160,7 +168,8 @@ void addSiteCommands(CLI::App& app, int& exitCode) {
       "import",
       "Import a CSV export into a dataset of the site store, validating every value against the "
       "study's dictionary. All or nothing: on any error the store is unchanged.");
-  imp->add_option("csv", importArgs->csv, "CSV file (RFC 4180; UTF-8; empty or NA = missing)")
+  imp->add_option("csv", importArgs->csv,
+                  "CSV file (RFC 4180; UTF-8 unless --encoding; empty or NA = missing)")
       ->required()
       ->check(CLI::ExistingFile);
   imp->add_option("--store", importArgs->store, "Site store directory (created if missing)")
@@ -170,6 +179,13 @@ void addSiteCommands(CLI::App& app, int& exitCode) {
       ->required()
       ->check(CLI::ExistingFile);
   imp->add_option("--max-errors", importArgs->maxErrors, "Validation errors to list at most")
+      ->capture_default_str();
+  imp->add_option("--delimiter", importArgs->delimiter,
+                  "Field separator: ',', ';' (European exports), '|' or tab")
+      ->capture_default_str();
+  imp->add_option("--encoding", importArgs->encoding,
+                  "The file's encoding: utf-8, latin1, windows-1252 or gb18030 (also GBK); "
+                  "converted to UTF-8 as it is read")
       ->capture_default_str();
   imp->callback([importArgs, &exitCode] { exitCode = runImport(*importArgs); });
 
