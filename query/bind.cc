@@ -88,10 +88,18 @@ class Binder {
   explicit Binder(const Dictionary& dict) : dict_(dict) {}
 
   Result<size_t> resolve(const std::string& name) const {
-    if (auto i = dict_.find(name)) return *i;
+    if (auto i = dict_.find(name)) {
+      if (dict_.variable(*i).type == VariableType::kIdentifier)
+        return Status::invalidArgument(fmt::format(
+            "variable '{}' is a subject identifier: it is checked at import and never stored "
+            "or used in a query",
+            name));
+      return *i;
+    }
     std::string best;
     size_t bestDist = std::numeric_limits<size_t>::max();
     for (const auto& v : dict_.variables()) {
+      if (v.type == VariableType::kIdentifier) continue;
       size_t d = editDistance(name, v.name);
       if (d < bestDist) {
         bestDist = d;
@@ -196,6 +204,8 @@ class Binder {
         t.i = *days;
         return t;
       }
+      case VariableType::kIdentifier:
+        break;  // resolve() refuses identifiers before any value is typed
     }
     return Status::internal("unknown variable type");
   }
@@ -544,6 +554,9 @@ class Binder {
           return Status::invalidArgument(fmt::format(
               "{}: covariate {} is a date; use a numeric variable (e.g. days since an origin)",
               what, v.name));
+        case VariableType::kIdentifier:  // resolve() refuses identifiers first
+          return Status::invalidArgument(
+              fmt::format("{}: {} is a subject identifier, not a covariate", what, v.name));
       }
       t.columns = m.columnNames.size() - t.firstColumn;
       m.terms.push_back(t);

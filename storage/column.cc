@@ -52,6 +52,8 @@ PhysicalType physicalTypeOf(const Variable& variable) {
       return PhysicalType::kU8;
     case VariableType::kDate:
       return PhysicalType::kI32;
+    case VariableType::kIdentifier:
+      return PhysicalType::kU8;  // an empty placeholder: every row missing
   }
   return PhysicalType::kF64;
 }

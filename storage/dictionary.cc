@@ -91,7 +91,7 @@ void validate(std::string_view source, const std::string& study,
     } else if (!names.insert(v.name).second) {
       errors.push_back(where + "key 'name' ('" + v.name + "') is declared more than once");
     }
-    if (static_cast<uint8_t>(v.type) > static_cast<uint8_t>(VariableType::kDate)) {
+    if (static_cast<uint8_t>(v.type) > static_cast<uint8_t>(VariableType::kIdentifier)) {
       errors.push_back(where + "key 'type' has an unknown value");
       continue;
     }
@@ -129,6 +129,11 @@ void validate(std::string_view source, const std::string& study,
         *v.min > *v.max) {
       errors.push_back(where + "key 'min' (" + formatBound(v, *v.min) + ") is above 'max' (" +
                        formatBound(v, *v.max) + ")");
+    }
+    if (v.type == VariableType::kIdentifier && v.missingAllowed) {
+      errors.push_back(where +
+                       "key 'missing' cannot be true for an identifier: every row needs its "
+                       "subject id, or duplicates could not be found");
     }
     if (v.type == VariableType::kCategorical) {
       if (v.levels.empty()) {
@@ -267,7 +272,8 @@ class VariableReader {
             {"real", VariableType::kReal},
             {"categorical", VariableType::kCategorical},
             {"boolean", VariableType::kBoolean},
-            {"date", VariableType::kDate}};
+            {"date", VariableType::kDate},
+            {"identifier", VariableType::kIdentifier}};
         for (const auto& [spelled, type] : kTypes) {
           if (t == spelled) {
             v.type = type;
@@ -275,12 +281,12 @@ class VariableReader {
           }
         }
         if (!typeOk) {
-          fail(v,
-               "key 'type' ('" + t + "') must be one of integer, real, categorical, boolean, date");
+          fail(v, "key 'type' ('" + t +
+                      "') must be one of integer, real, categorical, boolean, date, identifier");
         }
       }
     } else {
-      fail(v, "key 'type' is required (integer, real, categorical, boolean or date)");
+      fail(v, "key 'type' is required (integer, real, categorical, boolean, date or identifier)");
     }
     std::optional<std::vector<std::string>> levels, labels;
     for (const auto& [keyRef, node] : table) {
@@ -423,6 +429,8 @@ const char* variableTypeName(VariableType type) {
       return "boolean";
     case VariableType::kDate:
       return "date";
+    case VariableType::kIdentifier:
+      return "identifier";
   }
   return "unknown";
 }

@@ -34,6 +34,10 @@ enum class VariableType : uint8_t {
   kCategorical = 2,  // one of the declared levels; stored as the level's index
   kBoolean = 3,      // CSV spellings: 1/0, true/false, TRUE/FALSE, True/False, T/F, yes/no, Y/N
   kDate = 4,         // ISO 8601 calendar date YYYY-MM-DD; stored as days since 1970-01-01
+  // A subject identifier (USUBJID): checked at import — never missing, unique within the file
+  // (ImportOptions::duplicateIds) — and then dropped: its column is stored empty (every row
+  // missing) and queries cannot name it, so no identifier is ever kept or leaves the site.
+  kIdentifier = 5,
 };
 
 const char* variableTypeName(VariableType type);

@@ -109,6 +109,12 @@ struct ColumnPlan {
   std::vector<std::string_view> levels;  // small level sets: linear search
   std::unordered_map<std::string_view, uint32_t> levelMap;
   std::string label;  // "column 'AGE' (variable age)"
+  // Identifier columns: each id seen so far and the line it was first seen on. Only the
+  // column's validation lane touches it, in row order.
+  bool identifier = false;
+  std::unordered_map<std::string, uint64_t> seenIds;
+  uint64_t duplicates = 0;
+  std::vector<std::pair<uint64_t, std::string>> duplicateWarnings;  // (line, message), capped
 };
 
 bool parseBool(std::string_view s, int64_t& out) {
@@ -508,6 +514,8 @@ void Importer::assignLanes() {
         return 2;
       case VariableType::kBoolean:
         return 1;
+      case VariableType::kIdentifier:
+        return 4;  // a hash-table insert per row
     }
     return 2;
   };
@@ -673,6 +681,8 @@ void Importer::validateColumn(const Batch& batch, size_t column, ErrorLog& log) 
         }
         break;
       }
+      case VariableType::kIdentifier:
+        break;  // cell() checks it
     }
     if (!done) cell(column, batch.firstRow + r, v, batch.lines[r], log);
   }
@@ -729,6 +739,7 @@ Status Importer::readHeader(CsvReader& reader) {
         }
       }
     }
+    plan.identifier = v.type == VariableType::kIdentifier;
     plan.label = "column '" + v.csvColumn + "' (variable " + v.name + ")";
     plans_.push_back(std::move(plan));
     outs_.emplace_back(physicalTypeOf(v));
@@ -772,6 +783,28 @@ void Importer::cell(size_t column, uint32_t row, std::string_view v, uint64_t li
     return;
   }
   switch (var.type) {
+    case VariableType::kIdentifier: {
+      // Checked, never stored: the row keeps the missing placeholder.
+      auto [it, fresh] = plan.seenIds.try_emplace(std::string(v), line);
+      if (!fresh) {
+        const std::string rule = "repeats the subject id of line " + std::to_string(it->second);
+        if (options_.duplicateIds == ImportOptions::DuplicateIds::kWarn) {
+          ++plan.duplicates;
+          if (plan.duplicateWarnings.size() < maxErrors_) {
+            plan.duplicateWarnings.emplace_back(line, source_ + ":" + std::to_string(line) + ": " +
+                                                          plan.label + ": value '" + showValue(v) +
+                                                          "' " + rule);
+          }
+        } else {
+          valueError(column, line, v,
+                     rule +
+                         "; subject ids must be unique (import with --duplicate-ids warn if "
+                         "the export has one row per visit)",
+                     log);
+        }
+      }
+      break;
+    }
     case VariableType::kInteger: {
       int64_t x = 0;
       bool overflow = false;
@@ -1062,6 +1095,15 @@ Result<ImportReport> Importer::run(const std::string& csvPath) {
   report.version = version_;
   report.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  std::vector<std::pair<uint64_t, std::string>> warnings;
+  for (const ColumnPlan& plan : plans_) {
+    report.duplicateIds += plan.duplicates;
+    warnings.insert(warnings.end(), plan.duplicateWarnings.begin(), plan.duplicateWarnings.end());
+  }
+  std::stable_sort(warnings.begin(), warnings.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (size_t i = 0; i < warnings.size() && i < maxErrors_; ++i)
+    report.warnings.push_back(std::move(warnings[i].second));
   return report;
 }
 

@@ -44,14 +44,24 @@ struct ImportOptions {
   size_t maxErrors = 20;
   // Called from the importing thread every few MiB and once at the end; must be cheap.
   std::function<void(uint64_t bytesDone, uint64_t bytesTotal)> progress;
-  // CSV reader settings (block size); the defaults suit production.
+  // CSV reader settings (delimiter, encoding, block size).
   CsvOptions csv;
+  // A subject id (an `identifier` variable) seen twice in the file: an error that stops the
+  // import (default), or a warning listed in ImportReport::warnings and imported anyway — for
+  // exports with one row per visit, where repeats are expected.
+  enum class DuplicateIds { kError, kWarn };
+  DuplicateIds duplicateIds = DuplicateIds::kError;
 };
 
 struct ImportReport {
   uint64_t rows = 0;
   uint64_t version = 0;
   double seconds = 0;
+  // Repeated subject ids imported under DuplicateIds::kWarn: how many, and the first
+  // ImportOptions::maxErrors of them ("trial.csv:12: column 'USUBJID' (variable usubjid):
+  // value 'S01-0007' repeats the subject id of line 3").
+  uint64_t duplicateIds = 0;
+  std::vector<std::string> warnings;
 };
 
 struct DatasetInfo {

@@ -220,6 +220,36 @@ std::string bindError(const std::string& text) {
   return b.status().message();
 }
 
+TEST(Bind, SubjectIdentifiersCannotBeQueried) {
+  auto dict = storage::Dictionary::parseToml(R"(study = "ID"
+[[variable]]
+name = "usubjid"
+column = "USUBJID"
+type = "identifier"
+[[variable]]
+name = "age"
+type = "integer"
+)",
+                                             "id.toml");
+  ASSERT_TRUE(dict.isOk()) << dict.status().toString();
+  for (const char* text : {"count by usubjid", "count where usubjid = \"S01-1\"", "count(usubjid)",
+                           "lm(age ~ usubjid)"}) {
+    auto q = parseQuery(text);
+    ASSERT_TRUE(q.isOk()) << text;
+    auto b = bindQuery(*q, *dict);
+    ASSERT_FALSE(b.isOk()) << text;
+    EXPECT_NE(b.status().message().find("variable 'usubjid' is a subject identifier"),
+              std::string::npos)
+        << b.status().message();
+  }
+  // A near miss is never completed to the identifier's name.
+  auto q = parseQuery("count by usubjd");
+  ASSERT_TRUE(q.isOk());
+  auto b = bindQuery(*q, *dict);
+  ASSERT_FALSE(b.isOk());
+  EXPECT_EQ(b.status().message(), "unknown variable 'usubjd' (the study ID has no such variable)");
+}
+
 TEST(Bind, ErrorsNameTheProblem) {
   EXPECT_EQ(bindError("mean(bmii)"), "unknown variable 'bmii' (did you mean 'bmi'?)");
   EXPECT_EQ(bindError("count by Arm"), "unknown variable 'Arm' (did you mean 'arm'?)");

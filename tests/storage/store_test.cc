@@ -302,6 +302,61 @@ missing = true
   EXPECT_THAT(failed.status().message(), HasSubstr("variable ecog"));
 }
 
+// Subject ids: checked for repeats at import (an error, or warnings when asked), never stored.
+TEST(StoreTest, IdentifierRepeatsAreFoundAndIdsAreNotStored) {
+  TempDir tmp;
+  auto dict = Dictionary::parseToml(R"(study = "ID"
+[[variable]]
+name = "usubjid"
+column = "USUBJID"
+type = "identifier"
+[[variable]]
+name = "age"
+type = "integer"
+)",
+                                    "id.toml");
+  ASSERT_TRUE(dict.isOk()) << dict.status().toString();
+  auto store = openStore(tmp / "store");
+  ASSERT_TRUE(store);
+  const std::string csv = tmp / "visits.csv";
+  std::string content = "USUBJID,age\nS01-001,40\nS01-002,41\nS01-001,40\nS01-003,50\n";
+  // Many rows so the repeats sit in different batches and chunks of the import.
+  for (int i = 0; i < 150000; ++i) content += "X" + std::to_string(i) + ",30\n";
+  content += "X7,31\nS01-002,41\n,20\n";
+  writeFile(csv, content);
+  auto refused = store->importCsv("v", *dict, csv);
+  ASSERT_FALSE(refused.isOk());
+  const std::string& m = refused.status().message();
+  EXPECT_THAT(m, HasSubstr("visits.csv:4: column 'USUBJID' (variable usubjid): value 'S01-001' "
+                           "repeats the subject id of line 2; subject ids must be unique"));
+  EXPECT_THAT(m, HasSubstr("visits.csv:150006: column 'USUBJID' (variable usubjid): value 'X7' "
+                           "repeats the subject id of line 13"));
+  EXPECT_THAT(m, HasSubstr("value 'S01-002' repeats the subject id of line 3"));
+  EXPECT_THAT(m, HasSubstr("visits.csv:150008: column 'USUBJID' (variable usubjid): value '' is "
+                           "missing"));
+  EXPECT_FALSE(store->openDataset("v").isOk());
+
+  // Without the empty id, and with repeats allowed: imported, the repeats listed.
+  content.resize(content.size() - 4);  // drop ",20\n"
+  writeFile(csv, content);
+  ImportOptions options;
+  options.duplicateIds = ImportOptions::DuplicateIds::kWarn;
+  auto report = store->importCsv("v", *dict, csv, options);
+  ASSERT_TRUE(report.isOk()) << report.status().toString();
+  EXPECT_EQ(report->rows, 150006u);
+  EXPECT_EQ(report->duplicateIds, 3u);
+  ASSERT_EQ(report->warnings.size(), 3u);
+  EXPECT_THAT(report->warnings[0], HasSubstr("visits.csv:4:"));
+  EXPECT_THAT(report->warnings[2], HasSubstr("value 'S01-002' repeats the subject id of line 3"));
+  auto ds = store->openDataset("v");
+  ASSERT_TRUE(ds.isOk());
+  auto ids = (*ds)->column(0, 0);
+  auto age = (*ds)->column(1, 0);
+  ASSERT_TRUE(ids.isOk() && age.isOk());
+  for (uint32_t r = 0; r < 4; ++r) EXPECT_TRUE((*ids)->isMissing(r)) << r;  // nothing kept
+  EXPECT_EQ((*age)->valueAsDouble(3), 50.0);
+}
+
 // A hospital export: semicolon-separated, Windows-1252 (or GB18030) text, decimal points.
 TEST(StoreTest, ImportsSemicolonWindows1252AndGb18030Exports) {
   TempDir tmp;

@@ -56,6 +56,7 @@ struct ImportArgs {
   size_t maxErrors = 20;
   std::string delimiter = ",";
   std::string encoding = "utf-8";
+  std::string duplicateIds = "error";
 };
 
 int runImport(const ImportArgs& a) {
@@ -69,6 +70,8 @@ int runImport(const ImportArgs& a) {
   if (!encoding) return fail(encoding.status());
   options.csv.delimiter = *delimiter;
   options.csv.encoding = *encoding;
+  options.duplicateIds = a.duplicateIds == "warn" ? storage::ImportOptions::DuplicateIds::kWarn
+                                                  : storage::ImportOptions::DuplicateIds::kError;
   auto dict = storage::Dictionary::loadFile(a.dictionary);
   if (!dict) return fail(dict.status());
   auto store = storage::Store::open(a.store);
@@ -79,6 +82,11 @@ int runImport(const ImportArgs& a) {
   auto report = (*store)->importCsv(a.dataset, *dict, a.csv, options);
   bar.finish();
   if (!report) return fail(report.status());
+  for (const auto& w : report->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (report->duplicateIds > report->warnings.size()) {
+    std::fprintf(stderr, "warning: ... and %llu more repeated subject ids\n",
+                 static_cast<unsigned long long>(report->duplicateIds - report->warnings.size()));
+  }
   double rate = report->seconds > 0 ? static_cast<double>(report->rows) / report->seconds : 0;
   std::printf("imported %llu rows into dataset '%s' (version %llu) in %.2f s (%.0f rows/s)\n",
               static_cast<unsigned long long>(report->rows), a.dataset.c_str(),
@@ -135,6 +143,8 @@ int runDictCheck(const std::string& path) {
       values =
           fmt::format("{} .. {}", v.min ? storage::formatIsoDate(static_cast<int32_t>(*v.min)) : "",
                       v.max ? storage::formatIsoDate(static_cast<int32_t>(*v.max)) : "");
+    } else if (v.type == storage::VariableType::kIdentifier) {
+      values = "unique; checked at import, not stored";
     } else if (v.min || v.max) {
       values = fmt::format("{} .. {}", v.min ? fmt::format("{}", *v.min) : "",
                            v.max ? fmt::format("{}", *v.max) : "");
@@ -186,6 +196,11 @@ void addSiteCommands(CLI::App& app, int& exitCode) {
   imp->add_option("--encoding", importArgs->encoding,
                   "The file's encoding: utf-8, latin1, windows-1252 or gb18030 (also GBK); "
                   "converted to UTF-8 as it is read")
+      ->capture_default_str();
+  imp->add_option("--duplicate-ids", importArgs->duplicateIds,
+                  "A subject id (identifier variable) seen twice: 'error' stops the import, "
+                  "'warn' lists the repeats and imports (exports with one row per visit)")
+      ->check(CLI::IsMember({"error", "warn"}))
       ->capture_default_str();
   imp->callback([importArgs, &exitCode] { exitCode = runImport(*importArgs); });
 
