@@ -13,6 +13,7 @@
 #include "node/config.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "query/cross_test.h"
 #include "query/format.h"
 #include "query/surveil.h"
 #include "tools/trialmesh/model_commands.h"
@@ -84,15 +85,26 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
   // released series (query/surveil.h).
   auto surveil = query::parseSurveil(a.text);
   if (!surveil) return fail(surveil.status());
+  // chisq(a, b) / fisher(a, b): likewise the count by a, b, tested here (query/cross_test.h).
+  auto cross = query::parseCrossTest(a.text);
+  if (!cross) return fail(cross.status());
   node::FederatedQueryOptions options;
   options.deadline = std::chrono::milliseconds(a.deadlineMs);
   auto result = node::runFederatedQuery(*identity, *members, a.study,
-                                        *surveil ? (*surveil)->countQuery : a.text, options);
+                                        *surveil ? (*surveil)->countQuery
+                                        : *cross ? (*cross)->countQuery
+                                                 : a.text,
+                                        options);
   if (!result) return fail(result.status());
   if (*surveil && result->table) {
     auto detected = query::applySurveil(*result->table, **surveil);
     if (!detected) return fail(detected.status());
     result->table = std::move(*detected);
+  }
+  if (*cross && result->table) {
+    auto tested = query::applyCrossTest(*result->table, **cross);
+    if (!tested) return fail(tested.status());
+    result->table = std::move(*tested);
   }
   if (a.json) {
     nlohmann::json sites = nlohmann::json::array();
