@@ -1,6 +1,7 @@
 #include "query/cross_test.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cctype>
 #include <cmath>
@@ -151,8 +152,10 @@ Result<ResultTable> applyCrossTest(const ResultTable& counts, const CrossTestReq
   if (missing > 0)
     t.notes.push_back(fmt::format("{} row{} with a missing {} or {} left out, as R's table() does",
                                   missing, missing == 1 ? "" : "s", a, counts.byVariables[1]));
-  t.notes.push_back(fmt::format("table: {} levels of {} x {} levels of {}, n = {}", aLevels.size(),
-                                a, bLevels.size(), counts.byVariables[1], total));
+  // Level order decides which odds ratio fisher reports (R: the factor levels' order).
+  t.notes.push_back(fmt::format("table: rows {} ({}) x columns {} ({}), n = {}", a,
+                                fmt::join(aLevels, ", "), counts.byVariables[1],
+                                fmt::join(bLevels, ", "), total));
   if (chisq) {
     auto test = stats::chiSquaredTest(table, request.correct);
     if (!test) return test.status().withContext(a + " x " + counts.byVariables[1]);

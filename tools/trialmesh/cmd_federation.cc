@@ -107,7 +107,8 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
     result->table = std::move(*tested);
   }
   if (a.json) {
-    nlohmann::json sites = nlohmann::json::array();
+    // ordered_json: keys in the documented order (docs/json-output.md), as the local path.
+    nlohmann::ordered_json sites = nlohmann::ordered_json::array();
     for (const auto& s : result->sites) {
       sites.push_back({{"site", s.site},
                        {"outcome", node::outcomeName(s.outcome)},
@@ -115,7 +116,7 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
                        {"rows_scanned", s.rowsScanned},
                        {"elapsed_ms", s.elapsedMs}});
     }
-    nlohmann::json out;
+    nlohmann::ordered_json out;
     out["query"] = result->canonicalQuery;
     out["study"] = a.study;
     out["partial"] = result->partial();
@@ -125,8 +126,8 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
     out["dropped"] = result->dropped;
     out["refusal"] = result->refusal;
     out["sites"] = sites;
-    out["result"] = result->table ? nlohmann::json::parse(query::formatJson(*result->table))
-                                  : nlohmann::json(nullptr);
+    out["result"] = result->table ? nlohmann::ordered_json::parse(query::formatJson(*result->table))
+                                  : nlohmann::ordered_json(nullptr);
     std::printf("%s\n", out.dump(2).c_str());
   } else if (a.csv) {
     if (result->table) std::fputs(query::formatCsv(*result->table).c_str(), stdout);
