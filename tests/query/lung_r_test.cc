@@ -130,6 +130,8 @@ TEST_F(LungRTest, CoxWithFactorEcogAndEverySummaryField) {
   ASSERT_TRUE(fit.isOk()) << fit.status().toString();
   ASSERT_TRUE(fit->cox);
   ASSERT_EQ(fit->cox->coefficients.size(), 4u);  // age, ph.ecog 1, 2, 3 (0 the reference)
+  EXPECT_EQ(fit->cox->coefficients[1].name, "factor(ph.ecog)1");  // R's model.matrix names
+  EXPECT_EQ(fit->cox->coefficients[3].name, "factor(ph.ecog)3");
   for (size_t k = 0; k < 4; ++k) {
     near(fit->cox->coefficients[k].coef, r("cox.coef." + std::to_string(k + 1)), 1e-6, "coef");
     near(fit->cox->coefficients[k].stdError, r("cox.se." + std::to_string(k + 1)), 1e-6, "se");
