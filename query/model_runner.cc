@@ -277,27 +277,63 @@ std::string modelJson(const ModelResult& r) {
 
 namespace {
 
+// The fit's summary (every figure R's summary() prints beyond the coefficients), repeated on
+// each coefficient row so that one read.csv holds it; names as in --json (docs/json-output.md).
+std::pair<std::string, std::string> summaryCsv(const ModelResult& r) {
+  auto f = fullPrecision;
+  if (r.cox) {
+    const auto& c = *r.cox;
+    auto test = [&](const stats::CoxTest& t) {
+      return fmt::format("{},{},{}", f(t.statistic), f(t.df), f(t.pValue));
+    };
+    return {
+        "n,events,loglik_null,loglik,lr_statistic,lr_df,lr_p_value,wald_statistic,wald_df,"
+        "wald_p_value,score_statistic,score_df,score_p_value",
+        fmt::format("{},{},{},{},{},{},{}", c.n, c.events, f(c.loglikNull), f(c.loglik),
+                    test(c.likelihoodRatio), test(c.wald), test(c.score))};
+  }
+  if (r.logistic) {
+    const auto& g = *r.logistic;
+    return {
+        "n,events,null_deviance,df_null,deviance,df_residual,aic,lr_statistic,lr_df,"
+        "lr_p_value",
+        fmt::format("{},{},{},{},{},{},{},{},{},{}", g.n, g.events, f(g.nullDeviance), f(g.dfNull),
+                    f(g.deviance), f(g.dfResidual), f(g.aic), f(g.lrStatistic), f(g.lrDf),
+                    f(g.lrPValue))};
+  }
+  if (r.linear) {
+    const auto& l = *r.linear;
+    return {
+        "n,residual_standard_error,df_residual,r_squared,adj_r_squared,f_statistic,f_df1,"
+        "f_df2,f_p_value",
+        fmt::format("{},{},{},{},{},{},{},{},{}", l.n, f(l.sigma), f(l.dfResidual), f(l.rSquared),
+                    f(l.adjRSquared), f(l.fStatistic), f(l.fDf1), f(l.fDf2), f(l.fPValue))};
+  }
+  return {"", ""};
+}
+
 std::string coefficientsCsv(const ModelResult& r) {
   std::string out;
   auto quote = csvQuote;
+  const auto [summaryHeader, summary] = summaryCsv(r);
   if (r.cox) {
-    out = "term,coef,exp_coef,se_coef,z,p,lower_95,upper_95\n";
+    out = "term,coef,exp_coef,se_coef,z,p,lower_95,upper_95," + summaryHeader + "\n";
     for (const auto& c : r.cox->coefficients)
-      out +=
-          fmt::format("{},{},{},{},{},{},{},{}\n", quote(c.name), fullPrecision(c.coef),
-                      fullPrecision(c.hazardRatio), fullPrecision(c.stdError), fullPrecision(c.z),
-                      fullPrecision(c.pValue), fullPrecision(c.lower), fullPrecision(c.upper));
+      out += fmt::format("{},{},{},{},{},{},{},{},{}\n", quote(c.name), fullPrecision(c.coef),
+                         fullPrecision(c.hazardRatio), fullPrecision(c.stdError),
+                         fullPrecision(c.z), fullPrecision(c.pValue), fullPrecision(c.lower),
+                         fullPrecision(c.upper), summary);
     return out;
   }
   const std::vector<stats::Coefficient>* coefs = r.linear     ? &r.linear->coefficients
                                                  : r.logistic ? &r.logistic->coefficients
                                                               : nullptr;
-  out = fmt::format("term,estimate,std_error,{},p\n", r.linear ? "t" : "z");
+  out = fmt::format("term,estimate,std_error,{},p,{}\n", r.linear ? "t" : "z", summaryHeader);
   if (coefs) {
     for (const auto& c : *coefs)
-      out += fmt::format("{},{},{},{},{}\n", quote(c.name), fullPrecision(c.estimate),
+      out += fmt::format("{},{},{},{},{},{}\n", quote(c.name), fullPrecision(c.estimate),
                          fullPrecision(c.stdError), fullPrecision(c.statistic),
-                         fullPrecision(c.pValue));
+                         fullPrecision(c.pValue), summary);
   }
   return out;
 }

@@ -13,6 +13,7 @@
 #include "node/config.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "query/cross_test.h"
 #include "query/format.h"
 #include "query/surveil.h"
 #include "tools/trialmesh/model_commands.h"
@@ -84,18 +85,30 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
   // released series (query/surveil.h).
   auto surveil = query::parseSurveil(a.text);
   if (!surveil) return fail(surveil.status());
+  // chisq(a, b) / fisher(a, b): likewise the count by a, b, tested here (query/cross_test.h).
+  auto cross = query::parseCrossTest(a.text);
+  if (!cross) return fail(cross.status());
   node::FederatedQueryOptions options;
   options.deadline = std::chrono::milliseconds(a.deadlineMs);
   auto result = node::runFederatedQuery(*identity, *members, a.study,
-                                        *surveil ? (*surveil)->countQuery : a.text, options);
+                                        *surveil ? (*surveil)->countQuery
+                                        : *cross ? (*cross)->countQuery
+                                                 : a.text,
+                                        options);
   if (!result) return fail(result.status());
   if (*surveil && result->table) {
     auto detected = query::applySurveil(*result->table, **surveil);
     if (!detected) return fail(detected.status());
     result->table = std::move(*detected);
   }
+  if (*cross && result->table) {
+    auto tested = query::applyCrossTest(*result->table, **cross);
+    if (!tested) return fail(tested.status());
+    result->table = std::move(*tested);
+  }
   if (a.json) {
-    nlohmann::json sites = nlohmann::json::array();
+    // ordered_json: keys in the documented order (docs/json-output.md), as the local path.
+    nlohmann::ordered_json sites = nlohmann::ordered_json::array();
     for (const auto& s : result->sites) {
       sites.push_back({{"site", s.site},
                        {"outcome", node::outcomeName(s.outcome)},
@@ -103,7 +116,7 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
                        {"rows_scanned", s.rowsScanned},
                        {"elapsed_ms", s.elapsedMs}});
     }
-    nlohmann::json out;
+    nlohmann::ordered_json out;
     out["query"] = result->canonicalQuery;
     out["study"] = a.study;
     out["partial"] = result->partial();
@@ -113,8 +126,8 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
     out["dropped"] = result->dropped;
     out["refusal"] = result->refusal;
     out["sites"] = sites;
-    out["result"] = result->table ? nlohmann::json::parse(query::formatJson(*result->table))
-                                  : nlohmann::json(nullptr);
+    out["result"] = result->table ? nlohmann::ordered_json::parse(query::formatJson(*result->table))
+                                  : nlohmann::ordered_json(nullptr);
     std::printf("%s\n", out.dump(2).c_str());
   } else if (a.csv) {
     if (result->table) std::fputs(query::formatCsv(*result->table).c_str(), stdout);

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 
+#include "query/cross_test.h"
 #include "query/engine.h"
 #include "query/format.h"
 #include "query/query.h"
@@ -46,7 +47,12 @@ int runLocalQuery(const QueryArgs& a) {
   // surveil(...) runs as its count query, then detection on the series (query/surveil.h).
   auto surveil = query::parseSurveil(a.text);
   if (!surveil) return fail(surveil.status());
-  auto parsed = query::parseQuery(*surveil ? (*surveil)->countQuery : a.text);
+  // chisq(a, b) / fisher(a, b): the count by a, b, then the test (query/cross_test.h).
+  auto cross = query::parseCrossTest(a.text);
+  if (!cross) return fail(cross.status());
+  auto parsed = query::parseQuery(*surveil ? (*surveil)->countQuery
+                                  : *cross ? (*cross)->countQuery
+                                           : a.text);
   if (!parsed) return fail(parsed.status());
   storage::StoreOptions storeOptions;
   storeOptions.createIfMissing = false;
@@ -67,6 +73,10 @@ int runLocalQuery(const QueryArgs& a) {
   if (!table) return fail(table.status());
   if (*surveil) {
     table = query::applySurveil(*table, **surveil);
+    if (!table) return fail(table.status());
+  }
+  if (*cross) {
+    table = query::applyCrossTest(*table, **cross);
     if (!table) return fail(table.status());
   }
   double ms =

@@ -1,0 +1,139 @@
+// chisq(a, b) and fisher(a, b) from the trialmesh CLI over a 4-site federation in secure mode
+// (real trialmesh-node processes on 127.0.0.1): the released test equals R's chisq.test /
+// fisher.test on the pooled rows (the sites' CSVs concatenated and read by Rscript), and the
+// federated --json keeps its keys in the documented order (docs/json-output.md).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "e2e_federation_fixture.h"
+
+namespace trialmesh::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* kScript = R"(
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+out <- file(args[2], "w")
+put <- function(key, v) writeLines(sprintf("%s %.17g", key, v), out)
+t <- suppressWarnings(chisq.test(table(d$ARM, d$ph.ecog)))
+put("arm_ecog.stat", t$statistic); put("arm_ecog.df", t$parameter); put("arm_ecog.p", t$p.value)
+t <- chisq.test(table(d$ARM, d$SEX), correct = FALSE)
+put("arm_sex.stat", t$statistic); put("arm_sex.p", t$p.value)
+a <- d[!is.na(d$AGE) & d$AGE >= 60, ]
+t <- fisher.test(table(a$SEX, a$SMOKER))
+put("fisher.p", t$p.value); put("fisher.or", t$estimate)
+put("fisher.lo", t$conf.int[1]); put("fisher.hi", t$conf.int[2])
+close(out)
+)";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+class CrossTestE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("tm_e2e_cross_" + std::to_string(::getpid()));
+    startLocalFederation(dir_, 4, 900, fed_);
+  }
+  void TearDown() override { stopLocalFederation(fed_, dir_); }
+
+  // Runs `trialmesh query --json` as the coordinator (bounded by `timeout`); the parsed output.
+  nlohmann::ordered_json query(const std::string& text) {
+    const fs::path out = dir_ / "cli.json";
+    const std::string cmd = "timeout 60 " + std::string(TRIALMESH_CLI_BINARY) +
+                            " query --json --study LUNG-7 --members " + fed_->membersPath() +
+                            " --identity " + fed_->coordinatorKeyPath() + " '" + text + "' > " +
+                            out.string() + " 2> " + (dir_ / "cli.err").string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd << "\n" << slurp(dir_ / "cli.err");
+    return nlohmann::ordered_json::parse(slurp(out), nullptr, false);
+  }
+
+  // R on the pooled rows: the site CSVs concatenated (one header).
+  std::map<std::string, double> pooledR() {
+    std::ofstream pooled(dir_ / "pooled.csv");
+    for (size_t i = 0; i < fed_->siteCount(); ++i) {
+      std::ifstream in(fed_->siteCsvPath(i));
+      std::string line;
+      bool first = true;
+      while (std::getline(in, line)) {
+        if (!first || i == 0) pooled << line << "\n";
+        first = false;
+      }
+    }
+    pooled.close();
+    std::ofstream(dir_ / "run.R") << kScript;
+    const std::string cmd = std::string(TRIALMESH_RSCRIPT) + " " + (dir_ / "run.R").string() + " " +
+                            (dir_ / "pooled.csv").string() + " " + (dir_ / "r.txt").string();
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::map<std::string, double> r;
+    std::ifstream in(dir_ / "r.txt");
+    std::string key;
+    double v = 0;
+    while (in >> key >> v) r[key] = v;
+    return r;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<LocalFederation> fed_;
+};
+
+void near(double got, double want, double rel, const std::string& what) {
+  EXPECT_LE(std::fabs(got - want), rel * std::max(1.0, std::fabs(want)))
+      << what << ": got " << got << ", R " << want;
+}
+
+TEST_F(CrossTestE2e, SecureChisqAndFisherEqualROnThePooledRows) {
+  const auto r = pooledR();
+  ASSERT_EQ(r.size(), 9u) << "R did not answer every figure";
+
+  auto j = query("chisq(arm, ecog)");
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["aggregation"], "secure");
+  // Keys in the documented order, not sorted (nlohmann::json would sort them).
+  std::vector<std::string> keys;
+  for (auto it = j.begin(); it != j.end(); ++it) keys.push_back(it.key());
+  EXPECT_EQ(keys, (std::vector<std::string>{"query", "study", "partial", "aggregation", "approval",
+                                            "rounds", "dropped", "refusal", "sites", "result"}));
+  const auto& row = j["result"]["rows"][0];
+  std::vector<std::string> rowKeys;
+  for (auto it = row.begin(); it != row.end(); ++it) rowKeys.push_back(it.key());
+  EXPECT_EQ(rowKeys, (std::vector<std::string>{"test", "method", "statistic", "df", "p_value", "n",
+                                               "min_expected", "warning", "suppressed"}));
+  near(row["statistic"].get<double>(), r.at("arm_ecog.stat"), 1e-10, "chisq statistic");
+  near(row["df"].get<double>(), r.at("arm_ecog.df"), 0, "chisq df");
+  near(row["p_value"].get<double>(), r.at("arm_ecog.p"), 1e-10, "chisq p");
+
+  auto u = query("chisq(arm, sex, correct = false)");
+  ASSERT_FALSE(u.is_discarded());
+  near(u["result"]["rows"][0]["statistic"].get<double>(), r.at("arm_sex.stat"), 1e-10,
+       "uncorrected statistic");
+  near(u["result"]["rows"][0]["p_value"].get<double>(), r.at("arm_sex.p"), 1e-10, "uncorrected p");
+
+  auto f = query("fisher(sex, smoker) where age >= 60");
+  ASSERT_FALSE(f.is_discarded());
+  const auto& fr = f["result"]["rows"][0];
+  near(fr["p_value"].get<double>(), r.at("fisher.p"), 1e-9, "fisher p");
+  near(fr["odds_ratio"].get<double>(), r.at("fisher.or"), 1e-6, "odds ratio");
+  near(fr["conf_low"].get<double>(), r.at("fisher.lo"), 1e-6, "conf_low");
+  near(fr["conf_high"].get<double>(), r.at("fisher.hi"), 1e-6, "conf_high");
+  // Only the test is released: no cell of the table in the output.
+  EXPECT_EQ(f["result"]["rows"].size(), 1u);
+}
+
+}  // namespace
+}  // namespace trialmesh::node
