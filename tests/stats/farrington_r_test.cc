@@ -93,6 +93,11 @@ std::vector<std::pair<std::string, std::vector<double>>> makeSeries() {
   all.push_back({"zeros", zeros});
   all.push_back({"sparse", sparse});
   all.push_back({"large", large});
+  // A monthly series (R's frequency 12), run with the default control only.
+  std::vector<double> monthly;
+  for (int t = 0; t < n; ++t)
+    monthly.push_back(negbin(60 + 25 * std::sin(2 * M_PI * t / 12.0) + (t > 300 ? 80 : 0), 8));
+  all.push_back({"monthly", monthly});
   return all;
 }
 
@@ -123,14 +128,15 @@ std::map<std::string, std::map<int, RValue>> runR(
     script << ")\n"
               "for (s in unique(d$series)) {\n"
               "  x <- d$count[d$series == s]\n"
-              "  st <- sts(observed = x, frequency = 52, start = c(2000, 1))\n"
+              "  f <- if (s == \"monthly\") 12 else 52\n"
+              "  st <- sts(observed = x, frequency = f, start = c(2000, 1))\n"
               "  for (k in names(cfgs)) {\n"
               "    if (!(k %in% c(\"default\", \"improved\")) && !(s %in% c(\"outbreak\", "
               "\"trended\"))) next\n"
               "    ctl <- cfgs[[k]]\n"
               "    b <- if (is.null(ctl$b)) 5 else ctl$b\n"
               "    w <- if (is.null(ctl$w)) 3 else ctl$w\n"
-              "    ctl$range <- (52 * b + w + 1):length(x)\n"
+              "    ctl$range <- (f * b + w + 1):length(x)\n"
               "    r <- suppressWarnings(farringtonFlexible(st, control = ctl))\n"
               "    ub <- upperbound(r)[, 1]; al <- alarms(r)[, 1]\n"
               "    writeLines(sprintf(\"%s.%s %d %.17g %s\", s, k, ctl$range, ub,\n"
@@ -168,8 +174,13 @@ TEST(FarringtonRTest, MatchesR) {
       if (std::string(c.key) != "default" && std::string(c.key) != "improved" &&
           name != "outbreak" && name != "trended")
         continue;
+      FarringtonOptions options = c.options;
+      if (name == "monthly") {
+        if (std::string(c.key) != "default") continue;
+        options.periodsPerYear = 12;
+      }
       const std::string key = name + "." + c.key;
-      auto got = farringtonFlexible(x, c.options);
+      auto got = farringtonFlexible(x, options);
       ASSERT_TRUE(got.isOk()) << got.status().toString();
       ASSERT_TRUE(r.count(key)) << key << ": R returned nothing";
       const auto& want = r.at(key);
