@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <set>
 #include <vector>
 
 #include "query/query.h"
@@ -38,8 +39,83 @@ Result<double> number(const std::string& name, const std::string& value) {
 Status usage(std::string_view why) {
   return Status::invalidArgument(fmt::format(
       "surveil(): {}; write e.g. surveil(onset_date, method = \"c1\") where disease = "
-      "\"influenza\" (methods: c1, c2, c3, percentile, threshold; docs/surveillance.md)",
+      "\"influenza\" (methods: c1, c2, c3, percentile, threshold, farrington, farrington_improved; "
+      "docs/surveillance.md)",
       why));
+}
+
+const std::set<std::string> kFarringtonArguments = {"b",
+                                                    "w",
+                                                    "no_periods",
+                                                    "past_weeks_not_included",
+                                                    "threshold_method",
+                                                    "powertrans",
+                                                    "reweight",
+                                                    "weights_threshold",
+                                                    "trend",
+                                                    "p_threshold_trend",
+                                                    "limit_cases",
+                                                    "limit_weeks"};
+
+Result<int> whole(const std::string& name, const std::string& value) {
+  TM_ASSIGN_OR_RETURN(double d, number(name, value));
+  if (d != std::floor(d) || std::fabs(d) > 1e6)
+    return usage(fmt::format("{} = {} is not a whole number", name, value));
+  return static_cast<int>(d);
+}
+
+Result<bool> boolean(const std::string& name, const std::string& value) {
+  if (value == "true" || value == "TRUE") return true;
+  if (value == "false" || value == "FALSE") return false;
+  return usage(fmt::format("{} = {} is not true or false", name, value));
+}
+
+// One farrington argument (R's farringtonFlexible control of the same meaning).
+Status setFarrington(stats::FarringtonOptions& o, const std::string& name,
+                     const std::string& value) {
+  if (name == "b") {
+    TM_ASSIGN_OR_RETURN(o.b, whole(name, value));
+  } else if (name == "w") {
+    TM_ASSIGN_OR_RETURN(o.w, whole(name, value));
+  } else if (name == "no_periods") {
+    TM_ASSIGN_OR_RETURN(o.noPeriods, whole(name, value));
+  } else if (name == "past_weeks_not_included") {
+    TM_ASSIGN_OR_RETURN(int v, whole(name, value));
+    o.pastWeeksNotIncluded = v;
+  } else if (name == "threshold_method") {
+    if (value == "delta") {
+      o.thresholdMethod = stats::FarringtonThreshold::kDelta;
+    } else if (value == "nbPlugin" || value == "nbplugin") {
+      o.thresholdMethod = stats::FarringtonThreshold::kNbPlugin;
+    } else if (value == "muan") {
+      o.thresholdMethod = stats::FarringtonThreshold::kMuan;
+    } else {
+      return usage(fmt::format("threshold_method \"{}\" is not delta, nbPlugin or muan", value));
+    }
+  } else if (name == "powertrans") {
+    if (value == "2/3") {
+      o.powertrans = stats::PowerTransform::kTwoThirds;
+    } else if (value == "1/2") {
+      o.powertrans = stats::PowerTransform::kHalf;
+    } else if (value == "none") {
+      o.powertrans = stats::PowerTransform::kNone;
+    } else {
+      return usage(fmt::format("powertrans \"{}\" is not \"2/3\", \"1/2\" or \"none\"", value));
+    }
+  } else if (name == "reweight") {
+    TM_ASSIGN_OR_RETURN(o.reweight, boolean(name, value));
+  } else if (name == "weights_threshold") {
+    TM_ASSIGN_OR_RETURN(o.weightsThreshold, number(name, value));
+  } else if (name == "trend") {
+    TM_ASSIGN_OR_RETURN(o.trend, boolean(name, value));
+  } else if (name == "p_threshold_trend") {
+    TM_ASSIGN_OR_RETURN(o.pThresholdTrend, number(name, value));
+  } else if (name == "limit_cases") {
+    TM_ASSIGN_OR_RETURN(o.limitCases, whole(name, value));
+  } else if (name == "limit_weeks") {
+    TM_ASSIGN_OR_RETURN(o.limitWeeks, whole(name, value));
+  }
+  return Status::ok();
 }
 
 }  // namespace
@@ -81,6 +157,7 @@ Result<std::optional<SurveilRequest>> parseSurveil(std::string_view text) {
   const std::string var = args[0];
   std::string from, to;
   bool sawMethod = false;
+  std::vector<std::pair<std::string, std::string>> farrington;
   for (size_t a = 1; a < args.size(); ++a) {
     const size_t eq = args[a].find('=');
     if (eq == std::string::npos)
@@ -99,6 +176,12 @@ Result<std::optional<SurveilRequest>> parseSurveil(std::string_view text) {
         r.method = SurveilRequest::Method::kPercentile;
       } else if (value == "threshold") {
         r.method = SurveilRequest::Method::kThreshold;
+      } else if (value == "farrington") {
+        r.method = SurveilRequest::Method::kFarrington;
+        r.farrington = {};
+      } else if (value == "farrington_improved") {
+        r.method = SurveilRequest::Method::kFarrington;
+        r.farrington = stats::FarringtonOptions::improved();
       } else {
         return usage(fmt::format("unknown method \"{}\"", value));
       }
@@ -127,14 +210,30 @@ Result<std::optional<SurveilRequest>> parseSurveil(std::string_view text) {
       TM_ASSIGN_OR_RETURN(r.percentile.percentile, number(name, value));
     } else if (name == "n") {
       TM_ASSIGN_OR_RETURN(r.threshold, number(name, value));
+    } else if (kFarringtonArguments.count(name)) {
+      // Applied after the loop: the method (plain or improved) sets the defaults they override.
+      farrington.emplace_back(name, value);
     } else {
       return usage(
           fmt::format("unknown argument '{}' (allowed: method, unit, from, to, "
-                      "baseline, alpha, min_sigma, years, p, n)",
+                      "baseline, alpha, min_sigma, years, p, n, and for farrington: b, w, "
+                      "no_periods, past_weeks_not_included, threshold_method, powertrans, "
+                      "reweight, weights_threshold, trend, p_threshold_trend, limit_cases, "
+                      "limit_weeks)",
                       name));
     }
   }
   if (!sawMethod) return usage("give the method, e.g. method = \"c1\"");
+  if (!farrington.empty() && r.method != SurveilRequest::Method::kFarrington)
+    return usage(fmt::format("'{}' is an argument of the farrington methods only",
+                             farrington.front().first));
+  if (r.method == SurveilRequest::Method::kFarrington) {
+    if (r.unit == "day") return usage("the farrington methods need unit = \"week\" or \"month\"");
+    r.farrington.periodsPerYear = r.unit == "week" ? 52 : 12;
+    if (r.ears.alpha) r.farrington.alpha = *r.ears.alpha;
+    for (const auto& [name, value] : farrington)
+      TM_RETURN_IF_ERROR(setFarrington(r.farrington, name, value));
+  }
   if (from.empty() != to.empty()) return usage("give both from and to, or neither");
   r.percentile.periodsPerYear = r.unit == "week" ? 52 : r.unit == "month" ? 12 : 365;
   std::string group = r.unit + "(" + var;
@@ -185,6 +284,9 @@ Result<ResultTable> applySurveil(const ResultTable& counts, const SurveilRequest
       break;
     case M::kThreshold:
       signals = stats::fixedThreshold(x, request.threshold);
+      break;
+    case M::kFarrington:
+      signals = stats::farringtonFlexible(x, request.farrington);
       break;
   }
   if (!signals) return signals.status();

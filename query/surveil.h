@@ -14,18 +14,27 @@
 
 #include "common/status.h"
 #include "query/partial.h"
+#include "stats/farrington.h"
 #include "stats/surveillance.h"
 
 namespace trialmesh::query {
 
 struct SurveilRequest {
-  enum class Method : uint8_t { kEarsC1, kEarsC2, kEarsC3, kPercentile, kThreshold };
+  enum class Method : uint8_t {
+    kEarsC1,
+    kEarsC2,
+    kEarsC3,
+    kPercentile,
+    kThreshold,
+    kFarrington,
+  };
   Method method = Method::kEarsC1;
   std::string countQuery;  // the count query the federation runs
   std::string unit = "week";
   stats::EarsOptions ears;
   stats::PercentileOptions percentile;
   double threshold = 1;
+  stats::FarringtonOptions farrington;  // method = "farrington" or "farrington_improved"
 };
 
 // nullopt when `text` is not a surveil(...) query; an actionable error when it is malformed.

@@ -1,7 +1,8 @@
 // Weekly series and outbreak detection across a loopback federation (issue #15): the federated
 // `count by week(randdt)` equals the pooled count of every site's rows in plain and secure
 // mode (every ISO week of the dictionary's range present, zeros included), and surveil(...)
-// on the federated series gives the same bounds and alarms as on the pooled one.
+// on the federated series gives the same bounds and alarms as on the pooled one (EARS C2 and
+// both Farrington variants).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -114,6 +115,23 @@ TEST_P(SurveillanceTest, FederatedWeeklySeriesAndAlarmsEqualPooled) {
   EXPECT_EQ(got->rows, ref->rows);
   EXPECT_EQ(got->columns,
             (std::vector<std::string>{"week(randdt)", "count", "upper_bound", "alarm"}));
+
+  // Farrington on the federated series equals Farrington on the pooled one (both variants;
+  // b = 3 years back, as 210 weeks hold no 5 years). The same counts query serves them.
+  for (const char* method : {"farrington", "farrington_improved"}) {
+    auto f = query::parseSurveil(std::string("surveil(randdt, method = \"") + method +
+                                 "\", b = 3) where sex = \"F\"");
+    ASSERT_TRUE(f.isOk()) << f.status().toString();
+    EXPECT_EQ((*f)->countQuery, countQuery);
+    auto fg = query::applySurveil(*result->table, **f);
+    auto fr = query::applySurveil(want, **f);
+    ASSERT_TRUE(fg.isOk()) << fg.status().toString();
+    ASSERT_TRUE(fr.isOk());
+    EXPECT_EQ(fg->rows, fr->rows) << method;
+    size_t bounds = 0;
+    for (const auto& row : fg->rows) bounds += std::holds_alternative<double>(row[2]);
+    EXPECT_GT(bounds, 20u) << method;  // weeks 160..210 are assessed
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, SurveillanceTest,
