@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include <thread>
 #include "common/allocator.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
@@ -26,6 +27,7 @@
 #include "query/query.h"
 #include "storage/store.h"
 #include "tools/bench/machine.h"
+#include "tools/bench/models/round_breakdown.h"
 
 namespace {
 
@@ -309,6 +311,12 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
         if (!p) break;
       }
       std::sort(warm.begin(), warm.end());
+      if (mode == "secure" && shape.siteRows.empty()) {
+        std::string lines = bench::secureRoundBreakdown(**source, lastCoxRound, shape.sites, 1.0,
+                                                        std::thread::hardware_concurrency());
+        lines.pop_back();
+        notes.push_back(std::string("- ") + prefix + ":\n  " + lines.substr(2));
+      }
       if (!warm.empty()) {
         char line[256];
         std::snprintf(line, sizeof line,
