@@ -25,6 +25,27 @@ Status writeText(const std::string& path, const std::string& text) {
   return Status::ok();
 }
 
+// Keeps the header and the first `rows` subjects of a generated site CSV (one subject a line:
+// the generator quotes no field with a line break).
+Status truncateCsv(const std::string& path, uint64_t rows) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::ioError("cannot read " + path);
+  std::string out, line;
+  uint64_t kept = 0;
+  for (bool header = true; kept < rows && std::getline(in, line); header = false) {
+    out += line;
+    out += '\n';
+    if (!header) ++kept;
+  }
+  if (kept < rows) {
+    return Status::invalidArgument("LocalFederation: siteRows asks " + std::to_string(rows) +
+                                   " rows of " + path + ", which has " + std::to_string(kept) +
+                                   "; raise rows");
+  }
+  in.close();
+  return writeText(path, out);
+}
+
 std::string tail(const std::string& path, size_t bytes = 2000) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream s;
@@ -49,6 +70,15 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
   g.sites = options.sites;
   TM_ASSIGN_OR_RETURN(std::vector<std::string> csvs,
                       gen::writeTrialDatasetPerSite(g, options.directory));
+  if (!options.siteRows.empty()) {
+    if (options.siteRows.size() != options.sites) {
+      return Status::invalidArgument("LocalFederation: siteRows has " +
+                                     std::to_string(options.siteRows.size()) + " entries for " +
+                                     std::to_string(options.sites) + " sites");
+    }
+    for (size_t i = 0; i < csvs.size(); ++i)
+      TM_RETURN_IF_ERROR(truncateCsv(csvs[i], options.siteRows[i]));
+  }
   TM_ASSIGN_OR_RETURN(storage::Dictionary dict,
                       storage::Dictionary::loadFile(options.directory + "/dictionary.toml"));
 

@@ -56,6 +56,11 @@ struct LocalFederationOptions {
   double dpEpsilonPerQuery = 0;   // secure-dp only
   double dpBudget = 0;            // secure-dp only
   uint32_t modelMinSiteRows = 0;  // the approval's model_min_site_rows; 0 = none
+  // Exact site sizes, for federations of very unequal sites (benchmarks): when not empty it has
+  // one entry per site and site i keeps only the first siteRows[i] subjects the generator gave
+  // it. The generator splits `rows` mildly unequally (site j in proportion to 2 * sites - j),
+  // so `rows` must leave every site at least its entry; create() says which site is short.
+  std::vector<uint64_t> siteRows;
 };
 
 class LocalFederation {

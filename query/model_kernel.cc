@@ -336,8 +336,13 @@ Result<PartialResult> executeModel(const Plan& plan, const storage::ColumnSource
         append(s.vec, st.riskR);
         append(s.vec, st.riskRX);
         appendLowerTriangles(s.vec, st.riskRXX, p);
-        append(s.vec, st.deaths);
-        append(s.vec, st.deathX);
+        // Not sent per time (model_kernel.h coxSumsLength): the deaths, which the coordinator
+        // knows from the cox_times round, and deathX, which it only ever uses summed.
+        for (size_t j = 0; j < p; ++j) {
+          double total = 0;
+          for (size_t k = 0; k < st.times.size(); ++k) total += st.deathX[k * p + j];
+          s.vec.push_back(total);
+        }
         append(s.vec, st.deathR);
         append(s.vec, st.deathRX);
         appendLowerTriangles(s.vec, st.deathRXX, p);
@@ -416,9 +421,18 @@ Result<stats::LogisticSums> logisticSumsOf(const StatPartial& s, uint32_t p) {
 }
 
 Result<stats::CoxSums> coxSumsOf(const StatPartial& s, uint32_t p,
-                                 const std::vector<std::vector<double>>& grids) {
+                                 const std::vector<std::vector<double>>& grids,
+                                 const std::vector<std::vector<double>>& deaths) {
   const size_t pp = size_t{p} * p;
   const size_t expected = coxSumsLength(grids, p);
+  if (deaths.size() != grids.size())
+    return Status::invalidArgument(
+        fmt::format("cox_sums: {} strata of deaths for {} grids", deaths.size(), grids.size()));
+  for (size_t k = 0; k < grids.size(); ++k)
+    if (deaths[k].size() != grids[k].size())
+      return Status::invalidArgument(
+          fmt::format("cox_sums: stratum {} has {} death counts for {} times", k + 1,
+                      deaths[k].size(), grids[k].size()));
   if (s.vec.size() != expected || s.n.size() != grids.size() || s.missing.size() != grids.size())
     return Status::invalidArgument(
         fmt::format("cox_sums partial has {} sums and {} strata; {} sums and {} strata expected",
@@ -452,8 +466,13 @@ Result<stats::CoxSums> coxSumsOf(const StatPartial& s, uint32_t p,
     take(st.riskR, m);
     take(st.riskRX, m * p);
     takeSymmetric(st.riskRXX, m);
-    take(st.deaths, m);
-    take(st.deathX, m * p);
+    st.deaths = deaths[k];
+    // The stratum's total deathX stands at its first time (coxDerivatives only sums them).
+    st.deathX.assign(m * p, 0.0);
+    for (size_t j = 0; j < p; ++j) {
+      if (m > 0) st.deathX[j] = s.vec[at];
+      ++at;
+    }
     take(st.deathR, m);
     take(st.deathRX, m * p);
     takeSymmetric(st.deathRXX, m);

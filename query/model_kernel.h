@@ -50,19 +50,25 @@ Result<ResultTable> finalizeModel(const PartialResult& partial, const Plan& plan
 // fit p (and the grids, for Cox).
 Result<stats::LinearSums> linearSumsOf(const StatPartial& s, uint32_t p);
 Result<stats::LogisticSums> logisticSumsOf(const StatPartial& s, uint32_t p);
+// `deaths`: per stratum the events at each grid time (the cox_times round's counts), which a
+// cox_sums vec does not carry.
 Result<stats::CoxSums> coxSumsOf(const StatPartial& s, uint32_t p,
-                                 const std::vector<std::vector<double>>& grids);
+                                 const std::vector<std::vector<double>>& grids,
+                                 const std::vector<std::vector<double>>& deaths);
 
 // Lengths of the lm_sums and glm_sums vecs (layouts in query/partial.h).
 inline size_t lmSumsLength(size_t p) { return p * p + p + 2; }
 inline size_t glmSumsLength(size_t p) { return p * p + p + 3; }
 
-// Length of a cox_sums vec: per grid time 3 + 3p scalars and vectors and two symmetric p x p
-// blocks sent as lower triangles (p (p + 1) / 2 each).
+// Length of a cox_sums vec: per grid time 2 + 2p scalars and vectors and two symmetric p x p
+// blocks sent as lower triangles (p (p + 1) / 2 each), and per stratum p for the events' summed
+// covariates. The events per time are not sent (the cox_times round gave them) nor their
+// covariate sums per time (only the total enters the likelihood and score): fewer words to mask
+// in secure rounds, and less that a site discloses.
 inline size_t coxSumsLength(const std::vector<std::vector<double>>& grids, size_t p) {
   size_t times = 0;
   for (const auto& g : grids) times += g.size();
-  return times * (3 + 3 * p + p * (p + 1));
+  return times * (2 + 2 * p + p * (p + 1)) + grids.size() * p;
 }
 
 }  // namespace trialmesh::query::detail

@@ -152,10 +152,13 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
       TM_RETURN_IF_ERROR(checkPooledRows(s, p, spec.fn));
       std::vector<double> center(p);
       for (uint32_t j = 0; j < p; ++j) center[j] = s.vec[j] / static_cast<double>(n);
-      std::vector<std::vector<double>> grids(s.km.size());
+      std::vector<std::vector<double>> grids(s.km.size()), deaths(s.km.size());
       for (size_t k = 0; k < s.km.size(); ++k)
         for (const KmPoint& point : s.km[k])
-          if (point.events > 0) grids[k].push_back(point.time);
+          if (point.events > 0) {
+            grids[k].push_back(point.time);
+            deaths[k].push_back(static_cast<double>(point.events));
+          }
       Aggregate sumsSpec = a;
       sumsSpec.fn = AggFn::kCoxSums;
       sumsSpec.center = center;
@@ -164,7 +167,7 @@ Result<ModelResult> fitModel(const Query& model, const RoundRunner& run) {
         Aggregate round = sumsSpec;
         round.beta = beta;
         TM_ASSIGN_OR_RETURN(RoundAnswer r, rounds.run(round));
-        return detail::coxSumsOf(r.merged.stats[0], p, grids);
+        return detail::coxSumsOf(r.merged.stats[0], p, grids, deaths);
       };
       stats::CoxOptions options;
       options.ties = spec.breslow ? stats::CoxTies::kBreslow : stats::CoxTies::kEfron;

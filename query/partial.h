@@ -67,8 +67,8 @@ struct KmPoint {
 //   cox_sums       cells = strata; n per stratum, missing[0] all dropped rows; vec = for each
 //                  stratum s in order, with m_s = |times[s]| and q = p (p + 1) / 2: riskR (m),
 //                  riskRX (m*p), riskRXX (m*q: each time's symmetric p x p block as its lower
-//                  triangle, row by row), deaths (m), deathX (m*p), deathR (m), deathRX (m*p),
-//                  deathRXX (m*q), as stats::CoxStratumSums (model_kernel.h coxSumsLength)
+//                  triangle, row by row), deathX summed over times (p), deathR (m), deathRX
+//                  (m*p), deathRXX (m*q); deaths from cox_times (model_kernel.h coxSumsLength)
 struct StatPartial {
   std::vector<uint64_t> n;
   std::vector<uint64_t> missing;  // rows that passed the filter but lacked the variable(s)
