@@ -215,6 +215,10 @@ struct AuditLogOptions {
   std::function<int64_t()> clock;
   // fsync every append before it returns. Default true; only benchmarks turn it off.
   bool sync = true;
+  // Recompute every stored entry's leaf hash and the root on open and refuse a log in which a
+  // middle entry was modified (Corruption naming it). O(n); default true. Only tools that read
+  // a log to report on it (and benchmarks) turn it off.
+  bool checkEntriesOnOpen = true;
 };
 
 // How long append() waits.
@@ -230,10 +234,11 @@ enum class Durability {
 class AuditLog {
  public:
   // Opens or creates the log database at `path`. The identity signs tree heads; the log keeps a
-  // reference, so it must outlive the AuditLog. O(log n): reads the last entry and the stored
-  // tree nodes and checks that they agree (a log written before tree nodes were stored is
-  // indexed once, O(n)). Corruption if they do not ("run trialmesh audit verify", which names
-  // the first bad entry); IOError if RocksDB cannot open the path.
+  // reference, so it must outlive the AuditLog. Reads the last entry and the stored tree nodes
+  // and checks that they agree (a log written before tree nodes were stored is indexed once)
+  // and, unless options.checkEntriesOnOpen is off, checks every stored entry against its stored
+  // leaf hash and the root (O(n), see checkEntriesOnOpen). Corruption naming the entry if they
+  // do not agree; IOError if RocksDB cannot open the path.
   static Result<std::unique_ptr<AuditLog>> open(const std::string& path,
                                                 const crypto::Identity& identity,
                                                 AuditLogOptions options = {});

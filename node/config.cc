@@ -326,11 +326,33 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     if (et == nullptr) return Status::invalidArgument(source + ": ethics must be a table");
     TM_RETURN_IF_ERROR(checkKeys(*et,
                                  {"audit_dir", "approvals_dir", "recognised_committees",
-                                  "own_committee", "peer_check_interval_ms"},
+                                  "own_committee", "peer_check_interval_ms", "peer_heads"},
                                  where));
     TM_ASSIGN_OR_RETURN(int64_t peerCheck, getInt(*et, "peer_check_interval_ms", where,
                                                   c.ethics.peerCheckIntervalMs, 0, 86'400'000));
     c.ethics.peerCheckIntervalMs = static_cast<uint32_t>(peerCheck);
+    if (const toml::node* ph = et->get("peer_heads")) {
+      const toml::table* pt = ph->as_table();
+      if (pt == nullptr) {
+        return Status::invalidArgument(where + lineOf(*ph) +
+                                       ": peer_heads must be a table of peer site name = "
+                                       "\"<root hex>@<size>\"");
+      }
+      for (const auto& [name, value] : *pt) {
+        const std::optional<std::string> text = value.value<std::string>();
+        if (!text) {
+          return Status::invalidArgument(where + lineOf(value) + ": peer_heads." +
+                                         std::string(name.str()) +
+                                         " must be a string \"<root hex>@<size>\"");
+        }
+        auto head = ethics::parseExpectedHead(*text);
+        if (!head) {
+          return head.status().withContext(where + lineOf(value) + ": peer_heads." +
+                                           std::string(name.str()));
+        }
+        c.ethics.peerHeads[std::string(name.str())] = *head;
+      }
+    }
     TM_ASSIGN_OR_RETURN(std::string audit, getString(*et, "audit_dir", where, false));
     if (!audit.empty()) c.ethics.auditDir = resolve(baseDir, audit);
     TM_ASSIGN_OR_RETURN(std::string approvals, getString(*et, "approvals_dir", where, false));

@@ -7,12 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "crypto/identity.h"
+#include "ethics/head_pin.h"
 
 namespace trialmesh::node {
 
@@ -82,6 +84,10 @@ struct EthicsConfig {
   // a consistency proof from the head it verified last (fork detection, node/peer_audit.h).
   // Default 60000; 0 turns the checks off. The first check runs one interval after start.
   uint32_t peerCheckIntervalMs = 60'000;
+  // [ethics.peer_heads]: per peer site name, a head "<root hex>@<size>" known out of band (e.g.
+  // from an ethics board's `audit verify` report). At first contact the peer must prove its log
+  // extends it, instead of being trusted on first use (node/peer_audit.h).
+  std::map<std::string, ethics::ExpectedHead> peerHeads;
 };
 
 struct NodeConfig {

@@ -1352,6 +1352,40 @@ Result<AuditDownload> downloadAuditLog(const crypto::Identity& identity, const M
   return std::move(*out);
 }
 
+namespace {
+
+Status appendProofHashes(capnp::List<capnp::Data>::Reader proof, std::vector<ethics::Hash>& out) {
+  for (auto h : proof) {
+    if (h.size() != sizeof(ethics::Hash)) {
+      return Status::corruption("consistency proof hash of " + std::to_string(h.size()) +
+                                " bytes (expected 32)");
+    }
+    ethics::Hash hash;
+    std::memcpy(hash.data(), h.begin(), hash.size());
+    out.push_back(hash);
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::vector<ethics::Hash>> fetchAuditConsistency(const crypto::Identity& identity,
+                                                        const Members& members,
+                                                        const std::string& siteName,
+                                                        uint64_t fromSize, uint64_t toSize,
+                                                        std::chrono::milliseconds deadline) {
+  auto out = std::make_shared<std::vector<ethics::Hash>>();
+  TM_RETURN_IF_ERROR(callSite(
+      identity, members, siteName, deadline, [out, fromSize, toSize](wire::Site::Client site) {
+        auto req = site.auditConsistencyRequest();
+        req.setFromSize(fromSize);
+        req.setToSize(toSize);
+        return req.send().then(
+            [out](auto proof) -> Status { return appendProofHashes(proof.getProof(), *out); });
+      }));
+  return std::move(*out);
+}
+
 Result<AuditHeadAndProof> fetchAuditHead(const crypto::Identity& identity, const Members& members,
                                          const std::string& siteName,
                                          std::optional<uint64_t> fromSize,
@@ -1370,16 +1404,7 @@ Result<AuditHeadAndProof> fetchAuditHead(const crypto::Identity& identity, const
               req.setFromSize(*fromSize);
               req.setToSize(out->head.treeSize);
               return req.send().then([out](auto proof) -> Status {
-                for (auto h : proof.getProof()) {
-                  if (h.size() != sizeof(ethics::Hash)) {
-                    return Status::corruption("consistency proof hash of " +
-                                              std::to_string(h.size()) + " bytes (expected 32)");
-                  }
-                  ethics::Hash hash;
-                  std::memcpy(hash.data(), h.begin(), hash.size());
-                  out->consistency.push_back(hash);
-                }
-                return Status::ok();
+                return appendProofHashes(proof.getProof(), out->consistency);
               });
             });
       }));

@@ -264,4 +264,12 @@ Result<AuditHeadAndProof> fetchAuditHead(
     std::optional<uint64_t> fromSize,
     std::chrono::milliseconds deadline = std::chrono::seconds(10));
 
+// The site's RFC 6962 consistency proof from its tree of `fromSize` entries to that of
+// `toSize` (toSize at most the size of a head it signed). Verifies nothing: pass it to
+// ethics::verifyConsistency or ethics::checkAgainstPins.
+Result<std::vector<ethics::Hash>> fetchAuditConsistency(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    uint64_t fromSize, uint64_t toSize,
+    std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
 }  // namespace trialmesh::node

@@ -72,6 +72,13 @@ PeerAuditor::PeerAuditor(const crypto::Identity& identity, const Members& member
 PeerAuditor::~PeerAuditor() { stop(); }
 
 Status PeerAuditor::start() {
+  for (const auto& [name, head] : options_.expectedHeads) {
+    const Member* m = members_.findByName(name);
+    if (m == nullptr || m->role != Role::kSite || name == selfName_) {
+      return Status::invalidArgument("[ethics.peer_heads] " + name +
+                                     ": not another site of the members file");
+    }
+  }
   if (options_.interval.count() == 0 || thread_.joinable()) return Status::ok();
   std::error_code ec;
   std::filesystem::create_directories(options_.stateDir, ec);
@@ -126,7 +133,11 @@ bool PeerAuditor::checkPeer(const Member& peer) {
     return false;
   }
   std::optional<uint64_t> from;
+  auto configured = options_.expectedHeads.find(peer.name);
+  const ethics::ExpectedHead* expected =
+      !*previous && configured != options_.expectedHeads.end() ? &configured->second : nullptr;
   if (*previous) from = (*previous)->treeSize;
+  if (expected != nullptr) from = expected->treeSize;
   auto fetched = fetchAuditHead(identity_, members_, peer.name, from, options_.deadline);
   if (!fetched) {
     // An unreachable peer says nothing about its log.
@@ -142,6 +153,7 @@ bool PeerAuditor::checkPeer(const Member& peer) {
                                  ", not by its member key " + peer.publicKey.toText());
   } else if (!*previous) {
     s = ethics::verifyTreeHeadSignature(next);
+    if (s.isOk() && expected != nullptr) s = checkConfiguredHead(peer, *expected, *fetched);
   } else if (next.treeSize < (*previous)->treeSize) {
     s = ethics::checkPeerHead(**previous, next, {});  // reports the rollback
   } else {
@@ -157,6 +169,15 @@ bool PeerAuditor::checkPeer(const Member& peer) {
     return true;
   }
   lastAlert_.erase(peer.name);
+  if (!*previous) {
+    // Trust on first use is a decision the operator must be able to see (and replace with a
+    // configured head): say which it was.
+    ops::logEvent(spdlog::level::info, "peer_head_pinned",
+                  {{"peer", peer.name},
+                   {"trust", expected != nullptr ? "configured head" : "first use"},
+                   {"tree_size", next.treeSize},
+                   {"head", ethics::formatExpectedHead(next)}});
+  }
   if (!*previous || next.treeSize > (*previous)->treeSize) {
     Status saved = saveHead(path, next);
     if (!saved.isOk()) {
@@ -167,6 +188,26 @@ bool PeerAuditor::checkPeer(const Member& peer) {
   ops::logEvent(spdlog::level::debug, "peer_log_consistent",
                 {{"peer", peer.name}, {"tree_size", next.treeSize}});
   return false;
+}
+
+Status PeerAuditor::checkConfiguredHead(const Member& peer, const ethics::ExpectedHead& expected,
+                                        const AuditHeadAndProof& fetched) const {
+  const std::string configured = "the head configured in [ethics.peer_heads] (" +
+                                 std::to_string(expected.treeSize) + " entries, root " +
+                                 ethics::hashHex(expected.root) + ")";
+  if (fetched.head.treeSize < expected.treeSize) {
+    return Status::corruption("fork detected: peer " + peer.name + " signs a log of " +
+                              std::to_string(fetched.head.treeSize) + " entries, smaller than " +
+                              configured + " (rolled back)");
+  }
+  Status s = ethics::verifyConsistency(expected.treeSize, fetched.head.treeSize, expected.root,
+                                       fetched.head.root, fetched.consistency);
+  if (!s.isOk()) {
+    return Status::corruption("fork detected: peer " + peer.name + ": its log of " +
+                              std::to_string(fetched.head.treeSize) +
+                              " entries is not an extension of " + configured + ": " + s.message());
+  }
+  return Status::ok();
 }
 
 void PeerAuditor::raiseAlert(const Member& peer, const std::string& message) {

@@ -7,7 +7,10 @@
 //
 // The last verified head of each peer is kept in `<stateDir>/<peer name>.sth` (the 146-byte
 // ethics::encodeTreeHead form), written atomically, so the check survives restarts of both
-// sides. The first head seen from a peer is trusted (its signature and key are still checked).
+// sides. At first contact (no stored head) a peer with a configured head ([ethics.peer_heads],
+// e.g. from a board's report) must prove consistency with it, or an alert is raised; any
+// other peer's first head is trusted (its signature and key are still checked) and logged as
+// such (event "peer_head_pinned", trust "first use").
 // An unreachable peer is logged as a warning, not an alert: it proves nothing about its log.
 //
 // Thread-safety: start()/stop() from one thread; checkOnce() runs on the auditor's own thread
@@ -28,7 +31,9 @@
 #include "common/status.h"
 #include "crypto/identity.h"
 #include "ethics/audit_log.h"
+#include "ethics/head_pin.h"
 #include "node/config.h"
+#include "node/coordinator.h"
 #include "node/ops/metrics.h"
 
 namespace trialmesh::node {
@@ -37,6 +42,10 @@ struct PeerAuditOptions {
   std::chrono::milliseconds interval{60'000};  // [ethics] peer_check_interval_ms; 0 = never
   std::string stateDir;                        // where the last verified peer heads are kept
   std::chrono::milliseconds deadline{10'000};  // per peer fetch
+  // [ethics.peer_heads]: heads known out of band, by peer name. A peer with one must prove at
+  // first contact that its log extends it; a peer without one is trusted on first use, and
+  // the node says so (event "peer_head_pinned", trust "first use").
+  std::map<std::string, ethics::ExpectedHead> expectedHeads;
 };
 
 class PeerAuditor {
@@ -48,8 +57,8 @@ class PeerAuditor {
   PeerAuditor& operator=(const PeerAuditor&) = delete;
 
   // Starts the background thread: the first round one interval after start, then every
-  // interval. Does nothing when the interval is 0. IOError if the state directory cannot be
-  // created.
+  // interval. Does nothing when the interval is 0. InvalidArgument if a configured head names
+  // no other site of the members file; IOError if the state directory cannot be created.
   [[nodiscard]] Status start();
   // Stops and joins the thread (an in-flight fetch finishes first, bounded by the deadline).
   void stop();
@@ -61,6 +70,9 @@ class PeerAuditor {
   // Checks one peer; returns true if it raised an alert.
   bool checkPeer(const Member& peer);
   void raiseAlert(const Member& peer, const std::string& message);
+  // First contact with a peer that has a configured head: its log must extend that head.
+  Status checkConfiguredHead(const Member& peer, const ethics::ExpectedHead& expected,
+                             const AuditHeadAndProof& fetched) const;
   std::string statePath(const std::string& peer) const;
 
   const crypto::Identity& identity_;

@@ -1405,6 +1405,7 @@ int runSiteNode(const NodeConfig& config) {
   PeerAuditOptions peerAudit;
   peerAudit.interval = std::chrono::milliseconds(config.ethics.peerCheckIntervalMs);
   peerAudit.stateDir = config.dataDir + "/ethics-peer-heads";
+  peerAudit.expectedHeads = config.ethics.peerHeads;
   PeerAuditor peerAuditor(state.identity(), state.members(), config.name, state.audit(), registry,
                           peerAudit);
   Status peerAuditStarted = peerAuditor.start();

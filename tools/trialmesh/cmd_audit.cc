@@ -13,6 +13,7 @@
 #include "crypto/identity.h"
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
+#include "ethics/head_pin.h"
 #include "node/config.h"
 #include "node/coordinator.h"
 #include "tools/trialmesh/ethics_commands.h"
@@ -28,6 +29,7 @@ int fail(const Status& status) {
 
 struct Args {
   std::string node, members, identity, passphraseFile, study, from, to, format = "csv";
+  std::string state, expectHead, acceptKey;  // audit verify
   uint64_t count = 0;
   uint32_t intervalMs = 1000;
 };
@@ -169,19 +171,91 @@ std::string csvField(const std::string& s) {
 }
 
 int runVerify(const Args& a) {
+  // Everything the board passed is checked before anything is downloaded.
+  std::optional<ethics::ExpectedHead> expected;
+  if (!a.expectHead.empty()) {
+    auto e = ethics::parseExpectedHead(a.expectHead);
+    if (!e) return fail(e.status());
+    expected = *e;
+  }
+  std::optional<crypto::PublicKey> acceptKey;
+  if (!a.acceptKey.empty()) {
+    auto k = crypto::parsePublicKey(a.acceptKey);
+    if (!k) return fail(k.status().withContext("--accept-key"));
+    acceptKey = *k;
+  }
+  std::string statePath = a.state;
+  if (statePath.empty()) {
+    auto d = ethics::defaultPinPath();
+    if (!d) return fail(d.status());
+    statePath = *d;
+  }
+  auto pins = ethics::loadPins(statePath);
+  if (!pins) return fail(pins.status());
+
   auto session = openSession(a);
   if (!session) return fail(session.status());
   auto log = node::downloadAuditLog(session->identity, session->members, a.node);
   if (!log) return fail(log.status());
-  Status verified = ethics::verifyLog(log->entries, log->head, session->logKey);
-  if (!verified.isOk()) {
-    std::printf("audit log of %s FAILED verification: %s\n", a.node.c_str(),
-                verified.message().c_str());
+  auto failed = [&](const Status& s) {
+    std::printf("audit log of %s FAILED verification: %s\n", a.node.c_str(), s.message().c_str());
     return 1;
+  };
+  Status verified = ethics::verifyLog(log->entries, log->head, session->logKey);
+  if (!verified.isOk()) return failed(verified);
+
+  // The site must prove that this head extends the one we verified last.
+  std::vector<ethics::Hash> proof;
+  const ethics::PinnedHead* pin = ethics::findPin(*pins, a.node, log->head.logKey);
+  const uint64_t pinnedSize = pin != nullptr ? pin->head.treeSize : 0;
+  if (pin != nullptr && pinnedSize <= log->head.treeSize) {
+    auto p = node::fetchAuditConsistency(session->identity, session->members, a.node, pinnedSize,
+                                         log->head.treeSize);
+    if (!p) return fail(p.status().withContext("consistency proof from the pinned head"));
+    proof = std::move(*p);
   }
+  ethics::PinCheck check;
+  check.pins = &*pins;
+  check.site = a.node;
+  check.entries = log->entries;
+  check.head = log->head;
+  check.consistencyProof = proof;
+  check.expected = expected;
+  check.acceptKey = acceptKey;
+  auto outcome = ethics::checkAgainstPins(check);
+  if (!outcome) {
+    return failed(
+        outcome.status().withContext("compared with what was verified before (" + statePath + ")"));
+  }
+  Status saved = ethics::savePins(statePath, ethics::withPin(std::move(*pins), a.node, log->head));
+  if (!saved.isOk()) return fail(saved);
   std::printf("audit log of %s verified: %llu entries, root %s, tree head signed by %s\n",
               a.node.c_str(), static_cast<unsigned long long>(log->head.treeSize),
               ethics::hashHex(log->head.root).c_str(), log->head.logKey.toText().c_str());
+  switch (*outcome) {
+    case ethics::PinOutcome::kFirstUse:
+      std::printf(
+          "first verification of this log on this computer: pinning its head (trust on first "
+          "use) in %s; to check it against a head known from elsewhere, pass --expect-head\n",
+          statePath.c_str());
+      break;
+    case ethics::PinOutcome::kExpected:
+      std::printf("matches the expected head %s; pinned in %s\n", a.expectHead.c_str(),
+                  statePath.c_str());
+      break;
+    case ethics::PinOutcome::kConsistent:
+      std::printf(
+          "consistent with the head pinned before (%llu entries): nothing was removed "
+          "or rewritten; pin updated in %s\n",
+          static_cast<unsigned long long>(pinnedSize), statePath.c_str());
+      break;
+    case ethics::PinOutcome::kKeyAccepted:
+      std::printf("new log key accepted as given with --accept-key; pinned in %s\n",
+                  statePath.c_str());
+      break;
+  }
+  std::printf("head for the report (pass as --expect-head next time): %s\n",
+              ethics::formatExpectedHead(log->head).c_str());
   return 0;
 }
 
@@ -301,9 +375,20 @@ void addAuditCommands(CLI::App& app, int& exitCode) {
 
   CLI::App* verify = a->add_subcommand(
       "verify",
-      "Download every entry and a signed tree head and verify them end to end; names the first "
-      "bad entry and exits 1 on failure");
+      "Download every entry and a signed tree head and verify them end to end, and check that "
+      "the log extends the head verified last time (remembered per site and log key); names "
+      "the first bad entry or what differs and exits 1 on failure");
   addCommon(verify, *args);
+  verify->add_option("--state", args->state,
+                     "File remembering the last verified head per site (default "
+                     "$XDG_STATE_HOME/trialmesh/audit-pins or ~/.local/state/trialmesh/"
+                     "audit-pins)");
+  verify->add_option("--expect-head", args->expectHead,
+                     "<root hex>@<size>: a head known from elsewhere (e.g. an earlier report); "
+                     "the log must contain it");
+  verify->add_option("--accept-key", args->acceptKey,
+                     "The site's new log key (tmpk1...) after a key rotation confirmed out of "
+                     "band; without it a head by a key other than the pinned one fails");
   verify->callback([args, &exitCode] { exitCode = runVerify(*args); });
 
   CLI::App* exp = a->add_subcommand("export", "Verified entries as CSV or JSON for a report");
