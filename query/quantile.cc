@@ -127,7 +127,7 @@ std::optional<double> type7(const std::vector<double>& sorted, double p) {
 
 Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKind kind,
                                          const BucketCounter& counter, KeyInterval range,
-                                         uint32_t buckets) {
+                                         uint32_t buckets, uint64_t minCount) {
   TM_RETURN_IF_ERROR(checkProbabilities(probs));
   if (range.lo > range.hi) return Status::invalidArgument("quantile: empty key range");
   if (buckets < 2 || buckets > 65536)
@@ -155,6 +155,9 @@ Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKi
 
   TM_ASSIGN_OR_RETURN(auto first, runRound({range}));
   for (uint64_t c : first.begin()->second) out.n += c;
+  if (out.n > 0 && out.n < minCount)
+    return Status::permissionDenied("quantile: fewer non-missing rows than the minimum cell size " +
+                                    std::to_string(minCount) + " of the approval");
   if (out.n == 0) {
     out.values.assign(probs.size(), std::nullopt);
     return out;
@@ -248,6 +251,70 @@ std::string quantileLabel(double p) {
     if (s.back() == '.') s.pop_back();
   }
   return s + "%";
+}
+
+}  // namespace trialmesh::query
+
+// --- the site side over a store ------------------------------------------------------------
+
+#include "query/engine.h"
+#include "query/model_kernel.h"
+#include "query/plan.h"
+
+namespace trialmesh::query {
+
+Result<SiteKeys> siteQuantileKeys(const storage::ColumnSource& source, const std::string& variable,
+                                  const std::optional<Filter>& where) {
+  Query q;
+  Aggregate count;
+  count.fn = AggFn::kCount;
+  count.var = variable;
+  q.select.push_back(count);
+  q.where = where;
+  TM_ASSIGN_OR_RETURN(BoundQuery bound, bindQuery(q, source.dictionary()));
+  const size_t var = *source.dictionary().find(variable);
+  const storage::Variable& v = source.dictionary().variables()[var];
+  SiteKeys out;
+  if (v.type == storage::VariableType::kInteger) {
+    out.kind = KeyKind::kInteger;
+    if (v.min && v.max)
+      out.range = {quantileKey(static_cast<int64_t>(*v.min)),
+                   quantileKey(static_cast<int64_t>(*v.max))};
+  } else if (v.type != storage::VariableType::kReal) {
+    return Status::invalidArgument("quantile needs an integer or real variable; '" + variable +
+                                   "' is " + storage::variableTypeName(v.type));
+  }
+  for (uint32_t c = 0; c < source.chunkCount(); ++c) {
+    const uint32_t rows = static_cast<uint32_t>(std::min<uint64_t>(
+        storage::kChunkRows, source.rowCount() - uint64_t{c} * storage::kChunkRows));
+    TM_ASSIGN_OR_RETURN(std::vector<uint8_t> sel,
+                        detail::selectChunk(bound.plan(), source, c, rows));
+    TM_ASSIGN_OR_RETURN(auto chunk, source.column(var, c));
+    for (uint32_t r = 0; r < rows; ++r) {
+      if (!sel[r] || chunk->isMissing(r)) continue;
+      const double x = chunk->valueAsDouble(r);
+      if (out.kind == KeyKind::kInteger)
+        out.keys.push_back(quantileKey(static_cast<int64_t>(x)));
+      else if (!std::isnan(x))
+        out.keys.push_back(quantileKey(x));
+    }
+  }
+  return out;
+}
+
+Result<QuantileResult> localQuantile(const storage::ColumnSource& source,
+                                     const std::string& variable,
+                                     const std::optional<Filter>& where,
+                                     const std::vector<double>& probs, uint64_t minCount) {
+  TM_RETURN_IF_ERROR(checkProbabilities(probs));
+  TM_ASSIGN_OR_RETURN(SiteKeys keys, siteQuantileKeys(source, variable, where));
+  const KeyKind kind = keys.kind;
+  const KeyInterval range = keys.range;
+  QuantileSite site(std::move(keys.keys));
+  BucketCounter counter = [&](const SelectRound& round) { return site.count(round); };
+  Result<QuantileResult> q = federatedQuantile(probs, kind, counter, range, 4096, minCount);
+  if (!q.isOk()) return q.status().withContext("quantile(" + variable + ")");
+  return q;
 }
 
 }  // namespace trialmesh::query

@@ -30,6 +30,8 @@
 #include <vector>
 
 #include "common/status.h"
+#include "query/query.h"
+#include "storage/column.h"
 
 namespace trialmesh::query {
 
@@ -91,10 +93,12 @@ Status checkProbabilities(const std::vector<double>& probs);
 // Runs the select with `counter` from the full key range (or `range`, e.g. an integer
 // variable's declared bounds) and applies R's type-7 formula. Errors: those of
 // checkProbabilities, the counter's first error prefixed "round N: ", InvalidArgument when the
-// counts are inconsistent between rounds (a site changed its data mid-select).
+// counts are inconsistent between rounds (a site changed its data mid-select), and
+// PermissionDenied when 0 < n < minCount (the approval's minimum cell size), decided on the
+// first round's total before any round narrows on a rank.
 Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKind kind,
                                          const BucketCounter& counter, KeyInterval range = {},
-                                         uint32_t buckets = 4096);
+                                         uint32_t buckets = 4096, uint64_t minCount = 0);
 
 // R's type 7 on sorted values: the reference the select is tested against.
 std::optional<double> type7(const std::vector<double>& sorted, double p);
@@ -102,5 +106,27 @@ std::optional<double> type7(const std::vector<double>& sorted, double p);
 // R's names(quantile(x, p)): formatC(100 * p, format = "fg", digits = 7) then "%" ("25%",
 // "2.5%", "33.33333%").
 std::string quantileLabel(double p);
+
+// What one site holds for a quantile of `variable` over the rows passing `where`: the keys of
+// its non-missing values, how they map back, and the key range every site shares (an integer
+// variable's declared [min, max]; else the full range), so all sites bucket alike.
+struct SiteKeys {
+  std::vector<uint64_t> keys;
+  KeyKind kind = KeyKind::kReal;
+  KeyInterval range;
+};
+// Errors: those of binding (unknown variable, bad filter) as InvalidArgument; InvalidArgument
+// when the variable is not integer or real ("quantile needs an integer or real variable");
+// a read error of the store.
+Result<SiteKeys> siteQuantileKeys(const storage::ColumnSource& source, const std::string& variable,
+                                  const std::optional<Filter>& where);
+
+// quantile(variable, probs) where `where` over one store (the pooled reference, and
+// the local query path): the select above with one site. `minCount` as federatedQuantile's
+// (n = 0 gives NA).
+Result<QuantileResult> localQuantile(const storage::ColumnSource& source,
+                                     const std::string& variable,
+                                     const std::optional<Filter>& where,
+                                     const std::vector<double>& probs, uint64_t minCount = 0);
 
 }  // namespace trialmesh::query

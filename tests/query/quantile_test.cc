@@ -11,6 +11,8 @@
 #include <random>
 #include <vector>
 
+#include "query_test_util.h"
+
 namespace trialmesh::query {
 namespace {
 
@@ -198,6 +200,53 @@ TEST(QuantileLabel, LikeRNames) {
   EXPECT_EQ(quantileLabel(0.1), "10%");
   EXPECT_EQ(quantileLabel(1.0 / 3), "33.33333%");
   EXPECT_EQ(quantileLabel(0.00001), "0.001%");
+}
+
+}  // namespace
+}  // namespace trialmesh::query
+
+// --- over a store, with a filter ------------------------------------------------------------
+
+namespace trialmesh::query {
+namespace {
+
+TEST(LocalQuantile, FilteredStoreEqualsTypeSevenOnTheKeptRows) {
+  using namespace testing;
+  const Dictionary dict = studyDictionary();
+  const std::vector<Row> rows = randomRows(5000, 3);
+  auto table = makeTable(dict, rows);
+  Result<Query> q = parseQuery("count where arm = \"A\" and sex = \"F\"");
+  ASSERT_TRUE(q.isOk());
+  const std::vector<double> probs = {0, 0.1, 0.5, 0.9, 1};
+  for (size_t var : {size_t{kAge}, size_t{kBmi}}) {
+    const std::string name = dict.variables()[var].name;
+    std::vector<double> kept;
+    for (const Row& r : rows)
+      if (r[kArm].i == 0 && r[kSex].i == 0 && !r[var].missing)
+        kept.push_back(cellValue(dict, var, r[var]));
+    std::sort(kept.begin(), kept.end());
+    Result<QuantileResult> got = localQuantile(*table, name, q->where, probs);
+    ASSERT_TRUE(got.isOk()) << got.status().toString();
+    EXPECT_EQ(got->n, kept.size());
+    for (size_t i = 0; i < probs.size(); ++i) EXPECT_EQ(got->values[i], type7(kept, probs[i]));
+    if (var == kAge) {
+      EXPECT_EQ(got->rounds, 1u);  // declared 0..120: one round of 4096 buckets
+    }
+  }
+  // The approval's minimum cell size applies to n; a categorical variable is refused.
+  Result<QuantileResult> small = localQuantile(*table, "age", q->where, {0.5}, 100000);
+  EXPECT_EQ(small.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(small.status().message().find("minimum cell size"), std::string::npos);
+  Result<QuantileResult> cat = localQuantile(*table, "sex", std::nullopt, {0.5});
+  EXPECT_EQ(cat.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(cat.status().message().find("integer or real"), std::string::npos);
+  EXPECT_FALSE(localQuantile(*table, "nosuch", std::nullopt, {0.5}).isOk());
+  // Nobody is in arm C: n = 0 and NA.
+  Result<Query> empty = parseQuery("count where arm = \"C\"");
+  Result<QuantileResult> none = localQuantile(*table, "bmi", empty->where, {0.5});
+  ASSERT_TRUE(none.isOk());
+  EXPECT_EQ(none->n, 0u);
+  EXPECT_FALSE(none->values[0].has_value());
 }
 
 }  // namespace
