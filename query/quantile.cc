@@ -1,6 +1,7 @@
 #include "query/quantile.h"
 
 #include <bit>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -12,10 +13,11 @@ namespace {
 
 constexpr uint64_t kSignBit = uint64_t{1} << 63;
 
+// Shortest text that reads back as the same double.
 std::string numberText(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, r.ptr);
 }
 
 // One target order statistic being narrowed: the interval holding it and how many keys lie
@@ -315,6 +317,63 @@ Result<QuantileResult> localQuantile(const storage::ColumnSource& source,
   Result<QuantileResult> q = federatedQuantile(probs, kind, counter, range, 4096, minCount);
   if (!q.isOk()) return q.status().withContext("quantile(" + variable + ")");
   return q;
+}
+
+}  // namespace trialmesh::query
+
+// --- output ----------------------------------------------------------------------------------
+
+#include <nlohmann/json.hpp>
+
+#include "stats/format.h"
+
+namespace trialmesh::query {
+
+std::string formatQuantile(const QuantileResult& result) {
+  std::vector<double> values;
+  for (const auto& v : result.values) values.push_back(v ? *v : NAN);
+  std::vector<std::string> text = stats::formatNumbers(values, 7);
+  std::vector<std::string> names;
+  size_t width = 0;
+  for (size_t i = 0; i < result.probs.size(); ++i) {
+    names.push_back(quantileLabel(result.probs[i]));
+    if (!result.values[i]) text[i] = "NA";
+    width = std::max({width, names[i].size(), text[i].size()});
+  }
+  // print.default of a named vector: every field the common width, as many per line as fit in
+  // 80 columns, names line over values line.
+  const size_t perLine = std::max<size_t>(1, 80 / (width + 1));
+  auto pad = [&](const std::string& s) { return std::string(width - s.size(), ' ') + s + " "; };
+  std::string out;
+  for (size_t start = 0; start < names.size(); start += perLine) {
+    const size_t end = std::min(names.size(), start + perLine);
+    for (size_t i = start; i < end; ++i) out += pad(names[i]);
+    out += "\n";
+    for (size_t i = start; i < end; ++i) out += pad(text[i]);
+    out += "\n";
+  }
+  return out + "n = " + std::to_string(result.n) + "\n";
+}
+
+std::string quantileJson(const QuantileResult& result, const std::string& variable) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (size_t i = 0; i < result.probs.size(); ++i)
+    rows.push_back({{"p", result.probs[i]},
+                    {"name", quantileLabel(result.probs[i])},
+                    {"quantile", result.values[i] ? nlohmann::json(*result.values[i])
+                                                  : nlohmann::json(nullptr)}});
+  nlohmann::json j = {
+      {"statistic", "quantile"}, {"variable", variable}, {"n", result.n}, {"rows", rows}};
+  return j.dump();
+}
+
+std::string quantileCsv(const QuantileResult& result) {
+  std::string out = "p,name,quantile,n\n";
+  for (size_t i = 0; i < result.probs.size(); ++i)
+    out += numberText(result.probs[i]) + "," + quantileLabel(result.probs[i]) + "," +
+           (result.values[i] ? numberText(*result.values[i]) : std::string("NA")) + "," +
+           std::to_string(result.n) + "\n";
+  return out;
 }
 
 }  // namespace trialmesh::query

@@ -129,4 +129,13 @@ Result<QuantileResult> localQuantile(const storage::ColumnSource& source,
                                      const std::optional<Filter>& where,
                                      const std::vector<double>& probs, uint64_t minCount = 0);
 
+// Output of a quantile result for `variable` (the released figures only: n and the values;
+// never a round's counts). Text: R's print(quantile(...)) (names over values, one common width,
+// 7 significant digits, NA for n = 0, wrapped at 80 columns) then "n = <n>". JSON:
+// {"statistic": "quantile", "variable", "n", "rows": [{"p", "name", "quantile"}]} with null for
+// NA. CSV: header p,name,quantile,n, one row per probability, NA for NA.
+std::string formatQuantile(const QuantileResult& result);
+std::string quantileJson(const QuantileResult& result, const std::string& variable);
+std::string quantileCsv(const QuantileResult& result);
+
 }  // namespace trialmesh::query

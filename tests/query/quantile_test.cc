@@ -251,3 +251,26 @@ TEST(LocalQuantile, FilteredStoreEqualsTypeSevenOnTheKeptRows) {
 
 }  // namespace
 }  // namespace trialmesh::query
+
+namespace trialmesh::query {
+namespace {
+
+TEST(QuantileOutput, RLayoutJsonCsv) {
+  // R: print(quantile(c(1, 2, 3, 4, 10)))
+  QuantileResult q{5, {0, 0.25, 0.5, 0.75, 1}, {1.0, 2.0, 3.0, 4.0, 10.0}, 1};
+  EXPECT_EQ(formatQuantile(q), "  0%  25%  50%  75% 100% \n   1    2    3    4   10 \nn = 5\n");
+  // R: print(quantile(c(1.5, 2, 3, 4, 1000.25), c(0.1, 1/3)))
+  QuantileResult r{5, {0.1, 1.0 / 3}, {1.7, 2.3333333333333335}, 6};
+  EXPECT_EQ(formatQuantile(r), "      10% 33.33333% \n 1.700000  2.333333 \nn = 5\n");
+  QuantileResult none{0, {0.5}, {std::nullopt}, 1};
+  EXPECT_EQ(formatQuantile(none), "50% \n NA \nn = 0\n");
+  EXPECT_EQ(quantileJson(none, "bmi"),
+            R"({"n":0,"rows":[{"name":"50%","p":0.5,"quantile":null}],"statistic":"quantile",)"
+            R"("variable":"bmi"})");
+  EXPECT_EQ(quantileCsv(r),
+            "p,name,quantile,n\n0.1,10%,1.7,5\n"
+            "0.3333333333333333,33.33333%,2.3333333333333335,5\n");
+}
+
+}  // namespace
+}  // namespace trialmesh::query
