@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -25,6 +26,13 @@ using namespace trialmesh;
 using Clock = std::chrono::steady_clock;
 
 namespace {
+
+// This thread's CPU time: less sensitive than wall time to other processes on a busy host.
+double cpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
 
 double msSince(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -56,21 +64,23 @@ int main(int argc, char** argv) {
   for (auto& c : columns)
     for (auto& x : c) x = rng() % 50 == 0 ? NAN : std::round(age(rng) * 365.25) / 365.25;
 
-  std::vector<double> seqMs, pathMs;
+  std::vector<double> seqMs, pathMs, seqCpu, pathCpu;
   uint32_t rounds = 0;
   query::QuantileResult last;
   for (size_t rep = 0; rep < reps; ++rep) {
     std::vector<query::QuantileSite> state;
     state.reserve(sites);
-    double path = 0;
+    double path = 0, pathC = 0;
     const auto t0 = Clock::now();
+    const double c0 = cpuMs();
     bool firstRound = true;
     query::BucketCounter counter =
         [&](const query::SelectRound& round) -> Result<std::vector<uint64_t>> {
       std::vector<uint64_t> total(round.intervals.size() * round.buckets, 0);
-      double slowest = 0;
+      double slowest = 0, slowestC = 0;
       for (size_t s = 0; s < sites; ++s) {
         const auto ts = Clock::now();
+        const double cs = cpuMs();
         if (firstRound) {
           // The site's cached keys of the filtered column (kept for the later rounds).
           std::vector<uint64_t> keys;
@@ -81,18 +91,24 @@ int main(int argc, char** argv) {
         }
         TM_ASSIGN_OR_RETURN(std::vector<uint64_t> c, state[s].count(round));
         slowest = std::max(slowest, msSince(ts));
+        slowestC = std::max(slowestC, cpuMs() - cs);
         const auto tm = Clock::now();
+        const double cm = cpuMs();
         for (size_t i = 0; i < c.size(); ++i) total[i] += c[i];
         path += msSince(tm);
+        pathC += cpuMs() - cm;
       }
       firstRound = false;
       path += slowest;
+      pathC += slowestC;
       return total;
     };
     Result<query::QuantileResult> q =
         query::federatedQuantile(probs, query::KeyKind::kReal, counter);
     seqMs.push_back(msSince(t0));
+    seqCpu.push_back(cpuMs() - c0);
     pathMs.push_back(path);
+    pathCpu.push_back(pathC);
     if (!q.isOk()) {
       fmt::print(stderr, "quantile failed: {}\n", q.status().toString());
       return 1;
@@ -103,10 +119,11 @@ int main(int argc, char** argv) {
 
   // Floor: nth_element on the pooled non-missing values (copy included, as the select's key
   // building is included above).
-  std::vector<double> floorMs;
+  std::vector<double> floorMs, floorCpu;
   std::vector<double> floorValues;
   for (size_t rep = 0; rep < reps; ++rep) {
     const auto t0 = Clock::now();
+    const double c0 = cpuMs();
     std::vector<double> pooled;
     pooled.reserve(sites * rows);
     for (auto& c : columns)
@@ -123,9 +140,11 @@ int main(int argc, char** argv) {
       floorValues.push_back(index > std::floor(index) && hi != qs ? (1 - h) * qs + h * hi : qs);
     }
     floorMs.push_back(msSince(t0));
+    floorCpu.push_back(cpuMs() - c0);
   }
 
   const Summary seq = summarize(seqMs), path = summarize(pathMs), fl = summarize(floorMs);
+  const Summary seqC = summarize(seqCpu), pathC = summarize(pathCpu), flC = summarize(floorCpu);
   fmt::print("quantile(x, [0.25, 0.5, 0.75]) over {} sites x {} rows (n = {}), {} reps\n", sites,
              rows, last.n, reps);
   for (size_t i = 0; i < probs.size(); ++i)
@@ -138,9 +157,14 @@ int main(int argc, char** argv) {
   fmt::print(
       "select, critical path (slowest site per round + merge): min {:.1f} ms, median {:.1f} ms\n",
       path.min, path.median);
+  fmt::print(
+      "  thread CPU time: sequential min {:.1f} / median {:.1f} ms, critical path min {:.1f} / "
+      "median {:.1f} ms\n",
+      seqC.min, seqC.median, pathC.min, pathC.median);
   fmt::print("rounds: {}\n", rounds);
   fmt::print("floor, std::nth_element on the pooled values: min {:.1f} ms, median {:.1f} ms\n",
              fl.min, fl.median);
+  fmt::print("  thread CPU time: min {:.1f} ms, median {:.1f} ms\n", flC.min, flC.median);
 
   if (withR) {
     const auto dir = std::filesystem::temp_directory_path() / "tm_quantile_bench";
