@@ -22,7 +22,7 @@ using detail::Writer;
 
 constexpr uint16_t kTreeHeadFormatVersion = 1;
 constexpr std::string_view kTreeHeadContext{"trialmesh/audit-sth/v1\0", 23};
-constexpr size_t kTreeHeadBytes = 2 + 32 + 8 + 8 + 32;
+// A tree head's signed bytes: version u16, log key 32, size u64, timestamp i64, root 32 (82 B).
 constexpr const char* kEntriesFamily = "audit_entries";
 
 // Which EntryBody alternative each kind carries.

@@ -131,8 +131,10 @@ ResultValue typedValue(double v, storage::VariableType type) {
 // GCC 12 reports a false -Wmaybe-uninitialized inside std::vector<std::variant<..., std::string>>
 // reallocation when rows are built with push_back (GCC bug 105562 family); the values are
 // always initialised.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& query) {
   const detail::Plan& plan = query.plan();
   if (!(partial.shape == query.shape())) {
@@ -363,6 +365,8 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
   }
   return t;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 }  // namespace trialmesh::query

@@ -326,7 +326,7 @@ type = "integer"
   writeFile(csv, content);
   auto refused = store->importCsv("v", *dict, csv);
   ASSERT_FALSE(refused.isOk());
-  const std::string& m = refused.status().message();
+  const std::string m = refused.status().message();
   EXPECT_THAT(m, HasSubstr("visits.csv:4: column 'USUBJID' (variable usubjid): value 'S01-001' "
                            "repeats the subject id of line 2; subject ids must be unique"));
   EXPECT_THAT(m, HasSubstr("visits.csv:150006: column 'USUBJID' (variable usubjid): value 'X7' "
