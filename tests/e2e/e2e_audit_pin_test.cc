@@ -24,13 +24,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class AuditPinE2eTest : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -6,11 +6,22 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <sstream>
+#include <string>
 
 #include "node/local_federation.h"
 
 namespace trialmesh::node {
+
+// The whole content of a file (a node's log, an exported report); empty when unreadable.
+inline std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
 
 // Creates `dir` afresh and starts `sites` nodes holding `rows` generated subjects in all.
 // Fails the test (fatally) when the federation cannot start.
