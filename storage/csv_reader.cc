@@ -139,9 +139,12 @@ CsvReader::CsvReader(std::string sourceName, const CsvOptions& options)
   options_.blockBytes = std::max<size_t>(options_.blockBytes, 16);
   cap_ = options_.blockBytes;
   buf_ = std::make_unique<char[]>(cap_);
-  // A delimiter that could not separate fields is a programming error upstream
-  // (parseCsvDelimiter checks user input); fall back to the comma rather than misparse.
-  if (!parseCsvDelimiter(std::string_view(&options_.delimiter, 1)).isOk()) options_.delimiter = ',';
+  // A delimiter that cannot separate fields (a quote, a line end) would misparse every record:
+  // refuse to read rather than guess.
+  if (auto d = parseCsvDelimiter(std::string_view(&options_.delimiter, 1)); !d.isOk()) {
+    fatal_ = d.status();
+    options_.delimiter = ',';  // keeps the tables below well-defined; next() returns fatal_
+  }
   for (char c : {options_.delimiter, '\n', '\r', '"'})
     special_[static_cast<unsigned char>(c)] = true;
   if (options_.encoding != CsvEncoding::kUtf8) {

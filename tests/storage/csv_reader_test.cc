@@ -241,6 +241,9 @@ TEST(CsvReaderTest, SemicolonAndTabDelimiters) {
   auto tab = readAllWith("a\tb\n1,5\t2\n", '\t', CsvEncoding::kUtf8);
   ASSERT_EQ(tab.size(), 2u);
   EXPECT_EQ(tab[1].fields, (std::vector<std::string>{"1,5", "2"}));
+  Status quoteDelimiter;
+  EXPECT_TRUE(readAll("a\"b\n", 1 << 20, &quoteDelimiter, true, '"').empty());
+  EXPECT_THAT(quoteDelimiter.message(), HasSubstr("is not supported"));
   Status error;
   readAll("a;b\n\"x\",y\n", 1 << 20, &error, true, ';');
   EXPECT_THAT(error.message(), HasSubstr("must be followed by the delimiter"));
