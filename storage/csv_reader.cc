@@ -129,6 +129,9 @@ struct CsvReader::Transcoder {
   bool rawEof = false;
   uint64_t rawConsumed = 0;  // input bytes converted so far
   uint64_t outLines = 0;     // line feeds in the output so far (for error lines)
+  // A byte that is not a character: reported once the text converted before it is consumed,
+  // so the records before it come out whatever the block size.
+  Status pending;
   ~Transcoder() {
     if (cd != reinterpret_cast<iconv_t>(-1)) iconv_close(cd);
   }
@@ -190,6 +193,7 @@ Status CsvReader::readInput(char* out, size_t capacity, size_t& got) {
 Status CsvReader::transcode(char* out, size_t capacity, size_t& got) {
   Transcoder& t = *transcoder_;
   got = 0;
+  if (!t.pending.isOk()) return t.pending;
   while (got == 0) {
     if (t.rawPos == t.rawEnd || (!t.rawEof && t.rawEnd - t.rawPos < 8)) {
       // Keep an incomplete sequence and read more behind it.
@@ -218,12 +222,13 @@ Status CsvReader::transcode(char* out, size_t capacity, size_t& got) {
     if (err == EILSEQ || (err == EINVAL && t.rawEof)) {
       char hex[8];
       std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(t.raw[t.rawPos]));
-      return Status::invalidArgument(
+      t.pending = Status::invalidArgument(
           sourceName_ + ":" + std::to_string(t.outLines + 1) + ": byte " + hex + " at offset " +
           std::to_string(t.rawConsumed) + " is " +
           (err == EINVAL ? "an incomplete character at the end of the file" : "not a character") +
           " in " + std::string(csvEncodingName(options_.encoding)) +
           "; check the file's encoding (--encoding)");
+      return got > 0 ? Status::ok() : t.pending;
     }
     if (err == E2BIG && got == 0)  // refill() leaves room for a character; never expected
       return Status::internal("CSV transcoding: no room for one character");
@@ -290,11 +295,13 @@ Status CsvReader::refill() {
     buf_ = std::move(bigger);
     cap_ = newCap;
   }
+  const size_t before = end_;
   while (cap_ - end_ >= minFree && !eof_) {
     size_t n = 0;
     Status read = transcoder_ ? transcode(buf_.get() + end_, cap_ - end_, n)
                               : readInput(buf_.get() + end_, cap_ - end_, n);
     if (!read.isOk()) {
+      if (end_ > before) break;  // hand out what was read; the error comes on the next refill
       fatal_ = read;
       return fatal_;
     }

@@ -19,8 +19,9 @@ struct Step {
   uint64_t line;
 };
 
-std::vector<Step> readAll(std::string text, size_t blockBytes, bool uniform) {
-  storage::CsvOptions options;
+std::vector<Step> readAll(std::string text, size_t blockBytes, bool uniform,
+                          const storage::CsvOptions& base) {
+  storage::CsvOptions options = base;
   options.blockBytes = blockBytes;
   options.requireUniformFieldCount = uniform;
   auto reader = storage::CsvReader::fromString(std::move(text), "fuzz.csv", options);
@@ -52,10 +53,19 @@ bool same(const std::vector<Step>& a, const std::vector<Step>& b) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0 || size > 64 * 1024) return 0;
+  // The first byte picks the settings: bit 0 the field-count check, bits 1-2 the delimiter,
+  // bits 3-4 the encoding (transcoding must not depend on where blocks end either).
   const bool uniform = data[0] & 1;
+  static constexpr char kDelimiters[] = {',', ';', '\t', '|'};
+  static constexpr storage::CsvEncoding kEncodings[] = {
+      storage::CsvEncoding::kUtf8, storage::CsvEncoding::kLatin1,
+      storage::CsvEncoding::kWindows1252, storage::CsvEncoding::kGb18030};
+  storage::CsvOptions options;
+  options.delimiter = kDelimiters[(data[0] >> 1) & 3];
+  options.encoding = kEncodings[(data[0] >> 3) & 3];
   std::string text(reinterpret_cast<const char*>(data) + 1, size - 1);
-  auto small = readAll(text, 16, uniform);
-  auto large = readAll(text, 1 << 20, uniform);
+  auto small = readAll(text, 16, uniform, options);
+  auto large = readAll(text, 1 << 20, uniform, options);
   FUZZ_CHECK(same(small, large), "16-byte blocks and one block read the same records");
   return 0;
 }

@@ -284,6 +284,19 @@ TEST(CsvReaderTest, Latin1AndWindows1252AreConvertedToUtf8) {
                                          "windows-1252"));
 }
 
+// Found by fuzz_csv: a byte that is not a character must stop the reader at the same record
+// whatever the block size (it once failed the first read of a large block, before any record).
+TEST(CsvReaderTest, RecordsBeforeABadByteDoNotDependOnTheBlockSize) {
+  const std::string data = "a,b\n1,2\n3,\x81\n";
+  for (size_t block : {16, 17, 19, 23, 32, 64, 1 << 20}) {
+    Status error;
+    auto records = readAll(data, block, &error, true, ',', CsvEncoding::kWindows1252);
+    ASSERT_EQ(records.size(), 2u) << "block size " << block;
+    EXPECT_EQ(records[1].fields, (std::vector<std::string>{"1", "2"}));
+    EXPECT_THAT(error.message(), HasSubstr("t.csv:3: byte 0x81 at offset 10"));
+  }
+}
+
 TEST(CsvReaderTest, Gb18030IsConvertedAcrossBlockBoundaries) {
   // 中文 is D6D0 CEC4 in GB18030; U+20000 (a 4-byte GB18030 sequence) is 95 32 82 36.
   const std::string gbRow = "\xD6\xD0\xCE\xC4,\x95\x32\x82\x36\n";
