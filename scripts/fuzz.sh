@@ -39,7 +39,9 @@ command -v clang++ >/dev/null || { echo "fuzz.sh: clang++ not found (apt-get ins
 if [[ ! -f "$BUILD/build.ninja" ]]; then
   LAUNCHER=()
   command -v ccache >/dev/null && LAUNCHER=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache)
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DTRIALMESH_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DTRIALMESH_FUZZ=ON -DTRIALMESH_FUZZ_ONLY=ON \
+    -DCMAKE_BUILD_TYPE=Fuzz "-DCMAKE_CXX_FLAGS_FUZZ=-O1 -gline-tables-only" \
+    "-DCMAKE_C_FLAGS_FUZZ=-O1 -gline-tables-only" \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ "${LAUNCHER[@]}" >/dev/null
 fi
 ninja -C "$BUILD" -j2 fuzzers
