@@ -105,6 +105,14 @@ Result<query::PartialResult> partialFromWire(wire::PartialResult::Reader in) {
     }
     p.shape.dictionaryHash = textOf(in.getDictionaryHash());
     p.shape.queryText = textOf(in.getQueryText());
+    // A NUL inside a text field cannot be a dictionary hash or a query, and would not survive
+    // being written back (found by fuzz_partial_wire).
+    if (p.shape.dictionaryHash.find('\0') != std::string::npos ||
+        p.shape.queryText.find('\0') != std::string::npos) {
+      return Status::invalidArgument(
+          "partial result: a NUL byte inside the dictionary hash or "
+          "query text");
+    }
     p.shape.cells = in.getCells();
     p.shape.statistics = in.getStatistics();
     if (p.shape.cells == 0 || p.shape.cells > kMaxCells) {

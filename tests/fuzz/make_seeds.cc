@@ -102,7 +102,7 @@ int main(int argc, char** argv) {
     b.spent = 1.5;
     b.budget = 4;
     b.charged = true;
-    e.kind = ethics::EntryKind::kBudgetCharge;
+    e.kind = ethics::EntryKind::kPrivacyBudgetCharged;
     e.body = b;
     if (auto enc = ethics::encodeEntry(e); enc.isOk()) write("audit_entry", "budget", "0", *enc);
     ethics::Hash root{};

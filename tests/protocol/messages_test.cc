@@ -94,6 +94,17 @@ TEST(PartialWire, ZeroCellsIsRefused) {
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
 }
 
+// Found by fuzz_partial_wire: a text field with a NUL inside decoded, but did not survive being
+// written back, so a relayed partial would change.
+TEST(PartialWire, NulInsideATextFieldIsRefused) {
+  query::PartialResult p = samplePartial();
+  p.shape.dictionaryHash = std::string("ab\0c", 4);
+  Status s;
+  roundTrip(p, &s);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("NUL byte"), std::string::npos) << s.message();
+}
+
 QueryRequestFields sampleRequest(const crypto::Identity& coordinator) {
   QueryRequestFields f;
   f.federation = "fed";
