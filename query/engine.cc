@@ -24,6 +24,7 @@
 
 #include "query/model_kernel.h"
 #include "query/plan.h"
+#include "query/quantile.h"
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -1180,6 +1181,51 @@ class Worker {
   std::vector<std::vector<std::vector<std::pair<double, bool>>>> kmRaw_;  // [aggregate][cell]
 };
 
+// quantile_counts (query/quantile.h): the keys of the rows passing the filter, counted per
+// bucket of each interval asked, plus one "outside" slot. Every value is keyed as a double
+// (exact for an integer below 2^53 in size), so the coordinator maps a key back to a value
+// without knowing the variable's type, and all sites bucket alike.
+Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
+                                            const storage::ColumnSource& source) {
+  const detail::BoundAggregate& a = plan.aggregates.front();
+  PartialResult p = emptyPartial(plan);
+  StatPartial& s = p.stats.front();
+  std::vector<uint64_t> keys;
+  for (uint32_t c = 0; c < source.chunkCount(); ++c) {
+    const uint32_t rows = static_cast<uint32_t>(std::min<uint64_t>(
+        storage::kChunkRows, source.rowCount() - uint64_t{c} * storage::kChunkRows));
+    TM_ASSIGN_OR_RETURN(std::vector<uint8_t> sel, detail::selectChunk(plan, source, c, rows));
+    TM_ASSIGN_OR_RETURN(auto chunk, source.column(a.var, c));
+    p.rowsScanned += rows;
+    for (uint32_t r = 0; r < rows; ++r) {
+      if (!sel[r]) continue;
+      ++p.cellRows[0];
+      const double x = chunk->isMissing(r) ? NAN : chunk->valueAsDouble(r);
+      if (std::isnan(x)) {
+        ++s.missing[0];
+        continue;
+      }
+      if (a.type == storage::VariableType::kInteger && std::fabs(x) >= 0x1p53)
+        return Status::invalidArgument(fmt::format(
+            "{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
+            plan.canonical, plan.dictionary.variable(a.var).name));
+      keys.push_back(quantileKey(x));
+    }
+  }
+  s.n[0] = keys.size();
+  SelectRound round;
+  round.buckets = a.buckets;
+  for (size_t i = 0; i + 1 < a.keyBounds.size(); i += 2)
+    round.intervals.push_back({a.keyBounds[i], a.keyBounds[i + 1]});
+  QuantileSite site(std::move(keys));
+  TM_ASSIGN_OR_RETURN(s.binCounts, site.count(round));
+  uint64_t inside = 0;
+  for (uint64_t k : s.binCounts) inside += k;
+  s.bins = static_cast<uint32_t>(s.binCounts.size());
+  s.binCounts.push_back(s.n[0] - inside);  // outside every interval
+  return p;
+}
+
 }  // namespace
 
 Result<std::vector<uint8_t>> detail::selectChunk(const detail::Plan& plan,
@@ -1211,6 +1257,8 @@ Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSour
         source.dictionary().study(), source.dictionary().hashHex(), plan.dictionaryHash));
   }
   if (plan.model) return detail::executeModel(plan, source, options);
+  if (plan.aggregates.front().fn == AggFn::kQuantileCounts)
+    return executeQuantileCounts(plan, source);
   std::vector<std::vector<uint32_t>> binLuts(plan.aggregates.size());
   for (size_t i = 0; i < plan.aggregates.size(); ++i) {
     const auto& a = plan.aggregates[i];

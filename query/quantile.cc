@@ -356,14 +356,14 @@ std::string formatQuantile(const QuantileResult& result) {
 }
 
 std::string quantileJson(const QuantileResult& result, const std::string& variable) {
-  nlohmann::json rows = nlohmann::json::array();
+  // ordered_json: the documented key order (docs/json-output.md).
+  using Json = nlohmann::ordered_json;
+  Json rows = Json::array();
   for (size_t i = 0; i < result.probs.size(); ++i)
     rows.push_back({{"p", result.probs[i]},
                     {"name", quantileLabel(result.probs[i])},
-                    {"quantile", result.values[i] ? nlohmann::json(*result.values[i])
-                                                  : nlohmann::json(nullptr)}});
-  nlohmann::json j = {
-      {"statistic", "quantile"}, {"variable", variable}, {"n", result.n}, {"rows", rows}};
+                    {"quantile", result.values[i] ? Json(*result.values[i]) : Json(nullptr)}});
+  Json j = {{"statistic", "quantile"}, {"variable", variable}, {"n", result.n}, {"rows", rows}};
   return j.dump();
 }
 
