@@ -1197,20 +1197,29 @@ Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
     TM_ASSIGN_OR_RETURN(std::vector<uint8_t> sel, detail::selectChunk(plan, source, c, rows));
     TM_ASSIGN_OR_RETURN(auto chunk, source.column(a.var, c));
     p.rowsScanned += rows;
-    for (uint32_t r = 0; r < rows; ++r) {
-      if (!sel[r]) continue;
-      ++p.cellRows[0];
-      const double x = chunk->isMissing(r) ? NAN : chunk->valueAsDouble(r);
-      if (std::isnan(x)) {
-        ++s.missing[0];
-        continue;
+    p.cellRows[0] += sumBytes(sel.data(), rows);
+    forEachMissing(*chunk, [&](uint32_t row) {
+      s.missing[0] += sel[row];
+      sel[row] = 0;
+    });
+    const bool integer = a.type == storage::VariableType::kInteger;
+    bool tooLarge = false;
+    visitValues(*chunk, [&](const auto* x) {
+      for (uint32_t r = 0; r < rows; ++r) {
+        if (!sel[r]) continue;
+        const double v = static_cast<double>(x[r]);
+        if (std::isnan(v)) {
+          ++s.missing[0];
+          continue;
+        }
+        tooLarge |= integer && std::fabs(v) >= 0x1p53;
+        keys.push_back(quantileKey(v));
       }
-      if (a.type == storage::VariableType::kInteger && std::fabs(x) >= 0x1p53)
-        return Status::invalidArgument(fmt::format(
-            "{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
-            plan.canonical, plan.dictionary.variable(a.var).name));
-      keys.push_back(quantileKey(x));
-    }
+    });
+    if (tooLarge)
+      return Status::invalidArgument(
+          fmt::format("{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
+                      plan.canonical, plan.dictionary.variable(a.var).name));
   }
   s.n[0] = keys.size();
   SelectRound round;
