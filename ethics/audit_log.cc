@@ -51,6 +51,8 @@ Result<size_t> bodyIndexFor(EntryKind kind) {
       return size_t{6};
     case EntryKind::kPrivacyBudgetCharged:
       return size_t{7};
+    case EntryKind::kRefusal:
+      return size_t{8};
   }
   return Status::corruption("unknown entry kind " + std::to_string(static_cast<int>(kind)));
 }
@@ -151,6 +153,8 @@ const char* entryKindName(EntryKind kind) {
       return "privacy-budget-charged";
     case EntryKind::kShareReleased:
       return "share-released";
+    case EntryKind::kRefusal:
+      return "refusal";
   }
   return "unknown";
 }
@@ -206,6 +210,12 @@ Result<std::string> encodeEntry(const Entry& e) {
         } else if constexpr (std::is_same_v<T, AlertEvent>) {
           w.fixed(b.peer.bytes());
           w.str(b.message);
+        } else if constexpr (std::is_same_v<T, RefusalEvent>) {
+          w.str(b.reasonClass);
+          w.str(b.peer);
+          w.str(b.remote);
+          w.str(b.message);
+          w.u64(b.summarised);
         } else {
           static_assert(std::is_same_v<T, BudgetChargeEvent>);
           w.fixed(b.coordinator.bytes());
@@ -304,6 +314,16 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       e.body = std::move(b);
       break;
     }
+    case 8: {
+      RefusalEvent b;
+      TM_ASSIGN_OR_RETURN(b.reasonClass, r.str("reason class"));
+      TM_ASSIGN_OR_RETURN(b.peer, r.str("peer"));
+      TM_ASSIGN_OR_RETURN(b.remote, r.str("remote"));
+      TM_ASSIGN_OR_RETURN(b.message, r.str("message"));
+      TM_ASSIGN_OR_RETURN(b.summarised, r.u64("summarised"));
+      e.body = std::move(b);
+      break;
+    }
     default: {
       BudgetChargeEvent b;
       TM_ASSIGN_OR_RETURN(auto key, r.fixed<32>("coordinator"));
@@ -350,6 +370,10 @@ std::string describeEntry(const Entry& e) {
           s += " " + b.detail;
         } else if constexpr (std::is_same_v<T, AlertEvent>) {
           s += " peer=" + keyText(b.peer) + " " + b.message;
+        } else if constexpr (std::is_same_v<T, RefusalEvent>) {
+          s += " class=" + b.reasonClass + " peer=" + b.peer + " remote=" + b.remote;
+          if (b.summarised > 0) s += " summarised=" + std::to_string(b.summarised);
+          s += ": " + b.message;
         } else {
           s += " study=" + b.study + " v" + std::to_string(b.protocolVersion) +
                " coordinator=" + keyText(b.coordinator) + " query=" + shortHex(b.queryHash) +

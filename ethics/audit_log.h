@@ -54,6 +54,10 @@ enum class EntryKind : uint8_t {
   // A secure-aggregation round: the site sent its masked share, which reveals nothing unless
   // every participant's share reaches the coordinator (docs/ethics.md "share-released").
   kShareReleased = 15,
+  // A request or connection refused BEFORE the ethics check (bad signature, replay, stale,
+  // malformed, not a member, limit, failed handshake, oversized message), or a summary of such
+  // refusals that a flood made too many to write one by one (docs/ethics.md "refusal").
+  kRefusal = 16,
 };
 const char* entryKindName(EntryKind kind);
 
@@ -117,6 +121,19 @@ struct AlertEvent {
   std::string message;
 };
 
+// kRefusal. Never holds the request body: only who, why and the error text.
+struct RefusalEvent {
+  std::string reasonClass;  // "bad-signature", "replay", "stale", "malformed", "membership",
+                            // "limit", "handshake" or "oversized"
+  std::string peer;         // the authenticated peer's member name (or key), or "unauthenticated"
+  std::string remote;       // the network address the request came from
+  std::string message;      // the error text; for a summary, the sentence summarising it
+  // 0 for one refusal. A summary entry: the number of further refusals of this class that
+  // were only counted (the rate limit of limits.audit_refusals_per_minute).
+  uint64_t summarised = 0;
+  bool operator==(const RefusalEvent&) const = default;
+};
+
 // secure-dp: a query's charge to its (study, protocol version, coordinator) privacy budget,
 // made before the query runs (or refused because the budget would be exceeded).
 struct BudgetChargeEvent {
@@ -134,8 +151,9 @@ struct BudgetChargeEvent {
 // "epsilon 0.5, spent 1.0 of 1.5": a charge's numbers, as describeEntry and exports show them.
 std::string budgetChargeText(const BudgetChargeEvent& b);
 
-using EntryBody = std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent,
-                               KeyChangeEvent, NodeEvent, AlertEvent, BudgetChargeEvent>;
+using EntryBody =
+    std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent, KeyChangeEvent,
+                 NodeEvent, AlertEvent, BudgetChargeEvent, RefusalEvent>;
 
 // Entry formats: 1 (until issue 14), 2 (query and release entries carry QueryAuditFields).
 // Every other body is the same in both.

@@ -284,7 +284,7 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
                   {"max_message_bytes", "max_concurrent_queries", "max_connections",
                    "query_timeout_ms", "worker_threads", "scan_threads", "max_query_age_ms",
                    "clock_skew_ms", "handshake_timeout_ms", "max_unauthenticated_connections",
-                   "max_unauthenticated_per_address"},
+                   "max_unauthenticated_per_address", "audit_refusals_per_minute"},
                   where));
     NodeLimits& l = c.limits;
     TM_ASSIGN_OR_RETURN(
@@ -316,6 +316,9 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     TM_ASSIGN_OR_RETURN(v, getInt(*lt, "max_unauthenticated_per_address", where,
                                   l.maxUnauthenticatedPerAddress, 1, 100'000));
     l.maxUnauthenticatedPerAddress = static_cast<uint32_t>(v);
+    TM_ASSIGN_OR_RETURN(
+        v, getInt(*lt, "audit_refusals_per_minute", where, l.auditRefusalsPerMinute, 0, 10'000));
+    l.auditRefusalsPerMinute = static_cast<uint32_t>(v);
   }
 
   c.ethics.auditDir = c.dataDir + "/ethics-audit";

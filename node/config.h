@@ -61,6 +61,9 @@ struct NodeLimits {
   // one evicts the oldest) and per source address (when full, more are refused).
   uint32_t maxUnauthenticatedConnections = 128;
   uint32_t maxUnauthenticatedPerAddress = 16;
+  // Refusals before the ethics check written to the audit log one by one, per reason class and
+  // minute; the rest are counted in one summary entry (node/refusal_audit.h). 0..10000.
+  uint32_t auditRefusalsPerMinute = 20;
 };
 
 struct DatasetBinding {

@@ -43,6 +43,7 @@
 #include "node/ops/ops_server.h"
 #include "node/ops/sd_notify.h"
 #include "node/peer_audit.h"
+#include "node/refusal_audit.h"
 #include "protocol/freshness.h"
 #include "protocol/messages.h"
 #include "protocol/secure_stream.h"
@@ -388,8 +389,50 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
     throw protocol::statusToException(status);
   }
 
+  // A refusal before the ethics check: audited (rate-limited, node/refusal_audit.h), then
+  // refuse(). The ethics check's own refusals are audited as the query's decision instead.
+  [[noreturn]] void refuseBeforeEthics(RefusalReason reason, const Status& status,
+                                       const std::string& peer, const std::string& remote) {
+    auditRefusal(refusalClassOf(reason), peer, remote, status.toString());
+    refuse(reason, status, peer);
+  }
+  static ops::RefusalClass refusalClassOf(RefusalReason reason) {
+    switch (reason) {
+      case RefusalReason::kSignature:
+        return ops::RefusalClass::kBadSignature;
+      case RefusalReason::kReplay:
+        return ops::RefusalClass::kReplay;
+      case RefusalReason::kFreshness:
+        return ops::RefusalClass::kStale;
+      case RefusalReason::kMembership:
+        return ops::RefusalClass::kMembership;
+      case RefusalReason::kLimit:
+        return ops::RefusalClass::kLimit;
+      default:
+        return ops::RefusalClass::kMalformed;
+    }
+  }
+  // Counts and (rate-limited) audits a refusal before the ethics check; `peer` is the
+  // authenticated member's name, or "" before authentication.
+  void auditRefusal(ops::RefusalClass reasonClass, const std::string& peer,
+                    const std::string& remote, const std::string& message) {
+    if (refusals_) {
+      refusals_->record(reasonClass, peer, remote, message);
+    } else {
+      metrics_.refusals(reasonClass).inc();
+    }
+  }
+  // Writes the summaries of closed rate-limit windows, every second until shutdown.
+  kj::Promise<void> refusalSummaryLoop() {
+    return timer_.afterDelay(1 * kj::SECONDS).then([this]() -> kj::Promise<void> {
+      if (refusals_) refusals_->expire();
+      if (shuttingDown_) return kj::READY_NOW;
+      return refusalSummaryLoop();
+    });
+  }
+
   kj::Promise<void> runQuery(RunQueryContext context, const crypto::PublicKey& peerKey,
-                             const std::string& peerName);
+                             const std::string& peerName, const std::string& remote);
   // Fills the response of a query whose scan succeeded and whose audit entries are durable,
   // and counts and logs it as served.
   void answer(RunQueryContext& context, const ScanOutcome& o,
@@ -424,7 +467,9 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   void accept(kj::Own<kj::AsyncIoStream> transport);
   // Counts a refused connection and logs it, at most once a second (a flood is summarised by
   // the next line's `suppressed_before`).
-  void logConnectionRefused(const std::string& address, const std::string& reason);
+  // Also audits it (rate-limited) under `reasonClass`; `peer` is "" before authentication.
+  void logConnectionRefused(const std::string& address, const std::string& reason,
+                            ops::RefusalClass reasonClass, const std::string& peer = "");
   kj::Promise<void> acceptLoop(kj::ConnectionReceiver& listener) {
     return listener.accept().then([this, &listener](kj::Own<kj::AsyncIoStream> transport) {
       accept(kj::mv(transport));
@@ -472,6 +517,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   std::unique_ptr<ethics::ApprovalRegistry> registry_;
   std::unique_ptr<ethics::AuditLog> audit_;
   std::unique_ptr<ethics::PrivacyBudgetLedger> ledger_;  // secure-dp; opened on first use
+  std::unique_ptr<RefusalAuditor> refusals_;             // with the audit log
 };
 
 Status SiteState::checkRound(const protocol::QueryRequestFields& r,
@@ -581,11 +627,15 @@ Status SiteState::openEthics(const std::map<std::string, ethics::Hash>& dictiona
   audit_ = std::move(*audit);
   auto started = audit_->append(ethics::EntryKind::kNodeStart, ethics::NodeEvent{kSoftwareVersion});
   if (!started) return started.status().withContext("audit log " + e.auditDir);
+  refusals_ = std::make_unique<RefusalAuditor>(audit_.get(), metrics_,
+                                               config_.limits.auditRefusalsPerMinute);
+  tasks_->add(refusalSummaryLoop());
   return Status::ok();
 }
 
 void SiteState::closeEthics(const std::string& reason) {
   if (!audit_) return;
+  if (refusals_) refusals_->drain();  // the flood's last summaries, before the node-stop entry
   auto stopped = audit_->append(ethics::EntryKind::kNodeStop, ethics::NodeEvent{reason});
   if (!stopped) {
     spdlog::error("audit log: node-stop entry not written: {}", stopped.status().toString());
@@ -630,8 +680,8 @@ ethics::QueryUse queryUse(const query::Query& q) {
 // The Site capability for one authenticated peer.
 class SiteImpl final : public wire::Site::Server {
  public:
-  SiteImpl(SiteState& state, crypto::PublicKey peer, std::string peerName)
-      : state_(state), peer_(peer), peerName_(std::move(peerName)) {}
+  SiteImpl(SiteState& state, crypto::PublicKey peer, std::string peerName, std::string remote)
+      : state_(state), peer_(peer), peerName_(std::move(peerName)), remote_(std::move(remote)) {}
 
   kj::Promise<void> info(InfoContext context) override {
     auto info = context.getResults().initInfo();
@@ -666,7 +716,7 @@ class SiteImpl final : public wire::Site::Server {
   }
 
   kj::Promise<void> runQuery(RunQueryContext context) override {
-    return state_.runQuery(context, peer_, peerName_);
+    return state_.runQuery(context, peer_, peerName_, remote_);
   }
 
   kj::Promise<void> submitApproval(SubmitApprovalContext context) override {
@@ -810,10 +860,12 @@ class SiteImpl final : public wire::Site::Server {
     const Member* m = state_.members().findByKey(peer_);
     if (m != nullptr && m->role == Role::kEthicsBoard) return;
     if (sitesToo && m != nullptr && m->role == Role::kSite) return;
-    fail(method, Status::permissionDenied(std::string(method) + " is for ethics-board members" +
-                                          (sitesToo ? ", sites" : "") + " and the site itself; '" +
-                                          peerName_ + "' has role " +
-                                          (m != nullptr ? roleName(m->role) : "none")));
+    const Status denied = Status::permissionDenied(
+        std::string(method) + " is for ethics-board members" + (sitesToo ? ", sites" : "") +
+        " and the site itself; '" + peerName_ + "' has role " +
+        (m != nullptr ? roleName(m->role) : "none"));
+    state_.auditRefusal(ops::RefusalClass::kMembership, peerName_, remote_, denied.toString());
+    fail(method, denied);
   }
   [[noreturn]] void fail(const char* method, const Status& status) {
     logEvent(level_enum::warn, "ethics_request_refused",
@@ -824,70 +876,77 @@ class SiteImpl final : public wire::Site::Server {
   SiteState& state_;
   crypto::PublicKey peer_;
   std::string peerName_;
+  std::string remote_;  // the peer's address, for the audit of refusals
 };
 
 kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::PublicKey& peerKey,
-                                      const std::string& peerName) {
+                                      const std::string& peerName, const std::string& remote) {
   const auto start = std::chrono::steady_clock::now();
   if (shuttingDown_) {
-    refuse(RefusalReason::kLimit, Status::unavailable("site is shutting down"), peerName);
+    refuseBeforeEthics(RefusalReason::kLimit, Status::unavailable("site is shutting down"),
+                       peerName, remote);
   }
   protocol::SignedQueryBytes signedQuery;
   try {
     signedQuery = protocol::signedQueryFromWire(context.getParams().getQuery());
   } catch (const kj::Exception& e) {
-    refuse(RefusalReason::kInvalid,
-           Status::invalidArgument(std::string("malformed query message: ") +
-                                   e.getDescription().cStr()),
-           peerName);
+    refuseBeforeEthics(RefusalReason::kInvalid,
+                       Status::invalidArgument(std::string("malformed query message: ") +
+                                               e.getDescription().cStr()),
+                       peerName, remote);
   }
   auto verified = protocol::verifySignedQuery(signedQuery);
   if (!verified) {
-    refuse(verified.status().code() == StatusCode::kPermissionDenied ? RefusalReason::kSignature
-                                                                     : RefusalReason::kInvalid,
-           verified.status(), peerName);
+    refuseBeforeEthics(verified.status().code() == StatusCode::kPermissionDenied
+                           ? RefusalReason::kSignature
+                           : RefusalReason::kInvalid,
+                       verified.status(), peerName, remote);
   }
   const protocol::QueryRequestFields& r = *verified;
   const Member* signer = members_->findByKey(r.coordinatorKey);
   if (signer == nullptr) {
-    refuse(
+    refuseBeforeEthics(
         RefusalReason::kMembership,
         Status::permissionDenied("query signer " + r.coordinatorKey.toText() +
                                  " is not a member of federation '" + members_->federation + "'"),
-        peerName);
+        peerName, remote);
   }
   if (signer->role != Role::kCoordinator) {
-    refuse(RefusalReason::kMembership,
-           Status::permissionDenied("member '" + signer->name + "' has role " +
-                                    roleName(signer->role) + "; only coordinators may query"),
-           peerName);
+    refuseBeforeEthics(
+        RefusalReason::kMembership,
+        Status::permissionDenied("member '" + signer->name + "' has role " +
+                                 roleName(signer->role) + "; only coordinators may query"),
+        peerName, remote);
   }
   if (!(r.coordinatorKey == peerKey)) {
-    refuse(RefusalReason::kMembership,
-           Status::permissionDenied("query signed by '" + signer->name +
-                                    "' but sent over a connection authenticated as '" + peerName +
-                                    "'; a coordinator must send its own queries"),
-           peerName);
+    refuseBeforeEthics(
+        RefusalReason::kMembership,
+        Status::permissionDenied("query signed by '" + signer->name +
+                                 "' but sent over a connection authenticated as '" + peerName +
+                                 "'; a coordinator must send its own queries"),
+        peerName, remote);
   }
   if (r.protocolVersion != protocol::kProtocolVersion) {
-    refuse(RefusalReason::kInvalid,
-           Status::failedPrecondition("query uses protocol version " +
-                                      std::to_string(r.protocolVersion) + "; this site speaks " +
-                                      std::to_string(protocol::kProtocolVersion)),
-           peerName);
+    refuseBeforeEthics(RefusalReason::kInvalid,
+                       Status::failedPrecondition(
+                           "query uses protocol version " + std::to_string(r.protocolVersion) +
+                           "; this site speaks " + std::to_string(protocol::kProtocolVersion)),
+                       peerName, remote);
   }
   if (r.federation != members_->federation) {
-    refuse(RefusalReason::kMembership,
-           Status::permissionDenied("query is for federation '" + r.federation +
-                                    "'; this site belongs to '" + members_->federation + "'"),
-           peerName);
+    refuseBeforeEthics(
+        RefusalReason::kMembership,
+        Status::permissionDenied("query is for federation '" + r.federation +
+                                 "'; this site belongs to '" + members_->federation + "'"),
+        peerName, remote);
   }
   if (!std::binary_search(r.audience.begin(), r.audience.end(), identity_.pub)) {
-    refuse(RefusalReason::kMembership,
-           Status::permissionDenied("query is addressed to " + std::to_string(r.audience.size()) +
-                                    " other site(s), not to this site ('" + config_.name + "', " +
-                                    identity_.pub.toText() + ")"),
-           peerName);
+    refuseBeforeEthics(
+        RefusalReason::kMembership,
+        Status::permissionDenied("query is addressed to " + std::to_string(r.audience.size()) +
+                                 " other site(s), not to this site ('" + config_.name + "', " +
+                                 identity_.pub.toText() + ")"),
+        peerName, remote);
   }
   Status fresh = guard_.admit(r);
   if (!fresh.isOk()) {
@@ -896,28 +955,30 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
     if (fresh.message().find("nonce already used") != std::string::npos) {
       reason = RefusalReason::kReplay;
     }
-    refuse(reason, fresh, peerName);
+    refuseBeforeEthics(reason, fresh, peerName, remote);
   }
   auto ds = datasets_.find(r.study);
   if (ds == datasets_.end()) {
-    refuse(RefusalReason::kInvalid,
-           Status::notFound("site '" + config_.name + "' has no dataset for study '" + r.study +
-                            "' (node config [[dataset]])"),
-           peerName);
+    refuseBeforeEthics(RefusalReason::kInvalid,
+                       Status::notFound("site '" + config_.name + "' has no dataset for study '" +
+                                        r.study + "' (node config [[dataset]])"),
+                       peerName, remote);
   }
   auto parsed = query::parseQuery(r.queryText);
-  if (!parsed) refuse(RefusalReason::kInvalid, parsed.status(), peerName);
+  if (!parsed) refuseBeforeEthics(RefusalReason::kInvalid, parsed.status(), peerName, remote);
   if (query::canonicalQueryText(*parsed) != r.queryText) {
-    refuse(RefusalReason::kInvalid,
-           Status::invalidArgument("query text is not in canonical form; coordinators sign "
-                                   "query::canonicalQueryText"),
-           peerName);
+    refuseBeforeEthics(
+        RefusalReason::kInvalid,
+        Status::invalidArgument("query text is not in canonical form; coordinators sign "
+                                "query::canonicalQueryText"),
+        peerName, remote);
   }
   if (inFlight_ >= config_.limits.maxConcurrentQueries) {
-    refuse(RefusalReason::kLimit,
-           Status::resourceExhausted("site is already running " + std::to_string(inFlight_) +
-                                     " queries (limits.max_concurrent_queries); retry later"),
-           peerName);
+    refuseBeforeEthics(
+        RefusalReason::kLimit,
+        Status::resourceExhausted("site is already running " + std::to_string(inFlight_) +
+                                  " queries (limits.max_concurrent_queries); retry later"),
+        peerName, remote);
   }
 
   // Ethics: decide, log the decision durably, and only then refuse or go on.
@@ -1163,8 +1224,10 @@ void SiteState::answer(RunQueryContext& context, const ScanOutcome& o,
             {"elapsed_ms", std::chrono::duration<double, std::milli>(elapsed).count()}});
 }
 
-void SiteState::logConnectionRefused(const std::string& address, const std::string& reason) {
+void SiteState::logConnectionRefused(const std::string& address, const std::string& reason,
+                                     ops::RefusalClass reasonClass, const std::string& peer) {
   metrics_.peerFailures(PeerFailureKind::kHandshake).inc();
+  auditRefusal(reasonClass, peer, address, reason);
   const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
@@ -1181,7 +1244,7 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
   // authenticated member's place (issue #12 item 2).
   HandshakeBudget::Admission admission = handshakes_.admit(hostOfAddress(address));
   if (!admission.admitted) {
-    logConnectionRefused(address, admission.refusal);
+    logConnectionRefused(address, admission.refusal, ops::RefusalClass::kLimit);
     return;  // dropping the stream closes it
   }
   if (admission.evict) {
@@ -1232,7 +1295,8 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
                   logConnectionRefused(address,
                                        "too many open connections of members "
                                        "(limits.max_connections = " +
-                                           std::to_string(config_.limits.maxConnections) + ")");
+                                           std::to_string(config_.limits.maxConnections) + ")",
+                                       ops::RefusalClass::kLimit, *peerName);
                   return kj::READY_NOW;  // dropping the stream closes it
                 }
                 ++connections_;
@@ -1242,7 +1306,7 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
                           {"remote", address},
                           {"role", m != nullptr ? roleName(m->role) : "?"}});
                 auto conn = kj::heap<Connection>(
-                    kj::mv(sc.stream), kj::heap<SiteImpl>(*this, sc.peer, *peerName),
+                    kj::mv(sc.stream), kj::heap<SiteImpl>(*this, sc.peer, *peerName, address),
                     protocol::peerReaderOptions(config_.limits.maxMessageBytes));
                 auto done = conn->network.onDisconnect();
                 return done.attach(kj::mv(conn), kj::defer([this]() {
@@ -1251,7 +1315,8 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
                                    }));
               },
               [this, address](kj::Exception&& e) -> kj::Promise<void> {
-                logConnectionRefused(address, protocol::exceptionToStatus(e).toString());
+                logConnectionRefused(address, protocol::exceptionToStatus(e).toString(),
+                                     ops::RefusalClass::kHandshake);
                 return kj::READY_NOW;
               })
           .then([peerName, address]() {

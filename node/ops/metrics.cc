@@ -343,6 +343,29 @@ const char* refusalReasonLabel(RefusalReason reason) {
   return "error";
 }
 
+const char* refusalClassLabel(RefusalClass c) {
+  switch (c) {
+    case RefusalClass::kBadSignature:
+      return "bad-signature";
+    case RefusalClass::kReplay:
+      return "replay";
+    case RefusalClass::kStale:
+      return "stale";
+    case RefusalClass::kMalformed:
+      return "malformed";
+    case RefusalClass::kMembership:
+      return "membership";
+    case RefusalClass::kLimit:
+      return "limit";
+    case RefusalClass::kHandshake:
+      return "handshake";
+    case RefusalClass::kOversized:
+    case RefusalClass::kCount:
+      break;
+  }
+  return "oversized";
+}
+
 const char* peerFailureKindLabel(PeerFailureKind kind) {
   switch (kind) {
     case PeerFailureKind::kHandshake:
@@ -381,6 +404,16 @@ NodeMetrics::NodeMetrics(Registry& registry, std::chrono::system_clock::time_poi
     peerFailures_[i] = &registry.counter(
         "trialmesh_peer_failures_total", "Peer connections that failed, by kind of failure.",
         {{"kind", peerFailureKindLabel(static_cast<PeerFailureKind>(i))}});
+  }
+  for (std::size_t i = 0; i < refusals_.size(); ++i) {
+    const Labels labels{{"class", refusalClassLabel(static_cast<RefusalClass>(i))}};
+    refusals_[i] = &registry.counter(
+        "trialmesh_refusals_total",
+        "Requests and connections refused before the ethics check, by reason class.", labels);
+    refusalsSummarised_[i] = &registry.counter(
+        "trialmesh_refusals_summarised_total",
+        "Refusals the audit rate limit wrote only as part of a summary entry, by reason class.",
+        labels);
   }
   startTimeSeconds.set(std::chrono::duration<double>(startTime.time_since_epoch()).count());
 }

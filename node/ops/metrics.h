@@ -136,6 +136,22 @@ enum class RefusalReason {
 };
 const char* refusalReasonLabel(RefusalReason reason);
 
+// Why a request or connection was refused BEFORE the ethics check (issue #12 item 6): the
+// `class` label of trialmesh_refusals_total and the reason class of the audit log's refusal
+// entries (docs/ethics.md). To add one, add an enumerator before kCount and its label.
+enum class RefusalClass {
+  kBadSignature,  // the query's signature did not verify
+  kReplay,        // the query's nonce was seen before
+  kStale,         // the query expired, is not yet valid, or its validity is too long
+  kMalformed,     // the request did not decode, parse, or name data this site holds
+  kMembership,    // signer not a coordinator of this federation, or not addressed to this site
+  kLimit,         // a concurrency or connection limit, or the site is shutting down
+  kHandshake,     // the connection failed to authenticate (unknown key, bad handshake, timeout)
+  kOversized,     // an RPC message larger than limits.max_message_bytes
+  kCount,
+};
+const char* refusalClassLabel(RefusalClass c);
+
 // What went wrong with a peer connection; the `kind` label of trialmesh_peer_failures_total.
 enum class PeerFailureKind {
   kHandshake,   // authentication or key exchange failed (unknown key, bad signature, ...)
@@ -166,10 +182,20 @@ struct NodeMetrics {
   Counter& peerFailures(PeerFailureKind kind) const {
     return *peerFailures_[static_cast<std::size_t>(kind)];
   }
+  // trialmesh_refusals_total: every refusal before the ethics check, whether or not the audit
+  // log's rate limit let it be written individually.
+  Counter& refusals(RefusalClass c) const { return *refusals_[static_cast<std::size_t>(c)]; }
+  // trialmesh_refusals_summarised_total: those the rate limit only counted (they are in a
+  // summary entry of the audit log, not in one of their own).
+  Counter& refusalsSummarised(RefusalClass c) const {
+    return *refusalsSummarised_[static_cast<std::size_t>(c)];
+  }
 
  private:
   std::array<Counter*, static_cast<std::size_t>(RefusalReason::kCount)> refused_{};
   std::array<Counter*, static_cast<std::size_t>(PeerFailureKind::kCount)> peerFailures_{};
+  std::array<Counter*, static_cast<std::size_t>(RefusalClass::kCount)> refusals_{};
+  std::array<Counter*, static_cast<std::size_t>(RefusalClass::kCount)> refusalsSummarised_{};
 };
 
 // Increments a gauge now and decrements it when destroyed: wraps a connection's or a query's

@@ -95,6 +95,11 @@ TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
        BudgetChargeEvent{k, "LUNG-7", 2, Hash{4}, 0.1, 0.30000000000000004, 1.5, true, ""}},
       {10, 11, EntryKind::kPrivacyBudgetCharged,
        BudgetChargeEvent{k, "LUNG-7", 2, Hash{5}, 0.5, 0, 1.5, false, "budget exhausted"}},
+      {11, 12, EntryKind::kRefusal,
+       RefusalEvent{"bad-signature", "coordinator", "127.0.0.1:4242",
+                    "PermissionDenied: query signature does not verify", 0}},
+      {12, 13, EntryKind::kRefusal,
+       RefusalEvent{"replay", "several", "several", "1234 further refusals", 1234}},
   };
   for (const Entry& e : entries) {
     auto bytes = encodeEntry(e);
@@ -126,6 +131,21 @@ TEST_F(AuditLogTest, EveryKindRoundTripsThroughItsCanonicalBytes) {
       describeEntry(entries[9]).find("charged: epsilon 0.1, spent 0.30000000000000004 of 1.5"),
       std::string::npos)
       << describeEntry(entries[9]);
+  // A refusal before the ethics check: kind 16 (appended, never renumbered), its class, peer
+  // and text in the one-line form; a summary says how many it stands for.
+  const std::string refusalBytes = *encodeEntry(entries[11]);
+  EXPECT_EQ(refusalBytes[17], 16);
+  EXPECT_EQ(describeEntry(entries[11]),
+            "#11 1970-01-01T00:00:00.012Z refusal class=bad-signature peer=coordinator "
+            "remote=127.0.0.1:4242: PermissionDenied: query signature does not verify");
+  EXPECT_NE(describeEntry(entries[12]).find("summarised=1234: 1234 further refusals"),
+            std::string::npos)
+      << describeEntry(entries[12]);
+  EXPECT_EQ(
+      std::get<RefusalEvent>(
+          decodeEntry({reinterpret_cast<const uint8_t*>(refusalBytes.data()), refusalBytes.size()})
+              ->body),
+      std::get<RefusalEvent>(entries[11].body));
   Entry wrong{0, 0, EntryKind::kQuery, NodeEvent{"x"}};
   EXPECT_EQ(encodeEntry(wrong).status().code(), StatusCode::kInvalidArgument);
 }

@@ -93,6 +93,7 @@ TEST(NodeConfig, ParsesWithDefaultsAndResolvesPaths) {
   EXPECT_EQ(c->limits.maxConcurrentQueries, 4u);
   EXPECT_EQ(c->limits.maxConnections, 64u);           // default
   EXPECT_EQ(c->limits.maxMessageBytes, 16ull << 20);  // default
+  EXPECT_EQ(c->limits.auditRefusalsPerMinute, 20u);   // default
   EXPECT_EQ(c->logFormat, "plain");
   ASSERT_EQ(c->datasets.size(), 1u);
   EXPECT_EQ(c->datasets[0].dataset, "lung7");
@@ -110,6 +111,18 @@ TEST(NodeConfig, RefusesUnknownKeysAndBadValues) {
                 "node.toml: [limits]:9: key 'max_concurrent_queries' = 0 is outside 1..10000"),
             std::string::npos)
       << range.status().message();
+  std::string ta = kNodeToml;
+  ta.insert(ta.find("max_concurrent_queries = 4"), "audit_refusals_per_minute = 10001\n");
+  auto refusals = parseNodeConfig(ta, "node.toml", ".");
+  EXPECT_NE(refusals.status().message().find(
+                "key 'audit_refusals_per_minute' = 10001 is outside 0..10000"),
+            std::string::npos)
+      << refusals.status().message();
+  std::string tb = kNodeToml;
+  tb.insert(tb.find("max_concurrent_queries = 4"), "audit_refusals_per_minute = 0\n");
+  auto none = parseNodeConfig(tb, "node.toml", ".");
+  ASSERT_TRUE(none.isOk()) << none.status().toString();
+  EXPECT_EQ(none->limits.auditRefusalsPerMinute, 0u);
   std::string t2 = kNodeToml;
   auto port = parseNodeConfig(t2.replace(t2.find("127.0.0.1:7401"), 14, "127.0.0.1:99999"),
                               "node.toml", ".");

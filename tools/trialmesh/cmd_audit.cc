@@ -143,6 +143,12 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e, const node::Members& 
           decision = b.charged ? "charged" : "refused";
           detail = "v" + std::to_string(b.protocolVersion) + " " + ethics::budgetChargeText(b) +
                    (b.charged ? "" : ": " + b.reason);
+        } else if constexpr (std::is_same_v<T, ethics::RefusalEvent>) {
+          // Refused before the ethics check: no study or query to show, only who and why.
+          coordinator = b.peer;
+          decision = b.summarised > 0 ? "refused (summary of " + std::to_string(b.summarised) + ")"
+                                      : "refused";
+          detail = b.reasonClass + " from " + b.remote + ": " + b.message;
         } else {
           static_assert(sizeof(T) == 0, "every entry body needs its record fields here");
         }
