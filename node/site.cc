@@ -45,6 +45,7 @@
 #include "node/peer_audit.h"
 #include "node/refusal_audit.h"
 #include "protocol/freshness.h"
+#include "protocol/message_size_guard.h"
 #include "protocol/messages.h"
 #include "protocol/secure_stream.h"
 #include "query/additive.h"
@@ -315,14 +316,18 @@ struct StopSignal {
 
 class SiteState;
 
-// One authenticated connection: the secure stream with RPC on top.
+// One authenticated connection: the secure stream with RPC on top. The guard between them
+// reports a message over limits.max_message_bytes before Cap'n Proto's reader refuses it.
 struct Connection {
   Connection(kj::Own<protocol::SecureStream> s, capnp::Capability::Client bootstrap,
-             capnp::ReaderOptions options)
+             uint64_t maxMessageBytes, protocol::MessageSizeGuard::OversizedHandler onOversized)
       : stream(kj::mv(s)),
-        network(*stream, capnp::rpc::twoparty::Side::SERVER, options),
+        guard(*stream, maxMessageBytes, std::move(onOversized)),
+        network(guard, capnp::rpc::twoparty::Side::SERVER,
+                protocol::peerReaderOptions(maxMessageBytes)),
         rpc(capnp::makeRpcServer(network, kj::mv(bootstrap))) {}
   kj::Own<protocol::SecureStream> stream;
+  protocol::MessageSizeGuard guard;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
 };
@@ -465,6 +470,11 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
                                ethics::Durability durability = ethics::Durability::kSynced);
 
   void accept(kj::Own<kj::AsyncIoStream> transport);
+  // A peer sent an RPC message over limits.max_message_bytes (bytes = 0: too many segments):
+  // one log line (at most one a second; a flood is summarised by `suppressed_before`), the
+  // metric and the (rate-limited) audit entry. The guard then closes the connection.
+  void messageOversized(const std::string& peer, const std::string& address, uint64_t bytes,
+                        uint64_t limit, uint64_t segments);
   // Counts a refused connection and logs it, at most once a second (a flood is summarised by
   // the next line's `suppressed_before`).
   // Also audits it (rate-limited) under `reasonClass`; `peer` is "" before authentication.
@@ -511,6 +521,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
                               config_.limits.maxUnauthenticatedPerAddress};
   std::map<uint64_t, kj::Own<kj::PromiseFulfiller<void>>> evictors_;  // pending handshakes
   LogThrottle refusalLog_{1000};
+  LogThrottle oversizedLog_{1000};
   kj::Own<kj::TaskSet> tasks_;
   std::map<std::string, ethics::Hash> dictionaryHashes_;  // study -> dictionary hash
   std::unique_ptr<ethics::ApprovalStore> approvalStore_;
@@ -1237,6 +1248,27 @@ void SiteState::logConnectionRefused(const std::string& address, const std::stri
            {{"remote", address}, {"reason", reason}, {"suppressed_before", suppressed}});
 }
 
+void SiteState::messageOversized(const std::string& peer, const std::string& address,
+                                 uint64_t bytes, uint64_t limit, uint64_t segments) {
+  const std::string text =
+      bytes > 0 ? "message of " + std::to_string(bytes) + " bytes, more than the " +
+                      std::to_string(limit) + " this site reads (limits.max_message_bytes)"
+                : "message of " + std::to_string(segments) + " segments (at most 511)";
+  auditRefusal(ops::RefusalClass::kOversized, peer, address, text);
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+  uint64_t suppressed = 0;
+  if (!oversizedLog_.shouldLog(now, suppressed)) return;
+  logEvent(level_enum::warn, "message_oversized",
+           {{"peer", peer},
+            {"remote", address},
+            {"size", bytes},
+            {"limit", limit},
+            {"segments", segments},
+            {"suppressed_before", suppressed}});
+}
+
 void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
   const std::string address = peerAddressOf(*transport);
   if (shuttingDown_) return;
@@ -1259,6 +1291,11 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
   evictors_.emplace(id, kj::mv(evicted.fulfiller));
   auto peerName = std::make_shared<std::string>(address);
   auto onFailure = [this, peerName, address](const Status& s) {
+    // The channel refuses a frame announced larger than it allows (ResourceExhausted).
+    if (s.code() == StatusCode::kResourceExhausted) {
+      auditRefusal(ops::RefusalClass::kOversized, *peerName == address ? "" : *peerName, address,
+                   s.toString());
+    }
     const bool truncated = s.message().find("truncated") != std::string::npos;
     metrics_.peerFailures(truncated ? PeerFailureKind::kDisconnect : PeerFailureKind::kFrame).inc();
     logEvent(level_enum::warn, "channel_failed",
@@ -1307,7 +1344,11 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
                           {"role", m != nullptr ? roleName(m->role) : "?"}});
                 auto conn = kj::heap<Connection>(
                     kj::mv(sc.stream), kj::heap<SiteImpl>(*this, sc.peer, *peerName, address),
-                    protocol::peerReaderOptions(config_.limits.maxMessageBytes));
+                    config_.limits.maxMessageBytes,
+                    [this, peer = *peerName, address](uint64_t bytes, uint64_t limit,
+                                                      uint64_t segments) {
+                      messageOversized(peer, address, bytes, limit, segments);
+                    });
                 auto done = conn->network.onDisconnect();
                 return done.attach(kj::mv(conn), kj::defer([this]() {
                                      --connections_;

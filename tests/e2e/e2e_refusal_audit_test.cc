@@ -3,7 +3,8 @@
 // and a replayed query appear in the site's audit log (read by the ethics board, and through
 // `trialmesh audit verify` / `export`), which still verifies; a flood of 500 forged queries
 // grows the log by the limit plus one summary while trialmesh_refusals_total counts all 500;
-// an RPC message larger than limits.max_message_bytes is logged, counted and audited.
+// an RPC message larger than limits.max_message_bytes (here 64 KiB) is logged, counted and
+// audited.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <kj/async-io.h>
@@ -74,8 +75,8 @@ class RefusalAuditE2eTest : public ::testing::Test {
     o.sites = 1;
     o.rows = 100;
     o.nodeBinary = TRIALMESH_NODE_BINARY;
-    o.extraLimits = "audit_refusals_per_minute = " + std::to_string(kPerMinute) +
-                    "\nmax_message_bytes = 65536";
+    o.extraLimits =
+        "audit_refusals_per_minute = " + std::to_string(kPerMinute) + "\nmax_message_bytes = 65536";
     auto created = LocalFederation::create(o);
     ASSERT_TRUE(created.isOk()) << created.status().toString();
     fed_ = std::move(*created);
@@ -103,8 +104,8 @@ class RefusalAuditE2eTest : public ::testing::Test {
       const std::vector<ethics::StoredEntry>& entries) {
     std::vector<ethics::RefusalEvent> out;
     for (const auto& s : entries) {
-      auto e = ethics::decodeEntry(
-          {reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size()});
+      auto e =
+          ethics::decodeEntry({reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size()});
       EXPECT_TRUE(e.isOk()) << e.status().toString();
       if (e && e->kind == ethics::EntryKind::kRefusal) {
         out.push_back(std::get<ethics::RefusalEvent>(e->body));
@@ -126,11 +127,11 @@ class RefusalAuditE2eTest : public ::testing::Test {
     return {status.value_or(-1), readFile(out)};
   }
   std::vector<std::string> boardArgs(const std::string& command) {
-    return {"audit",     command,     "--node",
-            fed_->siteName(0),        "--members",
-            fed_->membersPath(),      "--identity",
-            fed_->committeeKeyPath(), "--state",
-            (dir_ / "pins").string()};
+    return {"audit",      command,
+            "--node",     fed_->siteName(0),
+            "--members",  fed_->membersPath(),
+            "--identity", fed_->committeeKeyPath(),
+            "--state",    (dir_ / "pins").string()};
   }
 
   std::filesystem::path dir_;
@@ -140,8 +141,8 @@ class RefusalAuditE2eTest : public ::testing::Test {
 TEST_F(RefusalAuditE2eTest, ForgedAndReplayedQueriesAreAuditedAndTheLogVerifies) {
   FederatedQueryOptions forged;
   forged.adjustSigned = [](const Member&, protocol::SignedQueryBytes& q) { q.signature[5] ^= 1; };
-  auto r = runFederatedQuery(fed_->coordinator(), fed_->members(), LocalFederation::kStudy,
-                             "count", forged);
+  auto r = runFederatedQuery(fed_->coordinator(), fed_->members(), LocalFederation::kStudy, "count",
+                             forged);
   ASSERT_TRUE(r.isOk()) << r.status().toString();
   ASSERT_EQ(r->sites.size(), 1u);
   EXPECT_EQ(r->sites[0].outcome, SiteOutcomeKind::kRefused) << r->sites[0].reason;
@@ -188,8 +189,8 @@ TEST_F(RefusalAuditE2eTest, ForgedAndReplayedQueriesAreAuditedAndTheLogVerifies)
 }
 
 TEST_F(RefusalAuditE2eTest, FloodOfForgedQueriesGrowsTheLogByTheLimitButIsCountedExactly) {
-  const uint64_t before = fetchAuditHead(fed_->committee(), fed_->members(), fed_->siteName(0), {})
-                              ->head.treeSize;
+  const uint64_t before =
+      fetchAuditHead(fed_->committee(), fed_->members(), fed_->siteName(0), {})->head.treeSize;
   CoordinatorSession session(fed_->coordinator(), fed_->members());
   FederatedQueryOptions forged;
   forged.adjustSigned = [](const Member&, protocol::SignedQueryBytes& q) { q.signature[5] ^= 1; };
@@ -206,8 +207,8 @@ TEST_F(RefusalAuditE2eTest, FloodOfForgedQueriesGrowsTheLogByTheLimitButIsCounte
   EXPECT_EQ(metric("trialmesh_refusals_total{class=\"bad-signature\"}"), 500);
   EXPECT_EQ(metric("trialmesh_refusals_summarised_total{class=\"bad-signature\"}"),
             500 - kPerMinute);
-  const uint64_t during = fetchAuditHead(fed_->committee(), fed_->members(), fed_->siteName(0), {})
-                              ->head.treeSize;
+  const uint64_t during =
+      fetchAuditHead(fed_->committee(), fed_->members(), fed_->siteName(0), {})->head.treeSize;
   EXPECT_EQ(during - before, kPerMinute);
 
   // At stop, the open window's summary is written before the node-stop entry.
@@ -227,10 +228,63 @@ TEST_F(RefusalAuditE2eTest, FloodOfForgedQueriesGrowsTheLogByTheLimitButIsCounte
                                          " further refusals of class bad-signature"),
             std::string::npos)
       << refusals.back().message;
-  EXPECT_NE(refusals.back().message.find("from coordinator (" +
-                                         std::to_string(500 - kPerMinute) + ")"),
-            std::string::npos)
+  EXPECT_NE(
+      refusals.back().message.find("from coordinator (" + std::to_string(500 - kPerMinute) + ")"),
+      std::string::npos)
       << refusals.back().message;
+}
+
+// An authenticated coordinator sends the segment table of a 128 MiB message: the site logs one
+// line with the peer and the limit, counts it, audits it, and closes the connection.
+TEST_F(RefusalAuditE2eTest, OversizedMessageIsLoggedCountedAndAudited) {
+  const Member* site = fed_->members().findByName(fed_->siteName(0));
+  ASSERT_NE(site, nullptr);
+  {
+    auto io = kj::setupAsyncIo();
+    auto address =
+        io.provider->getNetwork().parseAddress("127.0.0.1", fed_->sitePort(0)).wait(io.waitScope);
+    auto transport = address->connect().wait(io.waitScope);
+    auto conn = protocol::secureConnect(kj::mv(transport), fed_->coordinator(), {site->publicKey})
+                    .wait(io.waitScope);
+    const kj::byte table[8] = {0, 0, 0, 0, 0, 0, 0, 1};  // one segment of 2^24 words
+    conn.stream->write(table, sizeof table).wait(io.waitScope);
+    // The site closes the connection: reads end (EOF or a disconnect), within a bounded time.
+    kj::byte buf[4096];
+    bool closed = false;
+    for (int i = 0; i < 100 && !closed; ++i) {
+      try {
+        auto n =
+            conn.stream->tryRead(buf, 1, sizeof buf)
+                .exclusiveJoin(
+                    io.provider->getTimer().afterDelay(100 * kj::MILLISECONDS).then([]() -> size_t {
+                      return SIZE_MAX;
+                    }))
+                .wait(io.waitScope);
+        if (n == 0) closed = true;
+      } catch (const kj::Exception&) {
+        closed = true;
+      }
+    }
+    EXPECT_TRUE(closed) << "the site kept the connection open";
+  }
+  EXPECT_EQ(metric("trialmesh_refusals_total{class=\"oversized\"}"), 1);
+  const std::string log = readFile(fed_->siteLogPath(0));
+  EXPECT_NE(log.find("message_oversized"), std::string::npos) << log;
+  EXPECT_NE(log.find("size=134217728"), std::string::npos) << log;
+  EXPECT_NE(log.find("limit=65536"), std::string::npos) << log;
+  EXPECT_NE(log.find("peer=coordinator"), std::string::npos) << log;
+  auto refusals = downloadRefusals();
+  ASSERT_EQ(refusals.size(), 1u);
+  EXPECT_EQ(refusals[0].reasonClass, "oversized");
+  EXPECT_EQ(refusals[0].peer, "coordinator");
+  EXPECT_NE(refusals[0].message.find("message of 134217728 bytes, more than the 65536"),
+            std::string::npos)
+      << refusals[0].message;
+  // The site still serves queries.
+  auto r =
+      runFederatedQuery(fed_->coordinator(), fed_->members(), LocalFederation::kStudy, "count", {});
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->answered(), 1u);
 }
 
 }  // namespace
