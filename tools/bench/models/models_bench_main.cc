@@ -215,6 +215,26 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
     Timing coxClean;
     std::vector<std::string> coxContributors;
     if (opt.quantiles) {
+      // The floor: one round reading the column at every site (count(age): a scan, no sort).
+      {
+        Timing t;
+        FitRun last;
+        for (int r = 0; r < opt.repeat; ++r) {
+          node::FederatedQueryOptions o;
+          o.deadline = std::chrono::seconds(120);
+          const auto t0 = Clock::now();
+          auto result = session.query(node::LocalFederation::kStudy, "count(age)", o);
+          if (!result) {
+            std::fprintf(stderr, "error: count(age): %s\n", result.status().toString().c_str());
+            return 1;
+          }
+          t.ms.push_back(msSince(t0));
+          last.rounds = result->rounds;
+          last.fits = 1;
+          last.contributed = result->answered();
+        }
+        row("count(age): one scan round, the floor", last, t);
+      }
       // Exact quantiles (issue #11): node::federatedQuantileQuery, every round through the
       // sites as a user's `trialmesh query 'median(age)'` runs it.
       for (const char* text : {"median(age)", "quantile(bmi, c(0.25, 0.5, 0.75))"}) {
