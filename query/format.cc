@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "query/disclosure.h"
+#include "query/survival_report.h"
 
 namespace trialmesh::query {
 
@@ -225,6 +226,7 @@ Json curveJson(const ResultTable& t, size_t i) {
   j["conf_level"] = c.confLevel;
   j["conf_type"] = "log";
   j["suppressed"] = hidden;
+  addReportJson(j, t, i);
   return j;
 }
 
@@ -333,6 +335,7 @@ std::string formatCsv(const ResultTable& table) {
     for (const char* c :
          {"median", "median_lower", "median_upper", "logrank_chisq", "logrank_df", "logrank_p"})
       header.push_back(c);
+    for (const std::string& c : reportCsvHeader(table)) header.push_back(c);
   }
   header.push_back("suppressed");
   header.push_back("suppressed_columns");
@@ -364,6 +367,8 @@ std::string formatCsv(const ResultTable& table) {
       out += "," + (lr ? csvNumber(lr->chiSquare) : "NA");
       out += "," + (lr ? csvNumber(lr->df) : "NA");
       out += "," + (lr ? csvNumber(lr->pValue) : "NA");
+      for (const std::string& v : reportCsvValues(table, known ? curve : table.curves.size()))
+        out += "," + v;
     }
     std::string list;
     for (size_t i = 0; i < suppressed.size(); ++i) list += (i ? ";" : "") + suppressed[i];

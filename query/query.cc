@@ -8,6 +8,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 #include "storage/utf8.h"
 
@@ -361,6 +362,7 @@ class Parser {
     if (*fn == AggFn::kKm) {
       TM_RETURN_IF_ERROR(expectPunct(",", "after the time variable of km(time, event)"));
       TM_ASSIGN_OR_RETURN(a.event, expectVariable("as the event variable of km(time, event)"));
+      TM_RETURN_IF_ERROR(parseKmOptions(a));
     } else if (*fn == AggFn::kHist) {
       TM_RETURN_IF_ERROR(expectPunct(
           ",", "after the variable of hist(var, from, to, width) or hist(var, [breaks])"));
@@ -393,6 +395,39 @@ class Parser {
     }
     TM_RETURN_IF_ERROR(expectPunct(")", fmt::format("to close {}(", aggFnName(*fn))));
     return a;
+  }
+
+  // km(time, event, times = [365, 730], rmean = 1825 | common): docs/query-language.md.
+  Status parseKmOptions(Aggregate& a) {
+    bool sawTimes = false, sawRmean = false;
+    while (isPunct(peek(), ",")) {
+      next();
+      const Token& opt = next();
+      const bool isTimes = opt.kind == Token::Kind::kIdent && iequals(opt.text, "times");
+      if (!isTimes && !(opt.kind == Token::Kind::kIdent && iequals(opt.text, "rmean")))
+        return error(opt, fmt::format("km() has options times = [...] and rmean = <time> or "
+                                      "common, found {}",
+                                      describe(opt)));
+      bool& seen = isTimes ? sawTimes : sawRmean;
+      if (seen) return error(opt, fmt::format("option '{}' is given twice", opt.text));
+      seen = true;
+      TM_RETURN_IF_ERROR(expectPunct("=", fmt::format("after the option '{}'", opt.text)));
+      if (isTimes) {
+        const Token& open = peek();
+        TM_ASSIGN_OR_RETURN(a.survTimes, parseNumberList("survival times"));
+        if (a.survTimes.empty()) return error(open, "times = [...] needs at least one time");
+        for (size_t k = 1; k < a.survTimes.size(); ++k)
+          if (!(a.survTimes[k - 1] < a.survTimes[k]))
+            return error(open, "the survival times must be strictly increasing");
+      } else if (isKeyword(peek(), "common")) {
+        next();
+        a.rmean = std::numeric_limits<double>::infinity();
+      } else {
+        TM_ASSIGN_OR_RETURN(double tau, expectNumber("(a time or common) after 'rmean ='"));
+        a.rmean = tau;
+      }
+    }
+    return Status::ok();
   }
 
   // A list of numbers in brackets: [1, -2.5e-3]; may be empty.
@@ -931,7 +966,13 @@ std::string aggregateText(const Aggregate& a) {
     return s + ")";
   }
   s += "(" + quoteName(a.var);
-  if (a.fn == AggFn::kKm) s += ", " + quoteName(a.event);
+  if (a.fn == AggFn::kKm) {
+    s += ", " + quoteName(a.event);
+    for (size_t i = 0; i < a.survTimes.size(); ++i)
+      s += (i ? ", " : ", times = [") + numberText(a.survTimes[i]) +
+           (i + 1 == a.survTimes.size() ? "]" : "");
+    if (a.rmean) s += ", rmean = " + (std::isinf(*a.rmean) ? "common" : numberText(*a.rmean));
+  }
   if (a.fn == AggFn::kHist) {
     if (a.uniformBins) {
       s += fmt::format(", {}, {}, {}", numberText(a.from), numberText(a.to), numberText(a.width));

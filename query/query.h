@@ -89,6 +89,10 @@ struct Aggregate {
   std::vector<double> beta;    // glm_sums, cox_sums (empty: all zero)
   std::vector<double> center;  // cox_sums: covariate centring (empty: none)
   std::vector<std::vector<double>> times;  // cox_sums: event-time grid per stratum
+  // km: times = [...] (summary(survfit, times =), strictly ascending) and rmean = tau
+  // (print(survfit, rmean =)); +infinity stands for rmean = common. Coordinator-only figures.
+  std::vector<double> survTimes;
+  std::optional<double> rmean;
 
   // min and max reveal individual values: a policy layer may refuse them.
   bool disclosive() const { return fn == AggFn::kMin || fn == AggFn::kMax; }

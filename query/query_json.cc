@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "query/query.h"
@@ -217,6 +218,21 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   if (a.fn == AggFn::kKm) {
     TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
     TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
+    if (auto t = j.find("times"); t != j.end()) {
+      TM_ASSIGN_OR_RETURN(a.survTimes, getNumberList(*t, path + ".times"));
+      if (a.survTimes.empty()) return jsonError(path + ".times", "needs at least one time");
+      for (size_t k = 1; k < a.survTimes.size(); ++k)
+        if (!(a.survTimes[k - 1] < a.survTimes[k]))
+          return jsonError(path + ".times", "must be strictly increasing");
+    }
+    if (auto r = j.find("rmean"); r != j.end()) {
+      if (r->is_string() && r->get<std::string>() == "common") {
+        a.rmean = std::numeric_limits<double>::infinity();
+      } else {
+        TM_ASSIGN_OR_RETURN(double tau, getNumber(*r, path + ".rmean"));
+        a.rmean = tau;
+      }
+    }
     return a;
   }
   if (a.fn == AggFn::kCount && !j.contains("var")) return a;
@@ -368,6 +384,8 @@ std::string toJson(const Query& query) {
     if (a.fn == AggFn::kKm) {
       s["time"] = a.var;
       s["event"] = a.event;
+      if (!a.survTimes.empty()) s["times"] = a.survTimes;
+      if (a.rmean) s["rmean"] = std::isinf(*a.rmean) ? json("common") : json(*a.rmean);
     } else if (!a.var.empty()) {
       s["var"] = a.var;
     }
