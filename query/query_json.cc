@@ -228,9 +228,11 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
     if (auto r = j.find("rmean"); r != j.end()) {
       if (r->is_string() && r->get<std::string>() == "common") {
         a.rmean = std::numeric_limits<double>::infinity();
-      } else {
+      } else if (r->is_number()) {
         TM_ASSIGN_OR_RETURN(double tau, getNumber(*r, path + ".rmean"));
         a.rmean = tau;
+      } else {
+        return jsonError(path + ".rmean", "must be a number (a time) or \"common\"");
       }
     }
     return a;
