@@ -404,6 +404,11 @@ class Parser {
       next();
       const Token& opt = next();
       const bool isTimes = opt.kind == Token::Kind::kIdent && iequals(opt.text, "times");
+      if (opt.kind == Token::Kind::kIdent && iequals(opt.text, "strata"))
+        return error(opt,
+                     "km() takes no strata: the stratified log-rank test is not available in "
+                     "queries yet; run km(...) by the group, or coxph(time, event ~ group, "
+                     "strata = s) for a stratified comparison");
       if (!isTimes && !(opt.kind == Token::Kind::kIdent && iequals(opt.text, "rmean")))
         return error(opt, fmt::format("km() has options times = [...] and rmean = <time> or "
                                       "common, found {}",

@@ -48,7 +48,7 @@ Status addSurvivalReports(ResultTable& table, const std::vector<stats::KmCurve>&
   }
   if (km.rmean) table.appendix = stats::formatKmTableWithRmean(curves, table.reports, call);
   if (!km.survTimes.empty())
-    table.appendix += "\n" + stats::formatSurvivalAtTimes(curves, table.reports);
+    table.appendix += "\n" + stats::formatSurvivalAtTimes(curves, table.reports, call);
   return Status::ok();
 }
 

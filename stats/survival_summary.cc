@@ -206,9 +206,12 @@ Result<LogRankTest> stratifiedLogRank(const std::vector<std::vector<SurvivalGrou
 }
 
 std::string formatSurvivalAtTimes(const std::vector<KmCurve>& curves,
-                                  const std::vector<SurvivalReport>& reports) {
+                                  const std::vector<SurvivalReport>& reports,
+                                  const std::string& call) {
   std::ostringstream out;
+  if (!call.empty()) out << "Call: " << call << "\n\n";
   for (size_t c = 0; c < curves.size() && c < reports.size(); ++c) {
+    if (curves[c].rows.empty()) continue;
     std::vector<std::string> rowNames, risk, event;
     std::vector<double> times, surv, se, lo, hi;
     for (const SurvivalAtTime& r : reports[c].atTimes) {

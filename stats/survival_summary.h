@@ -59,9 +59,11 @@ RestrictedMean restrictedMean(const KmCurve& curve, double tau, double start);
 // mismatched strata or malformed points, or a singular variance.
 Result<LogRankTest> stratifiedLogRank(const std::vector<std::vector<SurvivalGroup>>& strata);
 
-// Text in R's layout: summary(fit, times = ...) per curve.
+// Text in R's layout: summary(fit, times = ...) per curve, after "Call: <call>" when given.
+// Curves without rows are left out, as survfit drops an empty group.
 std::string formatSurvivalAtTimes(const std::vector<KmCurve>& curves,
-                                  const std::vector<SurvivalReport>& reports);
+                                  const std::vector<SurvivalReport>& reports,
+                                  const std::string& call = "");
 // print(fit, rmean = tau): n, events, rmean*, se(rmean), median and its limits per curve, and
 // the footnote naming the upper limit.
 std::string formatKmTableWithRmean(const std::vector<KmCurve>& curves,
