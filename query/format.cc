@@ -230,7 +230,7 @@ Json curveJson(const ResultTable& t, size_t i) {
   return j;
 }
 
-Json logRankJson(const stats::LogRankTest& test) {
+Json logRankJson(const stats::LogRankTest& test, const std::string& strata) {
   Json groups = Json::array();
   for (const auto& g : test.groups) {
     groups.push_back({{"group", g.name},
@@ -249,6 +249,7 @@ Json logRankJson(const stats::LogRankTest& test) {
   Json j;
   j["test"] = "logrank";
   j["rho"] = 0;
+  j["strata"] = strata.empty() ? Json() : Json(strata);  // km(..., strata = s)
   j["groups"] = std::move(groups);
   j["variance"] = std::move(variance);
   j["chi_square"] = jsonNumber(test.chiSquare);
@@ -321,7 +322,7 @@ std::string formatJson(const ResultTable& table) {
     Json curves = Json::array();
     for (size_t i = 0; i < table.curves.size(); ++i) curves.push_back(curveJson(table, i));
     j["curves"] = std::move(curves);
-    j["logrank"] = table.logRank ? logRankJson(*table.logRank) : Json();
+    j["logrank"] = table.logRank ? logRankJson(*table.logRank, table.logRankStrata) : Json();
   }
   j["notes"] = table.notes;
   return j.dump();

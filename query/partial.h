@@ -132,6 +132,7 @@ struct ResultTable {
   std::vector<stats::KmCurve> curves;
   std::vector<bool> curveSuppressed;
   std::optional<stats::LogRankTest> logRank;
+  std::string logRankStrata;  // km(..., strata = s): the test is stratified by s
   // km(..., times = [...], rmean = ...): per curve in curve order, survival at the times and the
   // restricted mean (query/survival_report.h); empty without those options. Disclosure control
   // clears a suppressed group's, and every group's rmean when its tau is "common".

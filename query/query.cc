@@ -397,26 +397,28 @@ class Parser {
     return a;
   }
 
-  // km(time, event, times = [365, 730], rmean = 1825 | common): docs/query-language.md.
+  // km(time, event, times = [365, 730], rmean = 1825 | common, strata = s):
+  // docs/query-language.md.
   Status parseKmOptions(Aggregate& a) {
-    bool sawTimes = false, sawRmean = false;
+    bool sawTimes = false, sawRmean = false, sawStrata = false;
     while (isPunct(peek(), ",")) {
       next();
       const Token& opt = next();
-      const bool isTimes = opt.kind == Token::Kind::kIdent && iequals(opt.text, "times");
-      if (opt.kind == Token::Kind::kIdent && iequals(opt.text, "strata"))
-        return error(opt,
-                     "km() takes no strata: the stratified log-rank test is not available in "
-                     "queries yet; run km(...) by the group, or coxph(time, event ~ group, "
-                     "strata = s) for a stratified comparison");
-      if (!isTimes && !(opt.kind == Token::Kind::kIdent && iequals(opt.text, "rmean")))
-        return error(opt, fmt::format("km() has options times = [...] and rmean = <time> or "
-                                      "common, found {}",
+      const bool ident = opt.kind == Token::Kind::kIdent && !opt.quotedIdent;
+      const bool isTimes = ident && iequals(opt.text, "times");
+      const bool isStrata = ident && iequals(opt.text, "strata");
+      if (!isTimes && !isStrata && !(ident && iequals(opt.text, "rmean")))
+        return error(opt, fmt::format("km() has options times = [...], rmean = <time> or "
+                                      "common, and strata = <variable>; found {}",
                                       describe(opt)));
-      bool& seen = isTimes ? sawTimes : sawRmean;
+      bool& seen = isTimes ? sawTimes : isStrata ? sawStrata : sawRmean;
       if (seen) return error(opt, fmt::format("option '{}' is given twice", opt.text));
       seen = true;
       TM_RETURN_IF_ERROR(expectPunct("=", fmt::format("after the option '{}'", opt.text)));
+      if (isStrata) {
+        TM_ASSIGN_OR_RETURN(a.strata, expectVariable("after 'strata ='"));
+        continue;
+      }
       if (isTimes) {
         const Token& open = peek();
         TM_ASSIGN_OR_RETURN(a.survTimes, parseNumberList("survival times"));
@@ -977,6 +979,7 @@ std::string aggregateText(const Aggregate& a) {
       s += (i ? ", " : ", times = [") + numberText(a.survTimes[i]) +
            (i + 1 == a.survTimes.size() ? "]" : "");
     if (a.rmean) s += ", rmean = " + (std::isinf(*a.rmean) ? "common" : numberText(*a.rmean));
+    if (!a.strata.empty()) s += ", strata = " + quoteName(a.strata);
   }
   if (a.fn == AggFn::kHist) {
     if (a.uniformBins) {

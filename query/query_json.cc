@@ -235,6 +235,9 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
         return jsonError(path + ".rmean", "must be a number (a time) or \"common\"");
       }
     }
+    if (j.contains("strata")) {
+      TM_ASSIGN_OR_RETURN(a.strata, getString(j, "strata", path));
+    }
     return a;
   }
   if (a.fn == AggFn::kCount && !j.contains("var")) return a;
@@ -388,6 +391,7 @@ std::string toJson(const Query& query) {
       s["event"] = a.event;
       if (!a.survTimes.empty()) s["times"] = a.survTimes;
       if (a.rmean) s["rmean"] = std::isinf(*a.rmean) ? json("common") : json(*a.rmean);
+      if (!a.strata.empty()) s["strata"] = a.strata;
     } else if (!a.var.empty()) {
       s["var"] = a.var;
     }

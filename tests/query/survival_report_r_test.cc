@@ -16,6 +16,8 @@
 #include <set>
 #include <sstream>
 
+#include "query/disclosure.h"
+#include "query/stratified_km.h"
 #include "query_test_util.h"
 #include "stats/survival_summary.h"
 
@@ -395,6 +397,91 @@ TEST_F(SurvivalReportRTest, StratifiedLogRankEqualsSurvdiff) {
       EXPECT_TRUE(relClose(g.variance, want[3], 1e-10));
     }
   }
+}
+
+// The query surface: km(time, status, strata = s) by g runs the km by g and the km by g, s;
+// the curves are those of the km by g, the test is survdiff(... ~ g + strata(s)).
+TEST_F(SurvivalReportRTest, KmWithStrataGivesSurvdiffWithStrata) {
+  struct Case {
+    std::string id, text;
+    const Data* data;
+  };
+  for (const Case& k :
+       {Case{"syn", "km(time, status, strata = s) by g", &syn_},
+        Case{"lunginst", "km(time, status, times = [365], strata = inst) by sex", &lung_},
+        Case{"lungecog", "km(time, status, strata = `ph.ecog`) by sex", &lung_}}) {
+    SCOPED_TRACE(k.text);
+    auto request = parseStratifiedKm(k.text);
+    ASSERT_TRUE(request.isOk() && request->has_value()) << request.status().toString();
+    const StratifiedKmRequest& r = **request;
+    auto curves = federated(*k.data, r.curveQuery);
+    auto strata = federated(*k.data, r.strataQuery);
+    ASSERT_TRUE(curves.isOk() && strata.isOk());
+    const ResultTable plain = *curves;
+    ASSERT_TRUE(applyStratifiedLogRank(*curves, *strata, r).isOk());
+    ASSERT_TRUE(curves->logRank.has_value());
+    EXPECT_EQ(curves->logRankStrata, k.id == "syn" ? "s" : k.id == "lunginst" ? "inst" : "ph.ecog");
+    EXPECT_TRUE(relClose(curves->logRank->chiSquare, value("lr " + k.id + " chisq")[0], 1e-10));
+    for (const auto& g : curves->logRank->groups) {
+      const auto& want = value("lr " + k.id + " " + g.name);
+      ASSERT_EQ(want.size(), 4u) << g.name;
+      EXPECT_EQ(static_cast<double>(g.n), want[0]) << g.name;
+      EXPECT_EQ(g.observed, want[1]) << g.name;
+      EXPECT_TRUE(relClose(g.expected, want[2], 1e-10)) << g.name;
+      EXPECT_TRUE(relClose(g.variance, want[3], 1e-10)) << g.name;
+    }
+    // The curves (with the rows whose stratum is missing) are the km by the groups.
+    EXPECT_EQ(curves->rows, plain.rows);
+    EXPECT_NE(plain.logRank->chiSquare, curves->logRank->chiSquare);
+    std::string notes;
+    for (const auto& n : curves->notes) notes += n + "\n";
+    EXPECT_EQ(notes.find("\nlog-rank test: "), std::string::npos) << notes;
+    EXPECT_NE(notes.find("stratified log-rank test (strata = "), std::string::npos) << notes;
+    EXPECT_EQ(curves->appendix.find("Call:\n" + r.curveQuery + "\n"), std::string::npos)
+        << curves->appendix;  // the plain survdiff printout is gone
+    EXPECT_NE(curves->appendix.find("Call:\n" + r.call + "\n"), std::string::npos)
+        << curves->appendix;
+    const auto j = nlohmann::json::parse(formatJson(*curves));
+    EXPECT_EQ(j["logrank"]["strata"].get<std::string>(), curves->logRankStrata);
+    EXPECT_TRUE(relClose(j["logrank"]["chi_square"].get<double>(), curves->logRank->chiSquare, 0));
+  }
+}
+
+// A (group, stratum) cell below the minimum withholds the test (its counts were not released).
+TEST_F(SurvivalReportRTest, KmWithStrataWithholdsTheTestWhenACellIsSuppressed) {
+  auto request = parseStratifiedKm("km(time, status, strata = inst) by sex");
+  ASSERT_TRUE(request.isOk() && request->has_value());
+  auto curves = federated(lung_, (*request)->curveQuery);
+  ASSERT_TRUE(curves.isOk());
+  auto q = parseQuery((*request)->strataQuery);
+  auto b = bindQuery(*q, *lung_.dict);
+  ASSERT_TRUE(b.isOk()) << b.status().toString();
+  auto p = execute(*b, *lung_.sites[0], threadsOnly(1));  // one site: many small cells
+  ASSERT_TRUE(p.isOk());
+  auto released = finalizeWithDisclosureControl(*p, *b, DisclosurePolicy{5});
+  ASSERT_TRUE(released.isOk()) << released.status().toString();
+  ASSERT_TRUE(applyStratifiedLogRank(*curves, released->table, **request).isOk());
+  EXPECT_FALSE(curves->logRank.has_value());
+  std::string notes;
+  for (const auto& n : curves->notes) notes += n + "\n";
+  EXPECT_NE(notes.find("stratified log-rank test (strata = inst): withheld because"),
+            std::string::npos)
+      << notes;
+  EXPECT_EQ(notes.find("\nlog-rank test: chisq"), std::string::npos) << notes;
+}
+
+TEST(StratifiedKmRequest, RewritesTheQueryIntoTwo) {
+  auto r = parseStratifiedKm("km(t, e, rmean = common, strata = site) where age > 50 by arm");
+  ASSERT_TRUE(r.isOk() && r->has_value()) << r.status().toString();
+  EXPECT_EQ((*r)->curveQuery, "km(t, e, rmean = common) where age > 50 by arm");
+  EXPECT_EQ((*r)->strataQuery, "km(t, e) where age > 50 and site is not missing by arm, site");
+  EXPECT_EQ((*r)->call, "km(t, e, rmean = common, strata = site) where age > 50 by arm");
+  auto plain = parseStratifiedKm("km(t, e) by arm");
+  ASSERT_TRUE(plain.isOk());
+  EXPECT_FALSE(plain->has_value());
+  auto bad = parseStratifiedKm("km(t, e, strata = arm) by arm");
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("also a 'by' variable"), std::string::npos);
 }
 
 }  // namespace
