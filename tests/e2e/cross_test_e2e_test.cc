@@ -188,6 +188,17 @@ TEST_F(CrossTestE2e, SecureKmTimesRmeanAndStrataEqualROnThePooledRows) {
   }
   EXPECT_EQ(result["logrank"]["strata"], "ecog");
   near(result["logrank"]["chi_square"].get<double>(), r.at("lr.chisq.1"), 1e-10, "chisq");
+
+  // An unknown stratum is named, whichever side (coordinator or sites) finds it.
+  const fs::path out = dir_ / "bad.txt";
+  const std::string cmd = "timeout 60 " + std::string(TRIALMESH_CLI_BINARY) +
+                          " query --study LUNG-7 --members " + fed_->membersPath() +
+                          " --identity " + fed_->coordinatorKeyPath() +
+                          " 'km(time, event, strata = nosuch) by sex' > " + out.string() + " 2>&1";
+  (void)std::system(cmd.c_str());
+  const std::string text = slurp(out);
+  EXPECT_NE(text.find("nosuch"), std::string::npos) << text;
+  EXPECT_EQ(text.find("log-rank test: chisq"), std::string::npos) << text;
 }
 
 }  // namespace

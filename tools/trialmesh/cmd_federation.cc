@@ -72,10 +72,14 @@ Status applyStratifiedResult(node::FederatedResult& curves, const node::Federate
     return out;
   };
   if (!strata.table || answered(strata) != answered(curves)) {
-    query::withholdStratifiedLogRank(
-        *curves.table, request,
-        "the sites answering " + request.strataQuery + " differ from the curves'" +
-            (strata.refusal.empty() ? std::string() : " (" + strata.refusal + ")"));
+    // The first reason a site gave (e.g. an unknown stratum variable), or the refusal.
+    std::string why = strata.refusal;
+    for (const auto& s : strata.sites)
+      if (why.empty() && !s.reason.empty()) why = s.site + ": " + s.reason;
+    query::withholdStratifiedLogRank(*curves.table, request,
+                                     "the sites answering " + request.strataQuery +
+                                         " differ from the curves'" +
+                                         (why.empty() ? std::string() : " (" + why + ")"));
     return Status::ok();
   }
   return query::applyStratifiedLogRank(*curves.table, *strata.table, request);

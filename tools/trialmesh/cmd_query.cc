@@ -122,6 +122,8 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "      'count where age >= 65 and sex = \"F\"'\n"
       "  trialmesh query --local --store site1 --dataset lung7 \\\n"
       "      'coxph(time, event ~ age + sex + arm, ties = efron)'\n"
+      "  trialmesh query --local --store site1 --dataset lung7 \\\n"
+      "      'km(time, event, times = [180, 365], rmean = 365, strata = ecog) by sex'\n"
       "Models (lm, glm with family = binomial, coxph) run as rounds of ordinary queries and\n"
       "print in R's layout (--json / --csv for programs). Under secure aggregation (the\n"
       "default) km and coxph count times on the approval's time_bin grid (docs/privacy.md).\n"
