@@ -76,10 +76,11 @@ Status applyStratifiedResult(node::FederatedResult& curves, const node::Federate
     std::string why = strata.refusal;
     for (const auto& s : strata.sites)
       if (why.empty() && !s.reason.empty()) why = s.site + ": " + s.reason;
+    const std::string what =
+        strata.table ? "the sites answering " + request.strataQuery + " differ from the curves'"
+                     : request.strataQuery + " gave no result";
     query::withholdStratifiedLogRank(*curves.table, request,
-                                     "the sites answering " + request.strataQuery +
-                                         " differ from the curves'" +
-                                         (why.empty() ? std::string() : " (" + why + ")"));
+                                     what + (why.empty() ? std::string() : " (" + why + ")"));
     return Status::ok();
   }
   return query::applyStratifiedLogRank(*curves.table, *strata.table, request);
