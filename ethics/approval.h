@@ -52,8 +52,9 @@ Date dateFromUnixMs(int64_t ms);
 
 // Analyses an approval may list. Disclosive ones reveal single records' values and must be
 // listed in `disclosive_analyses`, never in `analyses`.
-inline constexpr std::string_view kKnownAnalyses[] = {
-    "count", "sum", "mean", "var", "sd", "hist", "km", "min", "max", "lm", "glm", "coxph"};
+inline constexpr std::string_view kKnownAnalyses[] = {"count", "sum",   "mean",    "var", "sd",
+                                                      "hist",  "km",    "min",     "max", "lm",
+                                                      "glm",   "coxph", "quantile"};
 inline constexpr std::string_view kDisclosiveAnalyses[] = {"min", "max"};
 bool isDisclosiveAnalysis(std::string_view analysis);
 

@@ -30,9 +30,9 @@ std::string leftOutText(const std::vector<std::string>& order,
 
 }  // namespace
 
-Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const std::string& study,
-                                             const query::Query& model,
-                                             const FederatedModelOptions& options) {
+Result<query::ModelSites> runOnFixedSites(
+    CoordinatorSession& session, const std::string& study, const FederatedModelOptions& options,
+    const std::function<Status(const query::RoundRunner&)>& rounds) {
   const auto start = Clock::now();
   const auto end = start + options.deadline;
   const std::chrono::milliseconds roundLimit =
@@ -78,7 +78,7 @@ Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const 
         return Status::failedPrecondition(r.refusal.empty() ? "no site answered" : r.refusal);
       return query::RoundAnswer{std::move(*r.merged), std::move(*r.table)};
     };
-    Result<query::ModelResult> result = query::fitModel(model, runner);
+    Status result = rounds(runner);
     if (result.isOk()) {
       query::ModelSites sites;
       sites.mode = ethics::aggregationModeName(mode);
@@ -93,10 +93,9 @@ Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const 
         if (!s.contributed) s.reason = it->second.reason;
         sites.sites.push_back(std::move(s));
       }
-      result->sites = std::move(sites);
-      return result;
+      return sites;
     }
-    const Status& error = result.status();
+    const Status& error = result;
     if (!dropped || error.code() == StatusCode::kFailedPrecondition) {
       if (leftOut.empty()) return error;
       return Status(error.code(),
@@ -119,6 +118,35 @@ Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const 
                       "sites left out ({})",
                       study, options.deadline.count(), why));
   }
+}
+
+Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const std::string& study,
+                                             const query::Query& model,
+                                             const FederatedModelOptions& options) {
+  std::optional<query::ModelResult> fit;
+  TM_ASSIGN_OR_RETURN(
+      query::ModelSites sites,
+      runOnFixedSites(session, study, options, [&](const query::RoundRunner& run) -> Status {
+        TM_ASSIGN_OR_RETURN(fit, query::fitModel(model, run));
+        return Status::ok();
+      }));
+  fit->sites = std::move(sites);
+  return std::move(*fit);
+}
+
+Result<query::QuantileQueryResult> federatedQuantileQuery(CoordinatorSession& session,
+                                                          const std::string& study,
+                                                          const query::Query& q,
+                                                          const FederatedModelOptions& options) {
+  std::optional<query::QuantileQueryResult> result;
+  TM_ASSIGN_OR_RETURN(
+      query::ModelSites sites,
+      runOnFixedSites(session, study, options, [&](const query::RoundRunner& run) -> Status {
+        TM_ASSIGN_OR_RETURN(result, query::runQuantileQuery(q, run));
+        return Status::ok();
+      }));
+  result->sites = std::move(sites);
+  return std::move(*result);
 }
 
 query::RoundRunner federatedRoundRunner(CoordinatorSession& session, std::string study,

@@ -23,6 +23,7 @@
 
 #include "node/coordinator.h"
 #include "query/model_runner.h"
+#include "query/quantile_query.h"
 
 namespace trialmesh::node {
 
@@ -52,6 +53,21 @@ struct FederatedModelOptions {
 Result<query::ModelResult> fitFederatedModel(CoordinatorSession& session, const std::string& study,
                                              const query::Query& model,
                                              const FederatedModelOptions& options = {});
+
+// A quantile query (query/quantile_query.h) over the sites of `study` that can take part, with
+// the same fixed-site rule, restarts, deadline and errors as a model fit: its rounds of counts
+// must all be summed over the same sites, or the select would narrow on the wrong ranks.
+Result<query::QuantileQueryResult> federatedQuantileQuery(
+    CoordinatorSession& session, const std::string& study, const query::Query& q,
+    const FederatedModelOptions& options = {});
+
+// The loop both use: runs `rounds` (which calls its RoundRunner once per round) on one fixed
+// set of sites, restarting it without a site that refused, was down or missed a round, while
+// the quorum, maxFits and the deadline allow. Returns every site of the study, contributed or
+// left out and why; `rounds`'s own error when it fails for another reason.
+Result<query::ModelSites> runOnFixedSites(
+    CoordinatorSession& session, const std::string& study, const FederatedModelOptions& options,
+    const std::function<Status(const query::RoundRunner&)>& rounds);
 
 // A query::RoundRunner that sends each round to every site of `study`: a round in which any site
 // did not answer fails, naming every such site and its reason (no restart; fitFederatedModel

@@ -231,6 +231,9 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
       case AggFn::kHist:
         add(stat, Field::kBinCounts, Kind::kCount, cells * a.breaks.size());  // bins + 1 slots
         break;
+      case AggFn::kQuantileCounts:  // one cell; every bucket of every interval, then outside
+        add(stat, Field::kBinCounts, Kind::kCount, a.keyBounds.size() / 2 * size_t{a.buckets} + 1);
+        break;
       case AggFn::kKm:
       case AggFn::kCoxTimes: {
         // cox_times: the distinct event times per stratum, as event counts on the km grid
@@ -545,7 +548,9 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
         TM_RETURN_IF_ERROR(countsInto(s.missing));
         break;
       case Field::kBinCounts:
-        s.bins = static_cast<uint32_t>(a.breaks.size() - 1);
+        s.bins = a.fn == AggFn::kQuantileCounts
+                     ? static_cast<uint32_t>(a.keyBounds.size() / 2 * a.buckets)
+                     : static_cast<uint32_t>(a.breaks.size() - 1);
         TM_RETURN_IF_ERROR(countsInto(s.binCounts));
         break;
       case Field::kIntegerSum:

@@ -669,6 +669,16 @@ class Binder {
       case AggFn::kCoxTimes:
       case AggFn::kCoxSums:
         break;  // handled above
+      case AggFn::kQuantile:
+        return Status::invalidArgument(
+            fmt::format("{}: a quantile is computed by the coordinator in rounds of counts "
+                        "(trialmesh query runs them); a site answers quantile_counts rounds only",
+                        what));
+      case AggFn::kQuantileCounts:
+        if (!isNumeric(v.type)) return typeError("an integer or real variable");
+        b.keyBounds = a.keyBounds;
+        b.buckets = a.buckets;
+        break;
       case AggFn::kKm: {
         // The coordinator runs km(..., strata = s) as two ordinary queries
         // (query/stratified_km.h); a site never executes it.
@@ -759,7 +769,13 @@ Result<BoundQuery> bindQuery(const Query& query, const storage::Dictionary& dict
       }
       plan->model = std::move(m);
     }
-    if ((a.fn == AggFn::kHist || a.fn == AggFn::kKm) && query.select.size() > 1) {
+    if (a.fn == AggFn::kQuantileCounts && !query.by.empty())
+      return Status::invalidArgument(
+          fmt::format("{} cannot be grouped with 'by': run one quantile per group with 'where'",
+                      aggregateText(a)));
+    if ((a.fn == AggFn::kHist || a.fn == AggFn::kKm || a.fn == AggFn::kQuantile ||
+         a.fn == AggFn::kQuantileCounts) &&
+        query.select.size() > 1) {
       return Status::invalidArgument(fmt::format(
           "{} must be the only statistic of its query (it produces its own rows); run the "
           "other statistics as a separate query",

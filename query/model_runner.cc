@@ -210,18 +210,14 @@ std::string csvQuote(const std::string& s) {
   return q + "\"";
 }
 
-std::string eventsText(const ModelResult& r) {
-  return r.events ? std::to_string(*r.events) : std::string("NA");
-}
+}  // namespace
 
-// The "Sites:" block of the text layout.
-std::string sitesText(const ModelResult& r) {
-  const ModelSites& f = *r.sites;
+std::string modelSitesText(const ModelSites& f, uint64_t n, std::optional<uint64_t> events) {
   size_t contributed = 0;
   for (const auto& s : f.sites) contributed += s.contributed ? 1 : 0;
   std::string out = fmt::format(
       "\nSites: {} of {} contributed ({} aggregation, approval {}); n = {}{}\n", contributed,
-      f.sites.size(), f.mode, f.approval, r.n, r.events ? ", events = " + eventsText(r) : "");
+      f.sites.size(), f.mode, f.approval, n, events ? ", events = " + std::to_string(*events) : "");
   std::string names;
   for (const auto& s : f.sites)
     if (s.contributed) names += (names.empty() ? "" : " ") + s.site;
@@ -229,19 +225,46 @@ std::string sitesText(const ModelResult& r) {
   for (const auto& s : f.sites)
     if (!s.contributed) out += "  left out: " + s.site + " (" + s.outcome + ": " + s.reason + ")\n";
   if (f.fits > 1)
-    out += fmt::format("  the fit was restarted {} time{} without the sites that dropped out\n",
-                       f.fits - 1, f.fits == 2 ? "" : "s");
+    out += fmt::format("  restarted {} time{} without the sites that dropped out\n", f.fits - 1,
+                       f.fits == 2 ? "" : "s");
   return out;
 }
 
-}  // namespace
+std::string modelSitesJson(const ModelSites& f, uint64_t n, std::optional<uint64_t> events) {
+  nlohmann::json sites;
+  sites["mode"] = f.mode;
+  sites["approval"] = f.approval;
+  sites["n"] = n;
+  sites["events"] = events ? nlohmann::json(*events) : nlohmann::json(nullptr);
+  sites["fits"] = f.fits;
+  sites["contributed"] = nlohmann::json::array();
+  sites["left_out"] = nlohmann::json::array();
+  for (const auto& s : f.sites) {
+    if (s.contributed) {
+      sites["contributed"].push_back(s.site);
+    } else {
+      sites["left_out"].push_back({{"site", s.site}, {"outcome", s.outcome}, {"reason", s.reason}});
+    }
+  }
+  return sites.dump();
+}
+
+std::string modelSitesCsv(const ModelSites& f, uint64_t n, std::optional<uint64_t> events) {
+  std::string out = "site,status,reason,mode,approval,n,events,fits\n";
+  for (const auto& s : f.sites)
+    out += fmt::format("{},{},{},{},{},{},{},{}\n", csvQuote(s.site),
+                       s.contributed ? "contributed" : csvQuote("left out: " + s.outcome),
+                       csvQuote(s.reason), f.mode, csvQuote(f.approval), n,
+                       events ? std::to_string(*events) : std::string("NA"), f.fits);
+  return out;
+}
 
 std::string formatModel(const ModelResult& r) {
   std::string out;
   if (r.linear) out = stats::formatLinear(*r.linear, r.call);
   if (r.logistic) out = stats::formatLogistic(*r.logistic, r.call);
   if (r.cox) out = stats::formatCox(*r.cox, r.call);
-  if (r.sites) out += sitesText(r);
+  if (r.sites) out += modelSitesText(*r.sites, r.n, r.events);
   out += fmt::format("\n({} round{} of site queries)\n", r.roundQueries.size(),
                      r.roundQueries.size() == 1 ? "" : "s");
   return out;
@@ -257,23 +280,7 @@ std::string modelJson(const ModelResult& r) {
   j["rounds"] = r.roundQueries.size();
   if (r.sites) {
     // A section of its own, so the fit's fields keep their layout.
-    nlohmann::json sites;
-    sites["mode"] = r.sites->mode;
-    sites["approval"] = r.sites->approval;
-    sites["n"] = r.n;
-    sites["events"] = r.events ? nlohmann::json(*r.events) : nlohmann::json(nullptr);
-    sites["fits"] = r.sites->fits;
-    sites["contributed"] = nlohmann::json::array();
-    sites["left_out"] = nlohmann::json::array();
-    for (const auto& s : r.sites->sites) {
-      if (s.contributed) {
-        sites["contributed"].push_back(s.site);
-      } else {
-        sites["left_out"].push_back(
-            {{"site", s.site}, {"outcome", s.outcome}, {"reason", s.reason}});
-      }
-    }
-    j["sites"] = std::move(sites);
+    j["sites"] = nlohmann::json::parse(modelSitesJson(*r.sites, r.n, r.events));
   }
   return j.dump();
 }
@@ -341,23 +348,11 @@ std::string coefficientsCsv(const ModelResult& r) {
   return out;
 }
 
-// The second CSV table: one row per site of the study, with the fit's mode, approval, n and
-// events on every row so the table stands alone when loaded.
-std::string sitesCsv(const ModelResult& r) {
-  std::string out = "site,status,reason,mode,approval,n,events,fits\n";
-  for (const auto& s : r.sites->sites)
-    out += fmt::format("{},{},{},{},{},{},{},{}\n", csvQuote(s.site),
-                       s.contributed ? "contributed" : csvQuote("left out: " + s.outcome),
-                       csvQuote(s.reason), r.sites->mode, csvQuote(r.sites->approval), r.n,
-                       eventsText(r), r.sites->fits);
-  return out;
-}
-
 }  // namespace
 
 std::string modelCsv(const ModelResult& r) {
   std::string out = coefficientsCsv(r);
-  if (r.sites) out += "\n" + sitesCsv(r);
+  if (r.sites) out += "\n" + modelSitesCsv(*r.sites, r.n, r.events);
   return out;
 }
 

@@ -57,6 +57,14 @@ struct ModelSites {
   std::vector<ModelSiteStatus> sites;
 };
 
+// The sites block of a federated result (a model fit or a quantile; the "n" and "events" over
+// the contributing sites): text ("Sites: 18 of 20 contributed (secure aggregation, approval
+// LUNG-7 v1); n = 142 ..."), a JSON object {"mode", "approval", "n", "events", "fits",
+// "contributed", "left_out"} and a CSV table (site,status,reason,mode,approval,n,events,fits).
+std::string modelSitesText(const ModelSites& sites, uint64_t n, std::optional<uint64_t> events);
+std::string modelSitesJson(const ModelSites& sites, uint64_t n, std::optional<uint64_t> events);
+std::string modelSitesCsv(const ModelSites& sites, uint64_t n, std::optional<uint64_t> events);
+
 struct ModelResult {
   AggFn fn = AggFn::kLm;
   std::string call;                 // canonical text of the model query

@@ -333,6 +333,7 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
       const uint64_t n = s.n[c];
       switch (a.fn) {
         case AggFn::kCount:
+        case AggFn::kQuantileCounts:  // its rows with a value; the counts stay in the partial
           row.push_back(static_cast<int64_t>(n));
           break;
         case AggFn::kSum:

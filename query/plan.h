@@ -86,6 +86,9 @@ struct BoundAggregate {
   std::vector<double> breaks;
   bool uniform = false;
   double from = 0, width = 0;
+  // quantile_counts: [lo, hi] key pairs and buckets per interval (query/quantile.h).
+  std::vector<uint64_t> keyBounds;
+  uint32_t buckets = 0;
   // Index of an earlier select entry computing the same state (mean/var/sd of one variable),
   // or -1. The engine computes it once and copies.
   int sameStateAs = -1;

@@ -44,10 +44,14 @@ bool isPlainIdentifier(std::string_view s) {
   return true;
 }
 
-constexpr AggFn kAllFns[] = {AggFn::kCount,  AggFn::kSum,     AggFn::kMean,     AggFn::kVar,
-                             AggFn::kSd,     AggFn::kMin,     AggFn::kMax,      AggFn::kHist,
-                             AggFn::kKm,     AggFn::kLm,      AggFn::kGlm,      AggFn::kCoxph,
-                             AggFn::kLmSums, AggFn::kGlmSums, AggFn::kCoxTimes, AggFn::kCoxSums};
+// Shortest text that reads back as the same double.
+std::string numberText(double v);
+
+constexpr AggFn kAllFns[] = {
+    AggFn::kCount,   AggFn::kSum,      AggFn::kMean,          AggFn::kVar,     AggFn::kSd,
+    AggFn::kMin,     AggFn::kMax,      AggFn::kHist,          AggFn::kKm,      AggFn::kLm,
+    AggFn::kGlm,     AggFn::kCoxph,    AggFn::kLmSums,        AggFn::kGlmSums, AggFn::kCoxTimes,
+    AggFn::kCoxSums, AggFn::kQuantile, AggFn::kQuantileCounts};
 
 struct Token {
   enum class Kind { kIdent, kNumber, kString, kPunct, kEnd };
@@ -338,18 +342,30 @@ class Parser {
   Result<Aggregate> parseAggregate() {
     const Token& t = peek();
     std::optional<AggFn> fn;
+    const bool median =
+        t.kind == Token::Kind::kIdent && !t.quotedIdent && iequals(t.text, "median");
     if (t.kind == Token::Kind::kIdent && !t.quotedIdent) {
       for (AggFn f : kAllFns)
         if (iequals(t.text, aggFnName(f))) fn = f;
+      if (median) fn = AggFn::kQuantile;
     }
     if (!fn) {
       return error(t, fmt::format("expected a statistic (count, sum, mean, var, sd, min, max, "
-                                  "hist, km) or a model (lm, glm, coxph), found {}",
+                                  "quantile, median, hist, km) or a model (lm, glm, coxph), "
+                                  "found {}",
                                   describe(t)));
     }
     next();
     Aggregate a;
     a.fn = *fn;
+    if (*fn == AggFn::kQuantile) {
+      TM_RETURN_IF_ERROR(parseQuantile(a, median));
+      return a;
+    }
+    if (*fn == AggFn::kQuantileCounts) {
+      TM_RETURN_IF_ERROR(parseQuantileCounts(a));
+      return a;
+    }
     if (isModel(*fn) || isModelRound(*fn)) {
       TM_RETURN_IF_ERROR(parseModel(a));
       return a;
@@ -435,6 +451,80 @@ class Parser {
       }
     }
     return Status::ok();
+  }
+
+  // quantile(x), quantile(x, 0.9), quantile(x, [0.1, 0.9]), quantile(x, probs = c(0.1, 0.9))
+  // as R writes it; median(x). Default probabilities 0.25, 0.5, 0.75 (R's default adds 0 and 1,
+  // the minimum and maximum, which are refused here: see Aggregate::probs).
+  Status parseQuantile(Aggregate& a, bool median) {
+    const std::string name = median ? "median" : "quantile";
+    TM_RETURN_IF_ERROR(expectPunct("(", "after '" + name + "'"));
+    TM_ASSIGN_OR_RETURN(a.var, expectVariable("as the first argument of " + name + "()"));
+    if (median) {
+      a.probs = {0.5};
+      return expectPunct(")", "to close median(");
+    }
+    if (!isPunct(peek(), ",")) {
+      a.probs = {0.25, 0.5, 0.75};
+      return expectPunct(")", "to close quantile(");
+    }
+    next();
+    if (isKeyword(peek(), "probs") && isPunct(peek(1), "=")) {
+      next();
+      next();
+    }
+    const Token& first = peek();
+    if (isPunct(first, "[")) {
+      TM_ASSIGN_OR_RETURN(a.probs, parseNumberList("probabilities"));
+    } else if (isKeyword(first, "c") && isPunct(peek(1), "(")) {  // R's c(0.1, 0.9)
+      next();
+      next();
+      while (true) {
+        TM_ASSIGN_OR_RETURN(double p, expectNumber("in c(...) of quantile probabilities"));
+        a.probs.push_back(p);
+        if (!isPunct(peek(), ",")) break;
+        next();
+      }
+      TM_RETURN_IF_ERROR(expectPunct(")", "to close c("));
+    } else {
+      TM_ASSIGN_OR_RETURN(double p, expectNumber("(a probability) in quantile(x, p)"));
+      a.probs = {p};
+    }
+    if (std::string why = quantileArgumentError(a); !why.empty()) return error(first, why);
+    return expectPunct(")", "to close quantile(");
+  }
+
+  // quantile_counts(x, [lo1, hi1, lo2, hi2], 4096): one round of an exact quantile.
+  Status parseQuantileCounts(Aggregate& a) {
+    TM_RETURN_IF_ERROR(expectPunct("(", "after 'quantile_counts'"));
+    TM_ASSIGN_OR_RETURN(a.var, expectVariable("as the first argument of quantile_counts()"));
+    TM_RETURN_IF_ERROR(expectPunct(",", "after the variable of quantile_counts(x, [lo, hi], n)"));
+    const Token& open = peek();
+    TM_RETURN_IF_ERROR(expectPunct("[", "to open the key intervals of quantile_counts"));
+    while (!isPunct(peek(), "]")) {
+      const Token& k = peek();
+      uint64_t v = 0;
+      const char* b = k.text.data();
+      const char* e = b + k.text.size();
+      auto [ptr, ec] = std::from_chars(b, e, v);
+      if (k.kind != Token::Kind::kNumber || ec != std::errc() || ptr != e)
+        return error(k, fmt::format("expected a key (an integer 0..2^64-1) in quantile_counts, "
+                                    "found {}",
+                                    describe(k)));
+      a.keyBounds.push_back(v);
+      next();
+      if (!isPunct(peek(), ",")) break;
+      next();
+    }
+    TM_RETURN_IF_ERROR(expectPunct("]", "to close the key intervals of quantile_counts"));
+    TM_RETURN_IF_ERROR(expectPunct(",", "after the key intervals of quantile_counts"));
+    const Token& n = peek();
+    TM_ASSIGN_OR_RETURN(double buckets, expectNumber("(buckets) in quantile_counts"));
+    if (!(buckets >= 2 && buckets <= 65536) || buckets != std::floor(buckets))
+      return error(n, "quantile_counts needs 2 to 65536 buckets");
+    a.buckets = static_cast<uint32_t>(buckets);
+    if (std::string why = quantileArgumentError(a); !why.empty()) return error(open, why);
+    return expectPunct(")", "to close quantile_counts(");
   }
 
   // A list of numbers in brackets: [1, -2.5e-3]; may be empty.
@@ -869,8 +959,36 @@ const char* aggFnName(AggFn fn) {
       return "cox_times";
     case AggFn::kCoxSums:
       return "cox_sums";
+    case AggFn::kQuantile:
+      return "quantile";
+    case AggFn::kQuantileCounts:
+      return "quantile_counts";
   }
   return "?";
+}
+
+std::string quantileArgumentError(const Aggregate& a) {
+  if (a.fn == AggFn::kQuantile) {
+    if (a.probs.empty() || a.probs.size() > 100) return "quantile needs 1 to 100 probabilities";
+    for (double p : a.probs) {
+      if (!(p > 0 && p < 1))
+        return fmt::format(
+            "quantile probability {} is not strictly between 0 and 1 (0 and 1 are "
+            "the minimum and maximum, one patient's value: ask for min(x) or "
+            "max(x) where an approval allows them)",
+            numberText(p));
+    }
+  } else if (a.fn == AggFn::kQuantileCounts) {
+    if (a.keyBounds.empty() || a.keyBounds.size() % 2 != 0 || a.keyBounds.size() > 400)
+      return "quantile_counts needs 1 to 200 key intervals as [lo, hi] pairs";
+    for (size_t i = 0; i < a.keyBounds.size(); i += 2)
+      if (a.keyBounds[i] > a.keyBounds[i + 1])
+        return "a key interval of quantile_counts has lo > hi";
+    if (a.buckets < 2 || a.buckets > 65536) return "quantile_counts needs 2 to 65536 buckets";
+    if (size_t{a.buckets} * (a.keyBounds.size() / 2) > (size_t{1} << 20))
+      return "quantile_counts asks for more than 2^20 buckets in all";
+  }
+  return {};
 }
 
 bool isModel(AggFn fn) { return fn == AggFn::kLm || fn == AggFn::kGlm || fn == AggFn::kCoxph; }
@@ -893,6 +1011,8 @@ const char* analysisName(AggFn fn) {
     case AggFn::kCoxTimes:
     case AggFn::kCoxSums:
       return "coxph";
+    case AggFn::kQuantileCounts:
+      return "quantile";
     default:
       return aggFnName(fn);
   }
@@ -973,6 +1093,21 @@ std::string aggregateText(const Aggregate& a) {
     return s + ")";
   }
   s += "(" + quoteName(a.var);
+  auto numbers = [](const auto& v) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) out += ", ";
+      if constexpr (std::is_same_v<std::decay_t<decltype(v[i])>, double>) {
+        out += numberText(v[i]);
+      } else {
+        out += std::to_string(v[i]);
+      }
+    }
+    return out + "]";
+  };
+  if (a.fn == AggFn::kQuantile) return s + ", " + numbers(a.probs) + ")";
+  if (a.fn == AggFn::kQuantileCounts)
+    return s + ", " + numbers(a.keyBounds) + ", " + std::to_string(a.buckets) + ")";
   if (a.fn == AggFn::kKm) {
     s += ", " + quoteName(a.event);
     for (size_t i = 0; i < a.survTimes.size(); ++i)

@@ -8,6 +8,8 @@
 //   lm(bmi ~ age + sex)                        (models: fitted in rounds, query/model_runner.h)
 //   glm(event ~ age + arm, family = binomial)
 //   coxph(time, event ~ age + arm, ties = breslow, strata = site)
+//   quantile(age, [0.25, 0.5, 0.75])           (exact, in rounds of counts: query/quantile.h)
+//   median(age)                                (= quantile(age, [0.5]))
 //
 // A Query is only syntax: names are not checked against a dictionary until bindQuery
 // (query/engine.h). Parse errors come back as InvalidArgument whose message names the line and
@@ -30,7 +32,8 @@ namespace trialmesh::query {
 // Appended after kKm: the models a coordinator asks for (kLm, kGlm, kCoxph; fitted in rounds by
 // query/model_runner.h, never executed by a site) and the round statistics a site answers
 // (kLmSums, kGlmSums, kCoxTimes, kCoxSums; layouts in query/partial.h, formulas in
-// docs/statistics.md).
+// docs/statistics.md). Then kQuantile, computed by the coordinator in rounds of
+// kQuantileCounts (query/quantile.h), which a site answers.
 enum class AggFn : uint8_t {
   kCount,
   kSum,
@@ -47,7 +50,9 @@ enum class AggFn : uint8_t {
   kLmSums,
   kGlmSums,
   kCoxTimes,
-  kCoxSums
+  kCoxSums,
+  kQuantile,
+  kQuantileCounts
 };
 
 // "count", "sum", ..., "lm", "glm_sums", "cox_times" as written in queries.
@@ -58,10 +63,18 @@ bool isModel(AggFn fn);
 bool isModelRound(AggFn fn);
 // coxph, cox_times, cox_sums: the response is (time, event).
 bool isSurvivalModel(AggFn fn);
+// quantile: answered by the coordinator in rounds of quantile_counts, never by a site.
+inline bool isQuantile(AggFn fn) { return fn == AggFn::kQuantile; }
 // The analysis an approval must allow (ethics::kKnownAnalyses): a round statistic maps to its
-// model (lm_sums -> "lm", glm_sums -> "glm", cox_times and cox_sums -> "coxph"); every other
-// statistic to aggFnName.
+// model (lm_sums -> "lm", glm_sums -> "glm", cox_times and cox_sums -> "coxph"),
+// quantile_counts to "quantile"; every other statistic to aggFnName.
 const char* analysisName(AggFn fn);
+
+struct Aggregate;
+// Empty when a quantile's probabilities or a quantile_counts round's intervals and buckets are
+// valid (1 to 100 probabilities strictly inside (0, 1); 1 to 200 [lo, hi] pairs with lo <= hi,
+// 2 to 65536 buckets, at most 2^20 in all); else why not. Other statistics: empty.
+std::string quantileArgumentError(const Aggregate& a);
 
 // One statistic of the select list.
 struct Aggregate {
@@ -93,6 +106,13 @@ struct Aggregate {
   // (print(survfit, rmean =)); +infinity stands for rmean = common. Coordinator-only figures.
   std::vector<double> survTimes;
   std::optional<double> rmean;
+  // quantile: the probabilities, each strictly between 0 and 1 (0 and 1 would be the minimum
+  // and maximum: one patient's value; ask for min/max). median(x) is quantile(x, [0.5]).
+  std::vector<double> probs;
+  // quantile_counts: inclusive key intervals [lo, hi] as pairs (query/quantile.h keys of the
+  // value as a double), each split into `buckets` buckets.
+  std::vector<uint64_t> keyBounds;
+  uint32_t buckets = 0;
 
   // min and max reveal individual values: a policy layer may refuse them.
   bool disclosive() const { return fn == AggFn::kMin || fn == AggFn::kMax; }

@@ -204,7 +204,8 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   bool found = false;
   for (AggFn f : {AggFn::kCount, AggFn::kSum, AggFn::kMean, AggFn::kVar, AggFn::kSd, AggFn::kMin,
                   AggFn::kMax, AggFn::kHist, AggFn::kKm, AggFn::kLm, AggFn::kGlm, AggFn::kCoxph,
-                  AggFn::kLmSums, AggFn::kGlmSums, AggFn::kCoxTimes, AggFn::kCoxSums}) {
+                  AggFn::kLmSums, AggFn::kGlmSums, AggFn::kCoxTimes, AggFn::kCoxSums,
+                  AggFn::kQuantile, AggFn::kQuantileCounts}) {
     if (fn == aggFnName(f)) {
       a.fn = f;
       found = true;
@@ -212,9 +213,35 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   }
   if (!found)
     return jsonError(path + ".fn", fmt::format("unknown statistic \"{}\" (count, sum, mean, var, "
-                                               "sd, min, max, hist, km, lm, glm, coxph)",
+                                               "sd, min, max, quantile, hist, km, lm, glm, "
+                                               "coxph)",
                                                fn));
   if (isModel(a.fn) || isModelRound(a.fn)) return parseModelJson(j, path, a);
+  if (a.fn == AggFn::kQuantile || a.fn == AggFn::kQuantileCounts) {
+    TM_ASSIGN_OR_RETURN(a.var, getString(j, "var", path));
+    const char* listKey = a.fn == AggFn::kQuantile ? "probs" : "intervals";
+    if (!j.contains(listKey) || !j[listKey].is_array())
+      return jsonError(path, fmt::format("{} needs \"{}\": an array", fn, listKey));
+    const json& list = j[listKey];
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string at = fmt::format("{}.{}[{}]", path, listKey, i);
+      if (a.fn == AggFn::kQuantile) {
+        TM_ASSIGN_OR_RETURN(double p, getNumber(list[i], at));
+        a.probs.push_back(p);
+      } else {
+        if (!list[i].is_number_unsigned()) return jsonError(at, "must be an integer 0..2^64-1");
+        a.keyBounds.push_back(list[i].get<uint64_t>());
+      }
+    }
+    if (a.fn == AggFn::kQuantileCounts) {
+      if (!j.contains("buckets") || !j["buckets"].is_number_unsigned() ||
+          j["buckets"].get<uint64_t>() > 65536)
+        return jsonError(path + ".buckets", "must be an integer 2..65536");
+      a.buckets = static_cast<uint32_t>(j["buckets"].get<uint64_t>());
+    }
+    if (std::string why = quantileArgumentError(a); !why.empty()) return jsonError(path, why);
+    return a;
+  }
   if (a.fn == AggFn::kKm) {
     TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
     TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
@@ -383,6 +410,17 @@ std::string toJson(const Query& query) {
       if (!a.beta.empty()) s["beta"] = a.beta;
       if (!a.center.empty()) s["center"] = a.center;
       if (!a.times.empty()) s["times"] = a.times;
+      sel.push_back(std::move(s));
+      continue;
+    }
+    if (a.fn == AggFn::kQuantile || a.fn == AggFn::kQuantileCounts) {
+      s["var"] = a.var;
+      if (a.fn == AggFn::kQuantile) {
+        s["probs"] = a.probs;
+      } else {
+        s["intervals"] = a.keyBounds;
+        s["buckets"] = a.buckets;
+      }
       sel.push_back(std::move(s));
       continue;
     }

@@ -115,6 +115,10 @@ const char* kRoundTrip[] = {
     "count where huge > 99999999999999999999",
     "COUNT WHERE Age >= 65 AND Sex = \"F\" BY Arm",
     "count where x not in (1, 2) and y <> 3 and z == 4",
+    "quantile(age, [0.25, 0.5, 0.75]) where arm = \"A\"",
+    "median(bmi)",
+    "quantile(age, probs = c(0.1, 0.9))",
+    "quantile_counts(age, [0, 18446744073709551615, 5, 9], 4096) where sex = \"F\"",
 };
 
 TEST(Parser, CanonicalTextRoundTrips) {
@@ -140,6 +144,53 @@ TEST(Parser, CanonicalTextIsNormalised) {
             "count where (a = 1 or b = 2) and c = 3");
   EXPECT_EQ(canon("count where x <> 1.50"), "count where x != 1.5");
   EXPECT_EQ(canon("count where x not in (1)"), "count where not (x in (1))");
+}
+
+TEST(Parser, QuantileAsRWritesIt) {
+  auto canon = [](const char* t) {
+    auto q = parseQuery(t);
+    return q.isOk() ? canonicalQueryText(*q) : q.status().message();
+  };
+  EXPECT_EQ(canon("median(age)"), "quantile(age, [0.5])");
+  EXPECT_EQ(canon("quantile(age)"), "quantile(age, [0.25, 0.5, 0.75])");
+  EXPECT_EQ(canon("quantile(age, 0.9)"), "quantile(age, [0.9])");
+  EXPECT_EQ(canon("quantile(age, c(0.1, 0.9))"), "quantile(age, [0.1, 0.9])");
+  EXPECT_EQ(canon("QUANTILE(age, probs = [0.1, 0.9])"), "quantile(age, [0.1, 0.9])");
+  // 0 and 1 are the minimum and maximum: refused with the way out.
+  for (const char* bad : {"quantile(age, 0)", "quantile(age, c(0.5, 1))", "quantile(age, 1.5)",
+                          "quantile(age, [])"}) {
+    auto q = parseQuery(bad);
+    ASSERT_FALSE(q.isOk()) << bad;
+    EXPECT_EQ(q.status().code(), StatusCode::kInvalidArgument);
+  }
+  EXPECT_NE(parseQuery("quantile(age, 0)").status().message().find("min(x) or max(x)"),
+            std::string::npos);
+  // The round statistic: pairs with lo <= hi, 2..65536 buckets.
+  for (const char* bad : {"quantile_counts(age, [1], 16)", "quantile_counts(age, [5, 4], 16)",
+                          "quantile_counts(age, [1, 2], 1)", "quantile_counts(age, [-1, 2], 16)",
+                          "quantile_counts(age, [1, 2], 70000)",
+                          "quantile_counts(age, [0, 18446744073709551616], 16)"}) {
+    EXPECT_FALSE(parseQuery(bad).isOk()) << bad;
+  }
+  // JSON: the same rules, and the same query as the text.
+  auto j = parseQueryJson(R"({"select": [{"fn": "quantile", "var": "age", "probs": [0.5]}]})");
+  ASSERT_TRUE(j.isOk()) << j.status().message();
+  EXPECT_EQ(*j, *parseQuery("median(age)"));
+  EXPECT_FALSE(
+      parseQueryJson(R"({"select": [{"fn": "quantile", "var": "age", "probs": [0]}]})").isOk());
+  EXPECT_FALSE(parseQueryJson(
+                   R"({"select": [{"fn": "quantile_counts", "var": "age", "intervals": [1, -2],
+                       "buckets": 16}]})")
+                   .isOk());
+  // Sites never answer a quantile itself, nor one grouped with by.
+  const Dictionary dict = studyDictionary();
+  auto direct = bindQuery(*parseQuery("median(age)"), dict);
+  EXPECT_NE(direct.status().message().find("rounds of counts"), std::string::npos)
+      << direct.status().message();
+  auto grouped = bindQuery(*parseQuery("quantile_counts(age, [0, 9], 16) by arm"), dict);
+  EXPECT_NE(grouped.status().message().find("'by'"), std::string::npos);
+  auto text = bindQuery(*parseQuery("quantile_counts(sex, [0, 9], 16)"), dict);
+  EXPECT_NE(text.status().message().find("integer or real"), std::string::npos);
 }
 
 TEST(Parser, StructureOfParsedQuery) {

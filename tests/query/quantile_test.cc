@@ -2,6 +2,9 @@
 // sorted values (quantile.h type7, itself checked against Rscript in quantile_r_test.cc).
 #include "query/quantile.h"
 
+#include "query/disclosure.h"
+#include "query/quantile_query.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -255,6 +258,76 @@ TEST(LocalQuantile, FilteredStoreEqualsTypeSevenOnTheKeptRows) {
 namespace trialmesh::query {
 namespace {
 
+// The quantile statement: every round an ordinary quantile_counts query run by the engine and
+// merged; equal to type 7 on the kept rows, and refused when disclosure control withholds n.
+TEST(QuantileQuery, RoundsOfCountsEqualTypeSevenOnTheKeptRows) {
+  using namespace testing;
+  const Dictionary dict = studyDictionary();
+  const std::vector<Row> rows = randomRows(3000, 11);
+  auto table = makeTable(dict, rows);
+  for (const char* text : {"quantile(bmi, c(0.1, 0.5, 0.9)) where arm = \"A\"",
+                           "median(age) where sex = \"F\"", "quantile(age)"}) {
+    Result<Query> q = parseQuery(text);
+    ASSERT_TRUE(q.isOk()) << q.status().toString();
+    const Aggregate& a = q->select[0];
+    const size_t var = *dict.find(a.var);
+    std::vector<double> kept;
+    for (const Row& r : rows) {
+      const bool pass = !q->where || (q->where->var == "arm" ? r[kArm].i == 0 : r[kSex].i == 0);
+      if (pass && !r[var].missing) kept.push_back(cellValue(dict, var, r[var]));
+    }
+    std::sort(kept.begin(), kept.end());
+    Result<QuantileQueryResult> got = runQuantileQuery(*q, localRoundRunner(*table));
+    ASSERT_TRUE(got.isOk()) << text << ": " << got.status().toString();
+    EXPECT_EQ(got->result.n, kept.size()) << text;
+    ASSERT_EQ(got->result.values.size(), a.probs.size());
+    for (size_t i = 0; i < a.probs.size(); ++i)
+      EXPECT_EQ(got->result.values[i], type7(kept, a.probs[i])) << text << " p=" << a.probs[i];
+    // Each round is the statistic a site answers, with the query's filter.
+    ASSERT_FALSE(got->roundQueries.empty());
+    EXPECT_EQ(got->roundQueries[0].rfind("quantile_counts(", 0), 0u) << got->roundQueries[0];
+    EXPECT_LE(got->roundQueries.size(), 6u);
+    // A site keeps the keys for the later rounds (ExecOptions::cacheKey): the same answer.
+    ExecOptions cached;
+    cached.cacheKey = "test@1";
+    for (int pass = 0; pass < 2; ++pass) {
+      Result<QuantileQueryResult> again = runQuantileQuery(*q, localRoundRunner(*table, cached));
+      ASSERT_TRUE(again.isOk()) << again.status().toString();
+      EXPECT_EQ(again->result.values, got->result.values) << text;
+      EXPECT_EQ(again->roundQueries, got->roundQueries) << text;
+    }
+  }
+  // A runner that releases like a coordinator: disclosure control on every round.
+  DisclosurePolicy policy;
+  policy.minCellSize = 100000;
+  RoundRunner guarded = [&](const std::string& text) -> Result<RoundAnswer> {
+    TM_ASSIGN_OR_RETURN(Query q, parseQuery(text));
+    TM_ASSIGN_OR_RETURN(BoundQuery b, bindQuery(q, dict));
+    TM_ASSIGN_OR_RETURN(PartialResult p, execute(b, *table));
+    TM_ASSIGN_OR_RETURN(DisclosedResult d, finalizeWithDisclosureControl(p, b, policy));
+    return RoundAnswer{p, d.table};
+  };
+  Result<QuantileQueryResult> small = runQuantileQuery(*parseQuery("median(age)"), guarded);
+  EXPECT_EQ(small.status().code(), StatusCode::kPermissionDenied);
+  EXPECT_NE(small.status().message().find("minimum cell size"), std::string::npos);
+  // No rows: NA, like R's quantile of an empty vector with na.rm.
+  Result<QuantileQueryResult> none =
+      runQuantileQuery(*parseQuery("median(bmi) where arm = \"C\""), localRoundRunner(*table));
+  ASSERT_TRUE(none.isOk()) << none.status().toString();
+  EXPECT_EQ(none->result.n, 0u);
+  EXPECT_FALSE(none->result.values[0].has_value());
+  EXPECT_EQ(
+      runQuantileQuery(*parseQuery("median(age) by arm"), localRoundRunner(*table)).status().code(),
+      StatusCode::kInvalidArgument);
+  // Output: R's layout, JSON in the documented key order.
+  Result<QuantileQueryResult> r =
+      runQuantileQuery(*parseQuery("quantile(age, c(0.25, 0.75))"), localRoundRunner(*table));
+  ASSERT_TRUE(r.isOk());
+  EXPECT_NE(formatQuantileQuery(*r).find("25%"), std::string::npos);
+  EXPECT_EQ(quantileQueryJson(*r).rfind("{\"statistic\":\"quantile\",\"variable\":\"age\"", 0), 0u)
+      << quantileQueryJson(*r);
+}
+
 TEST(QuantileOutput, RLayoutJsonCsv) {
   // R: print(quantile(c(1, 2, 3, 4, 10)))
   QuantileResult q{5, {0, 0.25, 0.5, 0.75, 1}, {1.0, 2.0, 3.0, 4.0, 10.0}, 1};
@@ -264,9 +337,8 @@ TEST(QuantileOutput, RLayoutJsonCsv) {
   EXPECT_EQ(formatQuantile(r), "      10% 33.33333% \n 1.700000  2.333333 \nn = 5\n");
   QuantileResult none{0, {0.5}, {std::nullopt}, 1};
   EXPECT_EQ(formatQuantile(none), "50% \n NA \nn = 0\n");
-  EXPECT_EQ(quantileJson(none, "bmi"),
-            R"({"n":0,"rows":[{"name":"50%","p":0.5,"quantile":null}],"statistic":"quantile",)"
-            R"("variable":"bmi"})");
+  EXPECT_EQ(quantileJson(none, "bmi"), R"({"statistic":"quantile","variable":"bmi","n":0,)"
+                                       R"("rows":[{"p":0.5,"name":"50%","quantile":null}]})");
   EXPECT_EQ(quantileCsv(r),
             "p,name,quantile,n\n0.1,10%,1.7,5\n"
             "0.3333333333333333,33.33333%,2.3333333333333335,5\n");

@@ -107,6 +107,9 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
   if (isModelQuery(a.text)) {
     return runFederatedModel(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv);
   }
+  if (isQuantileQueryText(a.text)) {
+    return runFederatedQuantile(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv);
+  }
   // surveil(...): the federation runs its count query; detection runs here on the pooled,
   // released series (query/surveil.h).
   auto surveil = query::parseSurveil(a.text);

@@ -69,4 +69,53 @@ int runFederatedModel(const std::string& text, const crypto::Identity& identity,
   return 0;
 }
 
+bool isQuantileQueryText(const std::string& text) {
+  auto parsed = query::parseQuery(text);
+  return parsed && query::isQuantileQuery(*parsed);
+}
+
+namespace {
+
+void printQuantile(const query::QuantileQueryResult& r, bool json, bool csv) {
+  if (json) {
+    std::printf("%s\n", query::quantileQueryJson(r).c_str());
+  } else if (csv) {
+    std::fputs(query::quantileQueryCsv(r).c_str(), stdout);
+  } else {
+    std::fputs(query::formatQuantileQuery(r).c_str(), stdout);
+  }
+}
+
+}  // namespace
+
+int runLocalQuantile(const query::Query& q, const storage::ColumnSource& source, unsigned threads,
+                     bool json, bool csv) {
+  query::ExecOptions options;
+  options.threads = threads;
+  auto result = query::runQuantileQuery(q, query::localRoundRunner(source, options));
+  if (!result) return fail(result.status());
+  printQuantile(*result, json, csv);
+  return 0;
+}
+
+int runFederatedQuantile(const std::string& text, const crypto::Identity& identity,
+                         const node::Members& members, const std::string& study, int64_t deadlineMs,
+                         bool json, bool csv) {
+  auto parsed = query::parseQuery(text);
+  if (!parsed) return fail(parsed.status());
+  node::CoordinatorSession session(identity, members);
+  node::FederatedModelOptions options;
+  options.deadline = std::chrono::milliseconds(deadlineMs);
+  const auto start = std::chrono::steady_clock::now();
+  auto result = node::federatedQuantileQuery(session, study, *parsed, options);
+  session.close();
+  if (!result) return fail(result.status());
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  printQuantile(*result, json, csv);
+  if (!json && !csv)
+    std::printf("study %s: computed across the federation in %.1f ms\n", study.c_str(), ms);
+  return 0;
+}
+
 }  // namespace trialmesh::cli

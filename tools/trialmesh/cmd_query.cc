@@ -68,6 +68,8 @@ int runLocalQuery(const QueryArgs& a) {
   if (!source) return fail(source.status());
   if (parsed->select.size() == 1 && query::isModel(parsed->select[0].fn))
     return runLocalModel(a.text, **source, a.threads, a.json, a.csv);
+  if (query::isQuantileQuery(*parsed))
+    return runLocalQuantile(*parsed, **source, a.threads, a.json, a.csv);
   auto bound = query::bindQuery(*parsed, (*source)->dictionary());
   if (!bound) return fail(bound.status());
   auto start = std::chrono::steady_clock::now();
@@ -124,7 +126,8 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "      'coxph(time, event ~ age + sex + arm, ties = efron)'\n"
       "  trialmesh query --local --store site1 --dataset lung7 \\\n"
       "      'km(time, event, times = [180, 365], rmean = 365, strata = ecog) by sex'\n"
-      "Models (lm, glm with family = binomial, coxph) run as rounds of ordinary queries and\n"
+      "Models (lm, glm with family = binomial, coxph) and exact quantiles ('median(age)',\n"
+      "'quantile(age, c(0.25, 0.75))') run as rounds of ordinary queries and\n"
       "print in R's layout (--json / --csv for programs). Under secure aggregation (the\n"
       "default) km and coxph count times on the approval's time_bin grid (docs/privacy.md).\n"
       "Outbreak detection on a weekly series: 'surveil(onset_date, method = \"c1\") where\n"

@@ -8,12 +8,25 @@
 #include "crypto/identity.h"
 #include "node/config.h"
 #include "query/model_runner.h"
+#include "query/quantile_query.h"
 #include "storage/column.h"
 
 namespace trialmesh::cli {
 
 // True when `text` parses to a model query (lm, glm, coxph).
 bool isModelQuery(const std::string& text);
+// True when `text` parses to a quantile query (quantile(x, p), median(x)).
+bool isQuantileQueryText(const std::string& text);
+
+// quantile(x, p) / median(x) over one local dataset (query/quantile_query.h), printed like R's
+// quantile() (or --json / --csv). Returns 0, or 1 with the error on stderr.
+int runLocalQuantile(const query::Query& q, const storage::ColumnSource& source, unsigned threads,
+                     bool json, bool csv);
+// The same across the sites of `study` that can take part (node/model_runner.h
+// federatedQuantileQuery), within `deadlineMs` for all rounds; prints who contributed.
+int runFederatedQuantile(const std::string& text, const crypto::Identity& identity,
+                         const node::Members& members, const std::string& study, int64_t deadlineMs,
+                         bool json, bool csv);
 
 // Fits the model over one local dataset and prints it (R layout, or --json / --csv). Returns
 // the exit status: 0, or 1 with the error on stderr.

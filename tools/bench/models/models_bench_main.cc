@@ -6,6 +6,8 @@
 //
 //   trialmesh-bench-models                       # 20 unequal sites + 10 x 100k, Cox, 5 covariates
 //   trialmesh-bench-models --sites 3,10 --unequal-sites 0 --covariates 8 --logistic  # issue #6
+//   trialmesh-bench-models --sites 10 --rows-per-site 1000000 --unequal-sites 0
+//       --quantiles --no-models                   # quantiles over 10 x 1M (issue #11)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -73,6 +75,8 @@ struct Options {
   bool logistic = false;
   bool dropout = true;
   bool rReference = true;
+  bool models = true;      // !--no-models
+  bool quantiles = false;  // --quantiles
 };
 
 struct Timing {
@@ -210,6 +214,53 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
     };
     Timing coxClean;
     std::vector<std::string> coxContributors;
+    if (opt.quantiles) {
+      // The floor: one round reading the column at every site (count(age): a scan, no sort).
+      {
+        Timing t;
+        FitRun last;
+        for (int r = 0; r < opt.repeat; ++r) {
+          node::FederatedQueryOptions o;
+          o.deadline = std::chrono::seconds(120);
+          const auto t0 = Clock::now();
+          auto result = session.query(node::LocalFederation::kStudy, "count(age)", o);
+          if (!result) {
+            std::fprintf(stderr, "error: count(age): %s\n", result.status().toString().c_str());
+            return 1;
+          }
+          t.ms.push_back(msSince(t0));
+          last.rounds = result->rounds;
+          last.fits = 1;
+          last.contributed = result->answered();
+        }
+        row("count(age): one scan round, the floor", last, t);
+      }
+      // Exact quantiles (issue #11): node::federatedQuantileQuery, every round through the
+      // sites as a user's `trialmesh query 'median(age)'` runs it.
+      for (const char* text : {"median(age)", "quantile(bmi, c(0.25, 0.5, 0.75))"}) {
+        auto q = query::parseQuery(text);
+        Timing t;
+        FitRun last;
+        for (int r = 0; r < opt.repeat; ++r) {
+          node::FederatedModelOptions o;
+          o.deadline = std::chrono::seconds(120);
+          const auto t0 = Clock::now();
+          auto result = node::federatedQuantileQuery(session, node::LocalFederation::kStudy, *q, o);
+          if (!result) {
+            std::fprintf(stderr, "error: %s: %s\n", text, result.status().toString().c_str());
+            return 1;
+          }
+          t.ms.push_back(msSince(t0));
+          last.rounds = static_cast<uint32_t>(result->roundQueries.size());
+          last.fits = result->sites ? result->sites->fits : 1;
+          last.contributed = 0;
+          if (result->sites)
+            for (const auto& site : result->sites->sites) last.contributed += site.contributed;
+        }
+        row(text, last, t);
+      }
+    }
+    if (!opt.models) models.clear();
     for (const auto& [label, text] : models) {
       auto q = query::parseQuery(text);
       Timing t;
@@ -231,12 +282,12 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
                       ": rounds of the last fit (ms): " + join(last.roundMs));
       row(label, last, t);
     }
-    if (auto q = query::parseQuery(models.front().second); q)
+    if (auto q = query::parseQuery(opt.models ? models.front().second : ""); q)
       if (auto fit = query::fitModel(
               *q, node::federatedRoundRunner(session, node::LocalFederation::kStudy));
           fit && fit->cox)
         lastCoxRound = fit->roundQueries.back();
-    if (opt.dropout) {
+    if (opt.dropout && opt.models) {
       // A contributing site killed before the first round 3 sent (in plain mode the fit has
       // already restarted once without the sites below the per-site rule), so the fit restarts
       // without it; the site is started again after each fit (the session reconnects to it).
@@ -283,7 +334,7 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
     session.close();
   }
   (*fed)->stop();
-  if (opt.rReference) {
+  if (opt.rReference && opt.models) {
     const std::string r = rCoxReference(**fed);
     notes.push_back("- " + prefix + ": R 4.2 coxph (Efron, " + opt.covariates + ") on the pooled " +
                     std::to_string(shape.rows()) + " rows, in memory: " +
@@ -395,6 +446,9 @@ int main(int argc, char** argv) {
   app.add_flag("--logistic", opt.logistic, "Also fit the logistic model on the same covariates");
   app.add_flag("!--no-dropout", opt.dropout, "Skip the refit after a dropout");
   app.add_flag("!--no-r", opt.rReference, "Skip R's coxph reference time");
+  app.add_flag("!--no-models", opt.models, "Skip the model fits");
+  app.add_flag("--quantiles", opt.quantiles,
+               "Also time median(age) and quantile(bmi, c(0.25, 0.5, 0.75)) (issue #11)");
   app.add_option("--repeat", opt.repeat, "Fits per model")->capture_default_str();
   app.add_option("--workdir", opt.workdir, "Scratch directory")->capture_default_str();
   app.add_option("--aggregation", opt.modes, "Approval modes to run: secure, plain")
