@@ -20,9 +20,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <memory>
 #include <mutex>
-#include <limits>
 #include <thread>
 
 #include "query/model_kernel.h"
@@ -1237,9 +1237,9 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
     });
   }
   if (tooLarge)
-    return Status::invalidArgument(fmt::format(
-        "{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
-        plan.canonical, plan.dictionary.variable(a.var).name));
+    return Status::invalidArgument(
+        fmt::format("{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
+                    plan.canonical, plan.dictionary.variable(a.var).name));
   if (!key.empty()) {
     std::lock_guard<std::mutex> lock(quantileCacheMutex);
     quantileCache.emplace_front(key, out);

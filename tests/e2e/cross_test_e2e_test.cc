@@ -86,17 +86,7 @@ class CrossTestE2e : public ::testing::Test {
 
   // R on the pooled rows: the site CSVs concatenated (one header).
   std::map<std::string, double> pooledR(const char* script = kScript) {
-    std::ofstream pooled(dir_ / "pooled.csv");
-    for (size_t i = 0; i < fed_->siteCount(); ++i) {
-      std::ifstream in(fed_->siteCsvPath(i));
-      std::string line;
-      bool first = true;
-      while (std::getline(in, line)) {
-        if (!first || i == 0) pooled << line << "\n";
-        first = false;
-      }
-    }
-    pooled.close();
+    writePooledCsv(*fed_, dir_ / "pooled.csv");
     std::ofstream(dir_ / "run.R") << script;
     const std::string cmd = std::string(TRIALMESH_RSCRIPT) + " " + (dir_ / "run.R").string() + " " +
                             (dir_ / "pooled.csv").string() + " " + (dir_ / "r.txt").string();

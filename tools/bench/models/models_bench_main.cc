@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -304,7 +305,10 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
           (void)fit;
           if (round == 3 && !stopped) {
             stopped = true;
-            (*fed)->siteProcess(killed)->stop(std::chrono::seconds(5));
+            // A crash (SIGKILL), not a graceful stop: the node's orderly shutdown would be
+            // counted in the fit's time.
+            (*fed)->siteProcess(killed)->signal(SIGKILL);
+            (void)(*fed)->siteProcess(killed)->waitFor(std::chrono::seconds(5));
           }
         });
         if (!run) {
