@@ -194,6 +194,13 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
                       "for an approval in plain mode",
                       name));
     }
+    if (a.fn == AggFn::kQuantileCounts && options.noisyCounts) {
+      // The select narrows on exact ranks: noisy counts would point it at the wrong values.
+      return Status::invalidArgument(
+          fmt::format("{}: an exact quantile needs exact counts, and secure-dp adds noise to "
+                      "every count; ask for an approval in secure or plain mode",
+                      name));
+    }
     if (a.fn == AggFn::kMean || a.fn == AggFn::kVar || a.fn == AggFn::kSd) {
       const storage::Variable& v = plan.dictionary.variable(a.var);
       double c = 0;

@@ -680,6 +680,13 @@ class Binder {
         b.buckets = a.buckets;
         break;
       case AggFn::kKm: {
+        // The coordinator runs km(..., strata = s) as two ordinary queries
+        // (query/stratified_km.h); a site never executes it.
+        if (!a.strata.empty())
+          return Status::invalidArgument(fmt::format(
+              "{}: a km with strata runs at the coordinator as two queries (trialmesh query "
+              "does this); a site executes {} without strata and {} by the groups and {}",
+              what, aggFnName(a.fn), aggFnName(a.fn), a.strata));
         if (!isNumeric(v.type))
           return Status::invalidArgument(
               fmt::format("{}: the time variable {} is {}; km needs an integer or real time", what,

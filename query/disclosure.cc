@@ -158,6 +158,7 @@ void withholdSurvivalSummaries(ResultTable& table, const detail::Plan& plan,
       stats::KmCurve hidden;
       hidden.name = table.curves[c].name;
       table.curves[c] = std::move(hidden);
+      if (c < table.reports.size()) table.reports[c] = {};
     }
     const std::string prefix = name + ": n = ";
     for (std::string& note : table.notes) {
@@ -166,6 +167,14 @@ void withholdSurvivalSummaries(ResultTable& table, const detail::Plan& plan,
     }
   }
   if (!any) return;
+  // rmean = common integrates every curve up to the largest time of any, a suppressed group's
+  // included: the limit (and so every rmean) would tell that group's last time.
+  if (table.reportRmeanCommon) {
+    for (auto& r : table.reports) r.rmean.reset();
+    table.notes.push_back(
+        "rmean: withheld because a group is suppressed and its upper limit is "
+        "common (give rmean = <time>)");
+  }
   std::vector<std::string> kept;
   bool droppedTest = false;
   for (std::string& note : table.notes) {

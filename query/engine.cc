@@ -19,7 +19,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <memory>
+#include <mutex>
 #include <thread>
 
 #include "query/model_kernel.h"
@@ -1181,53 +1184,91 @@ class Worker {
   std::vector<std::vector<std::vector<std::pair<double, bool>>>> kmRaw_;  // [aggregate][cell]
 };
 
-// quantile_counts (query/quantile.h): the keys of the rows passing the filter, counted per
-// bucket of each interval asked, plus one "outside" slot. Every value is keyed as a double
-// (exact for an integer below 2^53 in size), so the coordinator maps a key back to a value
-// without knowing the variable's type, and all sites bucket alike.
-Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
-                                            const storage::ColumnSource& source) {
-  const detail::BoundAggregate& a = plan.aggregates.front();
-  PartialResult p = emptyPartial(plan);
-  StatPartial& s = p.stats.front();
+// The keys of one quantile_counts query's rows (every round of one quantile asks about the same
+// rows), kept for the select's later rounds so they skip the column reads: the last few, keyed
+// by ExecOptions::cacheKey (the dataset's version), the dictionary and the query text without
+// its intervals. 8 bytes per row with a value.
+struct QuantileRows {
   std::vector<uint64_t> keys;
+  uint64_t rowsScanned = 0, selected = 0, missing = 0;
+};
+constexpr size_t kQuantileCacheEntries = 4;
+std::mutex quantileCacheMutex;
+std::deque<std::pair<std::string, std::shared_ptr<const QuantileRows>>> quantileCache;
+
+Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& plan,
+                                                         const storage::ColumnSource& source,
+                                                         const ExecOptions& options) {
+  std::string key;
+  if (!options.cacheKey.empty()) {
+    Query q = plan.query;
+    q.select[0].keyBounds.clear();
+    key = options.cacheKey + "\n" + plan.dictionaryHash + "\n" + canonicalQueryText(q);
+    std::lock_guard<std::mutex> lock(quantileCacheMutex);
+    for (const auto& [k, rows] : quantileCache)
+      if (k == key) return rows;
+  }
+  const detail::BoundAggregate& a = plan.aggregates.front();
+  auto out = std::make_shared<QuantileRows>();
+  const bool integer = a.type == storage::VariableType::kInteger;
+  bool tooLarge = false;
   for (uint32_t c = 0; c < source.chunkCount(); ++c) {
     const uint32_t rows = static_cast<uint32_t>(std::min<uint64_t>(
         storage::kChunkRows, source.rowCount() - uint64_t{c} * storage::kChunkRows));
     TM_ASSIGN_OR_RETURN(std::vector<uint8_t> sel, detail::selectChunk(plan, source, c, rows));
     TM_ASSIGN_OR_RETURN(auto chunk, source.column(a.var, c));
-    p.rowsScanned += rows;
-    p.cellRows[0] += sumBytes(sel.data(), rows);
+    out->rowsScanned += rows;
+    out->selected += sumBytes(sel.data(), rows);
     forEachMissing(*chunk, [&](uint32_t row) {
-      s.missing[0] += sel[row];
+      out->missing += sel[row];
       sel[row] = 0;
     });
-    const bool integer = a.type == storage::VariableType::kInteger;
-    bool tooLarge = false;
     visitValues(*chunk, [&](const auto* x) {
       for (uint32_t r = 0; r < rows; ++r) {
         if (!sel[r]) continue;
         const double v = static_cast<double>(x[r]);
         if (std::isnan(v)) {
-          ++s.missing[0];
+          ++out->missing;
           continue;
         }
         tooLarge |= integer && std::fabs(v) >= 0x1p53;
-        keys.push_back(quantileKey(v));
+        out->keys.push_back(quantileKey(v));
       }
     });
-    if (tooLarge)
-      return Status::invalidArgument(
-          fmt::format("{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
-                      plan.canonical, plan.dictionary.variable(a.var).name));
   }
-  s.n[0] = keys.size();
+  if (tooLarge)
+    return Status::invalidArgument(
+        fmt::format("{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
+                    plan.canonical, plan.dictionary.variable(a.var).name));
+  if (!key.empty()) {
+    std::lock_guard<std::mutex> lock(quantileCacheMutex);
+    quantileCache.emplace_front(key, out);
+    if (quantileCache.size() > kQuantileCacheEntries) quantileCache.pop_back();
+  }
+  return std::shared_ptr<const QuantileRows>(std::move(out));
+}
+
+// quantile_counts (query/quantile.h): the keys of the rows passing the filter, counted per
+// bucket of each interval asked, plus one "outside" slot. Every value is keyed as a double
+// (exact for an integer below 2^53 in size), so the coordinator maps a key back to a value
+// without knowing the variable's type, and all sites bucket alike.
+Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
+                                            const storage::ColumnSource& source,
+                                            const ExecOptions& options) {
+  const detail::BoundAggregate& a = plan.aggregates.front();
+  TM_ASSIGN_OR_RETURN(std::shared_ptr<const QuantileRows> rows,
+                      quantileRows(plan, source, options));
+  PartialResult p = emptyPartial(plan);
+  StatPartial& s = p.stats.front();
+  p.rowsScanned = rows->rowsScanned;
+  p.cellRows[0] = rows->selected;
+  s.missing[0] = rows->missing;
+  s.n[0] = rows->keys.size();
   SelectRound round;
   round.buckets = a.buckets;
   for (size_t i = 0; i + 1 < a.keyBounds.size(); i += 2)
     round.intervals.push_back({a.keyBounds[i], a.keyBounds[i + 1]});
-  QuantileSite site(std::move(keys));
-  TM_ASSIGN_OR_RETURN(s.binCounts, site.count(round));
+  TM_ASSIGN_OR_RETURN(s.binCounts, countKeys(rows->keys, round));
   uint64_t inside = 0;
   for (uint64_t k : s.binCounts) inside += k;
   s.bins = static_cast<uint32_t>(s.binCounts.size());
@@ -1267,7 +1308,7 @@ Result<PartialResult> execute(const BoundQuery& query, const storage::ColumnSour
   }
   if (plan.model) return detail::executeModel(plan, source, options);
   if (plan.aggregates.front().fn == AggFn::kQuantileCounts)
-    return executeQuantileCounts(plan, source);
+    return executeQuantileCounts(plan, source, options);
   std::vector<std::vector<uint32_t>> binLuts(plan.aggregates.size());
   for (size_t i = 0; i < plan.aggregates.size(); ++i) {
     const auto& a = plan.aggregates[i];

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "query/disclosure.h"
+#include "query/survival_report.h"
 
 namespace trialmesh::query {
 
@@ -225,10 +226,11 @@ Json curveJson(const ResultTable& t, size_t i) {
   j["conf_level"] = c.confLevel;
   j["conf_type"] = "log";
   j["suppressed"] = hidden;
+  addReportJson(j, t, i);
   return j;
 }
 
-Json logRankJson(const stats::LogRankTest& test) {
+Json logRankJson(const stats::LogRankTest& test, const std::string& strata) {
   Json groups = Json::array();
   for (const auto& g : test.groups) {
     groups.push_back({{"group", g.name},
@@ -247,6 +249,7 @@ Json logRankJson(const stats::LogRankTest& test) {
   Json j;
   j["test"] = "logrank";
   j["rho"] = 0;
+  j["strata"] = strata.empty() ? Json() : Json(strata);  // km(..., strata = s)
   j["groups"] = std::move(groups);
   j["variance"] = std::move(variance);
   j["chi_square"] = jsonNumber(test.chiSquare);
@@ -319,7 +322,7 @@ std::string formatJson(const ResultTable& table) {
     Json curves = Json::array();
     for (size_t i = 0; i < table.curves.size(); ++i) curves.push_back(curveJson(table, i));
     j["curves"] = std::move(curves);
-    j["logrank"] = table.logRank ? logRankJson(*table.logRank) : Json();
+    j["logrank"] = table.logRank ? logRankJson(*table.logRank, table.logRankStrata) : Json();
   }
   j["notes"] = table.notes;
   return j.dump();
@@ -333,6 +336,7 @@ std::string formatCsv(const ResultTable& table) {
     for (const char* c :
          {"median", "median_lower", "median_upper", "logrank_chisq", "logrank_df", "logrank_p"})
       header.push_back(c);
+    for (const std::string& c : reportCsvHeader(table)) header.push_back(c);
   }
   header.push_back("suppressed");
   header.push_back("suppressed_columns");
@@ -364,6 +368,8 @@ std::string formatCsv(const ResultTable& table) {
       out += "," + (lr ? csvNumber(lr->chiSquare) : "NA");
       out += "," + (lr ? csvNumber(lr->df) : "NA");
       out += "," + (lr ? csvNumber(lr->pValue) : "NA");
+      for (const std::string& v : reportCsvValues(table, known ? curve : table.curves.size()))
+        out += "," + v;
     }
     std::string list;
     for (size_t i = 0; i < suppressed.size(); ++i) list += (i ? ";" : "") + suppressed[i];

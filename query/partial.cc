@@ -8,6 +8,7 @@
 #include "query/engine.h"
 #include "query/model_kernel.h"
 #include "query/plan.h"
+#include "query/survival_report.h"
 #include "stats/format.h"
 #include "stats/km.h"
 
@@ -305,6 +306,7 @@ Result<ResultTable> finalize(const PartialResult& partial, const BoundQuery& que
     const std::string call = plan.canonical;
     t.curveSuppressed.assign(t.curves.size(), false);
     t.appendix = stats::formatKmTable(curves, call);
+    TM_RETURN_IF_ERROR(addSurvivalReports(t, curves, plan.query.select.front(), call));
     if (groups.size() >= 2) {
       // Groups without any row do not count (survdiff drops empty strata).
       std::vector<stats::SurvivalGroup> used;

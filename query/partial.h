@@ -24,6 +24,7 @@
 
 #include "common/status.h"
 #include "stats/km.h"
+#include "stats/survival_summary.h"
 
 namespace trialmesh::query {
 
@@ -131,6 +132,14 @@ struct ResultTable {
   std::vector<stats::KmCurve> curves;
   std::vector<bool> curveSuppressed;
   std::optional<stats::LogRankTest> logRank;
+  std::string logRankStrata;  // km(..., strata = s): the test is stratified by s
+  // km(..., times = [...], rmean = ...): per curve in curve order, survival at the times and the
+  // restricted mean (query/survival_report.h); empty without those options. Disclosure control
+  // clears a suppressed group's, and every group's rmean when its tau is "common".
+  std::vector<stats::SurvivalReport> reports;
+  std::vector<double> reportTimes;  // the times asked for
+  bool reportRmean = false;
+  bool reportRmeanCommon = false;  // tau = the largest time of any curve
 };
 
 // Turns a (merged) partial into the table. Errors: InvalidArgument when the partial's shape

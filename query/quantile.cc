@@ -52,7 +52,8 @@ uint64_t bucketWidth(const KeyInterval& interval, uint32_t buckets) {
   return static_cast<uint64_t>(w);
 }
 
-Result<std::vector<uint64_t>> QuantileSite::count(const SelectRound& round) {
+Result<std::vector<uint64_t>> countKeys(std::span<const uint64_t> keys, const SelectRound& round,
+                                        std::vector<uint64_t>* kept) {
   const uint32_t k = round.buckets;
   if (round.intervals.empty())
     return Status::invalidArgument("quantile round: no key interval asked");
@@ -62,7 +63,7 @@ Result<std::vector<uint64_t>> QuantileSite::count(const SelectRound& round) {
   for (const auto& iv : round.intervals)
     if (iv.lo > iv.hi) return Status::invalidArgument("quantile round: interval with lo > hi");
   std::vector<uint64_t> counts(round.intervals.size() * k, 0);
-  size_t kept = 0;
+  if (kept) kept->clear();
   if (round.intervals.size() == 1) {
     // The common case (one interval, e.g. the first round or a median): one compare per key.
     const uint64_t lo = round.intervals[0].lo;
@@ -71,32 +72,39 @@ Result<std::vector<uint64_t>> QuantileSite::count(const SelectRound& round) {
     const bool wholeRange = lo == 0 && span == UINT64_MAX;
     if (wholeRange && std::has_single_bit(w)) {
       const int shift = std::countr_zero(w);
-      for (uint64_t key : keys_) ++counts[key >> shift];
-      return counts;  // every key stays a candidate
+      for (uint64_t key : keys) ++counts[key >> shift];
+      if (kept) kept->assign(keys.begin(), keys.end());  // every key stays a candidate
+      return counts;
     }
-    for (uint64_t key : keys_) {
+    for (uint64_t key : keys) {
       const uint64_t off = key - lo;  // wraps for key < lo: then off > span
       if (off <= span) {
         ++counts[off / w];
-        keys_[kept++] = key;
+        if (kept) kept->push_back(key);
       }
     }
-  } else {
-    std::vector<uint64_t> widths;
-    for (const auto& iv : round.intervals) widths.push_back(bucketWidth(iv, k));
-    for (uint64_t key : keys_) {
-      for (size_t i = 0; i < round.intervals.size(); ++i) {
-        const uint64_t off = key - round.intervals[i].lo;
-        if (off <= round.intervals[i].hi - round.intervals[i].lo) {
-          ++counts[i * k + off / widths[i]];
-          keys_[kept++] = key;
-          break;
-        }
+    return counts;
+  }
+  std::vector<uint64_t> widths;
+  for (const auto& iv : round.intervals) widths.push_back(bucketWidth(iv, k));
+  for (uint64_t key : keys) {
+    for (size_t i = 0; i < round.intervals.size(); ++i) {
+      const uint64_t off = key - round.intervals[i].lo;
+      if (off <= round.intervals[i].hi - round.intervals[i].lo) {
+        ++counts[i * k + off / widths[i]];
+        if (kept) kept->push_back(key);
+        break;
       }
     }
   }
+  return counts;
+}
+
+Result<std::vector<uint64_t>> QuantileSite::count(const SelectRound& round) {
   // Later rounds ask only inside these intervals: the other keys are never counted again.
-  keys_.resize(kept);
+  std::vector<uint64_t> kept;
+  TM_ASSIGN_OR_RETURN(std::vector<uint64_t> counts, countKeys(keys_, round, &kept));
+  keys_ = std::move(kept);
   return counts;
 }
 

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,12 @@ uint64_t bucketWidth(const KeyInterval& interval, uint32_t buckets);
 
 // Pooled counts of one round (the sum over sites). Errors abort the select.
 using BucketCounter = std::function<Result<std::vector<uint64_t>>(const SelectRound&)>;
+
+// Counts per (interval, bucket) of `keys`, interval-major; with `kept`, also the keys inside
+// some interval (the candidates of later rounds). Errors: InvalidArgument for an empty or
+// malformed round (no intervals, buckets outside [2, 65536], lo > hi).
+Result<std::vector<uint64_t>> countKeys(std::span<const uint64_t> keys, const SelectRound& round,
+                                        std::vector<uint64_t>* kept = nullptr);
 
 // The site side: the keys of the rows that passed the filter and have a value, narrowed round
 // by round to those inside the intervals asked (later rounds only ask inside earlier buckets),

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <limits>
 
 #include "storage/utf8.h"
 
@@ -377,6 +378,7 @@ class Parser {
     if (*fn == AggFn::kKm) {
       TM_RETURN_IF_ERROR(expectPunct(",", "after the time variable of km(time, event)"));
       TM_ASSIGN_OR_RETURN(a.event, expectVariable("as the event variable of km(time, event)"));
+      TM_RETURN_IF_ERROR(parseKmOptions(a));
     } else if (*fn == AggFn::kHist) {
       TM_RETURN_IF_ERROR(expectPunct(
           ",", "after the variable of hist(var, from, to, width) or hist(var, [breaks])"));
@@ -409,6 +411,46 @@ class Parser {
     }
     TM_RETURN_IF_ERROR(expectPunct(")", fmt::format("to close {}(", aggFnName(*fn))));
     return a;
+  }
+
+  // km(time, event, times = [365, 730], rmean = 1825 | common, strata = s):
+  // docs/query-language.md.
+  Status parseKmOptions(Aggregate& a) {
+    bool sawTimes = false, sawRmean = false, sawStrata = false;
+    while (isPunct(peek(), ",")) {
+      next();
+      const Token& opt = next();
+      const bool ident = opt.kind == Token::Kind::kIdent && !opt.quotedIdent;
+      const bool isTimes = ident && iequals(opt.text, "times");
+      const bool isStrata = ident && iequals(opt.text, "strata");
+      if (!isTimes && !isStrata && !(ident && iequals(opt.text, "rmean")))
+        return error(opt, fmt::format("km() has options times = [...], rmean = <time> or "
+                                      "common, and strata = <variable>; found {}",
+                                      describe(opt)));
+      bool& seen = isTimes ? sawTimes : isStrata ? sawStrata : sawRmean;
+      if (seen) return error(opt, fmt::format("option '{}' is given twice", opt.text));
+      seen = true;
+      TM_RETURN_IF_ERROR(expectPunct("=", fmt::format("after the option '{}'", opt.text)));
+      if (isStrata) {
+        TM_ASSIGN_OR_RETURN(a.strata, expectVariable("after 'strata ='"));
+        continue;
+      }
+      if (isTimes) {
+        const Token& open = peek();
+        TM_ASSIGN_OR_RETURN(a.survTimes, parseNumberList("survival times"));
+        if (a.survTimes.empty()) return error(open, "times = [...] needs at least one time");
+        for (size_t k = 1; k < a.survTimes.size(); ++k)
+          if (!(a.survTimes[k - 1] < a.survTimes[k]))
+            return error(open, "the survival times must be strictly increasing");
+      } else if (isKeyword(peek(), "common")) {
+        next();
+        a.rmean = std::numeric_limits<double>::infinity();
+      } else {
+        TM_ASSIGN_OR_RETURN(double tau, expectNumber("(a time or common) after 'rmean ='"));
+        a.rmean = tau;
+      }
+    }
+    return Status::ok();
   }
 
   // quantile(x), quantile(x, 0.9), quantile(x, [0.1, 0.9]), quantile(x, probs = c(0.1, 0.9))
@@ -1066,7 +1108,14 @@ std::string aggregateText(const Aggregate& a) {
   if (a.fn == AggFn::kQuantile) return s + ", " + numbers(a.probs) + ")";
   if (a.fn == AggFn::kQuantileCounts)
     return s + ", " + numbers(a.keyBounds) + ", " + std::to_string(a.buckets) + ")";
-  if (a.fn == AggFn::kKm) s += ", " + quoteName(a.event);
+  if (a.fn == AggFn::kKm) {
+    s += ", " + quoteName(a.event);
+    for (size_t i = 0; i < a.survTimes.size(); ++i)
+      s += (i ? ", " : ", times = [") + numberText(a.survTimes[i]) +
+           (i + 1 == a.survTimes.size() ? "]" : "");
+    if (a.rmean) s += ", rmean = " + (std::isinf(*a.rmean) ? "common" : numberText(*a.rmean));
+    if (!a.strata.empty()) s += ", strata = " + quoteName(a.strata);
+  }
   if (a.fn == AggFn::kHist) {
     if (a.uniformBins) {
       s += fmt::format(", {}, {}, {}", numberText(a.from), numberText(a.to), numberText(a.width));

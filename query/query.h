@@ -102,6 +102,10 @@ struct Aggregate {
   std::vector<double> beta;    // glm_sums, cox_sums (empty: all zero)
   std::vector<double> center;  // cox_sums: covariate centring (empty: none)
   std::vector<std::vector<double>> times;  // cox_sums: event-time grid per stratum
+  // km: times = [...] (summary(survfit, times =), strictly ascending) and rmean = tau
+  // (print(survfit, rmean =)); +infinity stands for rmean = common. Coordinator-only figures.
+  std::vector<double> survTimes;
+  std::optional<double> rmean;
   // quantile: the probabilities, each strictly between 0 and 1 (0 and 1 would be the minimum
   // and maximum: one patient's value; ask for min/max). median(x) is quantile(x, [0.5]).
   std::vector<double> probs;

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "query/query.h"
@@ -244,6 +245,26 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
   if (a.fn == AggFn::kKm) {
     TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
     TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
+    if (auto t = j.find("times"); t != j.end()) {
+      TM_ASSIGN_OR_RETURN(a.survTimes, getNumberList(*t, path + ".times"));
+      if (a.survTimes.empty()) return jsonError(path + ".times", "needs at least one time");
+      for (size_t k = 1; k < a.survTimes.size(); ++k)
+        if (!(a.survTimes[k - 1] < a.survTimes[k]))
+          return jsonError(path + ".times", "must be strictly increasing");
+    }
+    if (auto r = j.find("rmean"); r != j.end()) {
+      if (r->is_string() && r->get<std::string>() == "common") {
+        a.rmean = std::numeric_limits<double>::infinity();
+      } else if (r->is_number()) {
+        TM_ASSIGN_OR_RETURN(double tau, getNumber(*r, path + ".rmean"));
+        a.rmean = tau;
+      } else {
+        return jsonError(path + ".rmean", "must be a number (a time) or \"common\"");
+      }
+    }
+    if (j.contains("strata")) {
+      TM_ASSIGN_OR_RETURN(a.strata, getString(j, "strata", path));
+    }
     return a;
   }
   if (a.fn == AggFn::kCount && !j.contains("var")) return a;
@@ -406,6 +427,9 @@ std::string toJson(const Query& query) {
     if (a.fn == AggFn::kKm) {
       s["time"] = a.var;
       s["event"] = a.event;
+      if (!a.survTimes.empty()) s["times"] = a.survTimes;
+      if (a.rmean) s["rmean"] = std::isinf(*a.rmean) ? json("common") : json(*a.rmean);
+      if (!a.strata.empty()) s["strata"] = a.strata;
     } else if (!a.var.empty()) {
       s["var"] = a.var;
     }

@@ -2,7 +2,8 @@
 # Installs the Debian 12 packages trialmesh builds and tests with (only those that are missing).
 # R (with survival, surveillance and jsonlite) is the reference every statistic is tested
 # against and the home of the R client; clang builds the libFuzzer harnesses in tests/fuzz;
-# dpkg-dev, lintian and systemd (for systemd-analyze) build and check the Debian package.
+# dpkg-dev, lintian and systemd (for systemd-analyze) build and check the Debian package;
+# python3 runs the Python client's tests.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang-format
@@ -12,6 +13,7 @@ packages=(
   r-base-core r-cran-survival r-cran-surveillance r-cran-jsonlite
   clang libclang-rt-14-dev
   dpkg-dev lintian procps systemd
+  python3
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -1,10 +1,12 @@
-// chisq(a, b) and fisher(a, b) from the trialmesh CLI over a 4-site federation in secure mode
+// chisq(a, b), fisher(a, b) and km's options (times, rmean, strata: two queries) from the
+// trialmesh CLI over a 4-site federation in secure mode
 // (real trialmesh-node processes on 127.0.0.1): the released test equals R's chisq.test /
 // fisher.test on the pooled rows (the sites' CSVs concatenated and read by Rscript), and the
 // federated --json keeps its keys in the documented order (docs/json-output.md).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +39,25 @@ put("fisher.lo", t$conf.int[1]); put("fisher.hi", t$conf.int[2])
 close(out)
 )";
 
+// km(time, event, times =, rmean =, strata =) by sex: summary(survfit, times), survmean and
+// survdiff with strata(ph.ecog) on the pooled rows.
+const char* kKmScript = R"R(
+suppressPackageStartupMessages(library(survival))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1])
+out <- file(args[2], "w")
+put <- function(key, v) for (i in seq_along(v)) writeLines(sprintf("%s.%d %.17g", key, i, v[i]), out)
+f <- survfit(Surv(AVAL, EVENT) ~ SEX, data = d)
+s <- summary(f, times = c(180, 365))
+put("at.risk", s$n.risk); put("at.event", s$n.event); put("at.surv", s$surv)
+put("at.se", s$std.err); put("at.lower", s$lower); put("at.upper", s$upper)
+m <- survival:::survmean(f, rmean = 365)$matrix
+put("rmean", m[, "rmean"]); put("se.rmean", m[, "se(rmean)"])
+sd <- survdiff(Surv(AVAL, EVENT) ~ SEX + strata(ph.ecog), data = d)
+put("lr.chisq", sd$chisq); put("lr.exp", rowSums(sd$exp)); put("lr.obs", rowSums(sd$obs))
+close(out)
+)R";
+
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream s;
@@ -64,27 +85,16 @@ class CrossTestE2e : public ::testing::Test {
   }
 
   // R on the pooled rows: the site CSVs concatenated (one header).
-  std::map<std::string, double> pooledR() {
-    std::ofstream pooled(dir_ / "pooled.csv");
-    for (size_t i = 0; i < fed_->siteCount(); ++i) {
-      std::ifstream in(fed_->siteCsvPath(i));
-      std::string line;
-      bool first = true;
-      while (std::getline(in, line)) {
-        if (!first || i == 0) pooled << line << "\n";
-        first = false;
-      }
-    }
-    pooled.close();
-    std::ofstream(dir_ / "run.R") << kScript;
+  std::map<std::string, double> pooledR(const char* script = kScript) {
+    writePooledCsv(*fed_, dir_ / "pooled.csv");
+    std::ofstream(dir_ / "run.R") << script;
     const std::string cmd = std::string(TRIALMESH_RSCRIPT) + " " + (dir_ / "run.R").string() + " " +
                             (dir_ / "pooled.csv").string() + " " + (dir_ / "r.txt").string();
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::map<std::string, double> r;
     std::ifstream in(dir_ / "r.txt");
-    std::string key;
-    double v = 0;
-    while (in >> key >> v) r[key] = v;
+    std::string key, v;
+    while (in >> key >> v) r[key] = v == "NA" ? std::nan("") : std::strtod(v.c_str(), nullptr);
     return r;
   }
 
@@ -133,6 +143,52 @@ TEST_F(CrossTestE2e, SecureChisqAndFisherEqualROnThePooledRows) {
   near(fr["conf_high"].get<double>(), r.at("fisher.hi"), 1e-6, "conf_high");
   // Only the test is released: no cell of the table in the output.
   EXPECT_EQ(f["result"]["rows"].size(), 1u);
+}
+
+// The km options from the CLI over the secure federation (time_bin 1: whole days stay exact):
+// survival at times, the restricted mean and the stratified log-rank test (two queries) equal R.
+TEST_F(CrossTestE2e, SecureKmTimesRmeanAndStrataEqualROnThePooledRows) {
+  const auto r = pooledR(kKmScript);
+  ASSERT_EQ(r.size(), 33u) << "R did not answer every figure:\n" << slurp(dir_ / "r.txt");
+  auto j = query("km(time, event, times = [180, 365], rmean = 365, strata = ecog) by sex");
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["aggregation"], "secure");
+  const auto& result = j["result"];
+  ASSERT_EQ(result["curves"].size(), 2u);
+  for (size_t c = 0; c < 2; ++c) {
+    const auto& curve = result["curves"][c];
+    SCOPED_TRACE(curve["group"].get<std::string>());
+    const auto& at = curve["survival_at_times"];
+    ASSERT_EQ(at.size(), 2u);
+    for (size_t k = 0; k < 2; ++k) {
+      const std::string i = "." + std::to_string(2 * c + k + 1);
+      near(at[k]["n_risk"].get<double>(), r.at("at.risk" + i), 0, "n_risk");
+      near(at[k]["n_event"].get<double>(), r.at("at.event" + i), 0, "n_event");
+      near(at[k]["survival"].get<double>(), r.at("at.surv" + i), 1e-12, "survival");
+      near(at[k]["std_err"].get<double>(), r.at("at.se" + i), 1e-12, "std_err");
+      near(at[k]["lower_95"].get<double>(), r.at("at.lower" + i), 1e-12, "lower");
+      near(at[k]["upper_95"].get<double>(), r.at("at.upper" + i), 1e-12, "upper");
+    }
+    const std::string i = "." + std::to_string(c + 1);
+    near(curve["rmean"]["rmean"].get<double>(), r.at("rmean" + i), 1e-12, "rmean");
+    near(curve["rmean"]["se_rmean"].get<double>(), r.at("se.rmean" + i), 1e-12, "se(rmean)");
+    const auto& g = result["logrank"]["groups"][c];
+    near(g["observed"].get<double>(), r.at("lr.obs" + i), 0, "observed");
+    near(g["expected"].get<double>(), r.at("lr.exp" + i), 1e-10, "expected");
+  }
+  EXPECT_EQ(result["logrank"]["strata"], "ecog");
+  near(result["logrank"]["chi_square"].get<double>(), r.at("lr.chisq.1"), 1e-10, "chisq");
+
+  // An unknown stratum is named, whichever side (coordinator or sites) finds it.
+  const fs::path out = dir_ / "bad.txt";
+  const std::string cmd = "timeout 60 " + std::string(TRIALMESH_CLI_BINARY) +
+                          " query --study LUNG-7 --members " + fed_->membersPath() +
+                          " --identity " + fed_->coordinatorKeyPath() +
+                          " 'km(time, event, strata = nosuch) by sex' > " + out.string() + " 2>&1";
+  (void)std::system(cmd.c_str());
+  const std::string text = slurp(out);
+  EXPECT_NE(text.find("not cover variable 'nosuch'"), std::string::npos) << text;
+  EXPECT_EQ(text.find("log-rank test: chisq"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -41,6 +41,20 @@ inline void startLocalFederation(const std::filesystem::path& dir, uint32_t site
   ASSERT_TRUE(s.isOk()) << s.toString();
 }
 
+// The sites' CSVs concatenated under one header into `path`: the pooled rows R is run on.
+inline void writePooledCsv(const LocalFederation& fed, const std::filesystem::path& path) {
+  std::ofstream pooled(path);
+  for (size_t i = 0; i < fed.siteCount(); ++i) {
+    std::ifstream in(fed.siteCsvPath(i));
+    std::string line;
+    bool first = true;
+    while (std::getline(in, line)) {
+      if (!first || i == 0) pooled << line << "\n";
+      first = false;
+    }
+  }
+}
+
 // Stops the nodes (if any) and removes their folder.
 inline void stopLocalFederation(std::unique_ptr<LocalFederation>& fed,
                                 const std::filesystem::path& dir) {

@@ -27,6 +27,7 @@
 #include "stats/km.h"
 #include "stats/regression.h"
 #include "stats/rows.h"
+#include "stats/survival_summary.h"
 
 namespace trialmesh::node {
 namespace {
@@ -267,6 +268,43 @@ TEST_P(ModelsE2eTest, CoxEfronBreslowStrataAndKaplanMeierEqualPooled) {
   bool found = false;
   for (const auto& n : km->table->notes) found = found || n == expected;
   EXPECT_TRUE(found) << expected;
+
+  // Survival at times and the restricted mean (R-checked in tests/query/survival_report_r_test)
+  // read off the federated curves equal those of the pooled curves; in secure mode the times
+  // are on the approval's grid of width 1, which whole days do not move.
+  auto report = session_->query(LocalFederation::kStudy,
+                                "km(time, event, times = [30, 180, 365], rmean = 365) by sex");
+  ASSERT_TRUE(report.isOk()) << report.status().toString();
+  ASSERT_TRUE(report->table.has_value());
+  const auto& t = *report->table;
+  ASSERT_EQ(t.reports.size(), 2u);
+  EXPECT_EQ(t.reportTimes, (std::vector<double>{30, 180, 365}));
+  for (int g = 0; g < 2; ++g) {
+    std::map<double, stats::SurvivalPoint> points;
+    for (const auto& s : pooled_) {
+      if (s.male != g) continue;
+      auto& p = points[s.time];
+      p.time = s.time;
+      (s.event == 1 ? p.events : p.censored) += 1;
+    }
+    std::vector<stats::SurvivalPoint> list;
+    for (const auto& [time, p] : points) list.push_back(p);
+    auto curve = stats::kaplanMeier(g == 0 ? "sex=F" : "sex=M", list);
+    ASSERT_TRUE(curve.isOk());
+    const auto at = stats::survivalAtTimes(*curve, {30, 180, 365}, 0.0);
+    const auto rm = stats::restrictedMean(*curve, 365, 0.0);
+    const auto& got = t.reports[static_cast<size_t>(g)];
+    ASSERT_EQ(got.atTimes.size(), 3u) << g;
+    for (size_t k = 0; k < at.size(); ++k) {
+      EXPECT_EQ(got.atTimes[k].nRisk, at[k].nRisk) << g << " " << k;
+      EXPECT_EQ(got.atTimes[k].nEvent, at[k].nEvent) << g << " " << k;
+      EXPECT_EQ(got.atTimes[k].survival, at[k].survival) << g << " " << k;
+      EXPECT_EQ(got.atTimes[k].stdErr, at[k].stdErr) << g << " " << k;
+    }
+    ASSERT_TRUE(got.rmean.has_value());
+    EXPECT_EQ(got.rmean->rmean, rm.rmean) << g;
+    EXPECT_EQ(got.rmean->stdErr, rm.stdErr) << g;
+  }
 }
 
 TEST_P(ModelsE2eTest, ARoundWithoutEverySiteFailsNamingTheSite) {

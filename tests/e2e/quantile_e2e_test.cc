@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "node/local_federation.h"
+#include "e2e_federation_fixture.h"
 
 namespace trialmesh::node {
 namespace {
@@ -43,13 +43,6 @@ for (t in 95:40) {
 }
 close(out)
 )";
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 class QuantileE2e : public ::testing::TestWithParam<ethics::AggregationMode> {
  protected:
@@ -84,22 +77,12 @@ class QuantileE2e : public ::testing::TestWithParam<ethics::AggregationMode> {
                             fed_->coordinatorKeyPath() + " '" + text + "' > " + out.string() +
                             " 2> " + (dir_ / "cli.err").string();
     const int status = std::system(cmd.c_str());
-    return {WEXITSTATUS(status), slurp(out) + slurp(dir_ / "cli.err")};
+    return {WEXITSTATUS(status), readFile(out.string()) + readFile((dir_ / "cli.err").string())};
   }
 
   // R on the pooled rows of `sites` (the site CSVs concatenated, one header).
   std::map<std::string, double> pooledR(const std::vector<size_t>& sites) {
-    std::ofstream pooled(dir_ / "pooled.csv");
-    for (size_t i = 0; i < fed_->siteCount(); ++i) {
-      std::ifstream in(fed_->siteCsvPath(i));
-      std::string line;
-      bool first = true;
-      while (std::getline(in, line)) {
-        if (!first || i == 0) pooled << line << "\n";
-        first = false;
-      }
-    }
-    pooled.close();
+    writePooledCsv(*fed_, dir_ / "pooled.csv");
     std::ofstream(dir_ / "run.R") << kScript;
     std::string cmd = std::string(TRIALMESH_RSCRIPT) + " " + (dir_ / "run.R").string() + " " +
                       (dir_ / "pooled.csv").string() + " " + (dir_ / "r.txt").string();

@@ -322,6 +322,13 @@ TEST(Additive, QueriesThatCannotBeSecurelyAggregatedAreRefused) {
   expectRefused("km(os_days, death)", km, "time grid width (time_bin) must be > 0, got 0");
   km.kmTimeBin = 1e-6;  // 5e9 grid points
   expectRefused("km(os_days, death)", km, "choose a larger time_bin");
+  AdditiveOptions noisy;
+  noisy.noisyCounts = true;
+  expectRefused("quantile_counts(age, [0, 18446744073709551615], 4096)", noisy,
+                "an exact quantile needs exact counts, and secure-dp adds noise");
+  EXPECT_TRUE(
+      AdditiveLayout::create(bound("quantile_counts(age, [0, 18446744073709551615], 4096)", dict))
+          .isOk());
 }
 
 TEST(Additive, OutOfRangeSiteValuesAreRefusedNotWrapped) {

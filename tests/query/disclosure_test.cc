@@ -298,6 +298,58 @@ TEST(Disclosure, SmallHistogramCellLosesAllItsBins) {
   for (const auto& row : x.table.rows) EXPECT_TRUE(isMarker(row[count]));
 }
 
+// Survival at times and the restricted mean come from the released curve: a suppressed group's
+// are withheld with it, the others are released as finalize computed them; rmean = common is
+// withheld for every group, as its upper limit may be the suppressed group's last time.
+TEST(Disclosure, SurvivalAtTimesAndRmeanFollowTheirCurve) {
+  Rows r;
+  r.add(0, 0, 3).add(0, 1, 20).add(1, 2, 30);  // arm A primary, B secondary, C released
+  Outcome x = run("km(os_days, death, times = [12, 20], rmean = 100) by arm", r.rows, {5});
+  ASSERT_EQ(x.table.reports.size(), 3u);
+  ASSERT_EQ(x.plain.reports.size(), 3u);
+  for (size_t c = 0; c < 2; ++c) {
+    EXPECT_TRUE(x.plain.reports[c].rmean.has_value());
+    EXPECT_FALSE(x.plain.reports[c].atTimes.empty());
+    EXPECT_FALSE(x.table.reports[c].rmean.has_value()) << c;
+    EXPECT_TRUE(x.table.reports[c].atTimes.empty()) << c;
+  }
+  ASSERT_TRUE(x.table.reports[2].rmean.has_value());
+  EXPECT_EQ(x.table.reports[2].rmean->rmean, x.plain.reports[2].rmean->rmean);
+  EXPECT_EQ(x.table.reports[2].rmean->stdErr, x.plain.reports[2].rmean->stdErr);
+  ASSERT_EQ(x.table.reports[2].atTimes.size(), 2u);
+  EXPECT_EQ(x.table.reports[2].atTimes[1].survival, x.plain.reports[2].atTimes[1].survival);
+  // The printed summary (rmean table, survival at times) is withheld with the others.
+  EXPECT_NE(x.plain.appendix.find("rmean*"), std::string::npos) << x.plain.appendix;
+  EXPECT_TRUE(x.table.appendix.empty());
+  const auto j = nlohmann::json::parse(formatJson(x.table));
+  ASSERT_EQ(j["curves"].size(), 3u);
+  EXPECT_TRUE(j["curves"][0]["survival_at_times"].is_null());
+  EXPECT_TRUE(j["curves"][0]["rmean"].is_null());
+  EXPECT_TRUE(j["curves"][1]["rmean"].is_null());
+  EXPECT_EQ(j["curves"][2]["rmean"]["rmean"].get<double>(), x.plain.reports[2].rmean->rmean);
+  EXPECT_EQ(j["curves"][2]["survival_at_times"].size(), 2u);
+  const std::string csv = formatCsv(x.table);
+  EXPECT_EQ(csv.find(fmt::format("{}", x.plain.reports[0].rmean->rmean)), std::string::npos);
+
+  Outcome common = run("km(os_days, death, rmean = common) by arm", r.rows, {5});
+  for (const auto& rep : common.plain.reports) EXPECT_TRUE(rep.rmean.has_value());
+  for (const auto& rep : common.table.reports) EXPECT_FALSE(rep.rmean.has_value());
+  std::string notes;
+  for (const auto& n : common.table.notes) notes += n + "\n";
+  EXPECT_NE(notes.find("rmean: withheld because a group is suppressed"), std::string::npos)
+      << notes;
+  // Without a suppressed group nothing is withheld.
+  Rows big;
+  big.add(0, 0, 30).add(1, 1, 30);
+  Outcome open = run("km(os_days, death, times = [50], rmean = common) by arm", big.rows, {5});
+  ASSERT_EQ(open.table.reports.size(), 3u);  // arm C has no rows: no curve, no figures
+  for (size_t c = 0; c < 2; ++c) {
+    EXPECT_TRUE(open.table.reports[c].rmean.has_value()) << c;
+    EXPECT_EQ(open.table.reports[c].atTimes.size(), 1u) << c;
+  }
+  EXPECT_FALSE(open.table.reports[2].rmean.has_value());
+}
+
 TEST(Disclosure, KaplanMeierGroupsBelowTheMinimumBecomeOneRow) {
   Rows r;
   r.add(0, 0, 3).add(0, 1, 20).add(1, 2, 30);

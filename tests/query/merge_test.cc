@@ -50,8 +50,8 @@ Result<PartialResult> partialOf(const std::string& text, const storage::ColumnSo
 }
 
 const char* kQueries[] = {
-    "count, count(bmi), sum(age), sum(bmi), mean(bmi), var(bmi), min(age), max(enrolled) by arm, "
-    "ecog",
+    ("count, count(bmi), sum(age), sum(bmi), mean(bmi), var(bmi), min(age), max(enrolled) by "
+     "arm, ecog"),
     "count, mean(bmi), sd(age), var(visits), sum(big) where age >= 40 and sex = \"F\"",
     "hist(bmi, 15, 35, 0.5) by smoker",
     "km(os_days, death) by sex",

@@ -62,6 +62,15 @@ TEST(Parser, EveryErrorKindPointsAtItsToken) {
       {"hist(age, [1])", 11, "at least two breaks"},
       {"hist(age, 0, 1e9, 1)", 19, "more than 1000000 histogram bins"},
       {"km(os_days)", 11, "expected ',' after the time variable"},
+      {"km(t, e, strata = 5)", 19, "expected a variable name after 'strata ='"},
+      {"km(t, e, strata = s, strata = s)", 22, "option 'strata' is given twice"},
+      {"km(t, e, ties = efron)", 10, "km() has options times = [...], rmean"},
+      {"km(t, e, times = [])", 18, "needs at least one time"},
+      {"km(t, e, times = [5, 5])", 18, "strictly increasing"},
+      {"km(t, e, times = 5)", 18, "expected '[' to open the list of survival times"},
+      {"km(t, e, rmean = 5, rmean = 6)", 21, "option 'rmean' is given twice"},
+      {"km(t, e, rmean = often)", 18, "(a time or common) after 'rmean ='"},
+      {"km(t, e, rmean)", 15, "expected '=' after the option 'rmean'"},
       {"count where `age > 1", 13, "unterminated `quoted name`"},
   };
   for (const auto& c : cases) {
@@ -86,6 +95,12 @@ const char* kRoundTrip[] = {
     "count by arm, ecog",
     "sum(x), mean(x), var(x), sd(x), min(x), max(x), count(x)",
     "km(os_days, death) by arm",
+    "km(os_days, death, times = [-1, 0, 182.5, 365]) by arm",
+    "km(os_days, death, rmean = 730)",
+    "km(os_days, death, times = [1e-3], rmean = common) by arm, sex",
+    "KM(os_days, death, RMEAN = COMMON, TIMES = [30])",
+    "km(os_days, death, rmean = -5, times = [1e-300, 1e300])",
+    "km(os_days, death, strata = `ph.ecog`, times = [30]) by arm",
     "count where age in (1, 2.5, -3) or not (ecog in (\"0\", \"1\")) and smoker = true",
     "count where (a = 1 or b = 2) and (c = 3 or d = 4)",
     "count where (a = 1 and b = 2) and c = 3",
@@ -206,6 +221,12 @@ TEST(Parser, JsonFormIsEquivalentToText) {
       {"hist(age, [18, 40.5, 120])",
        R"({"select":[{"fn":"hist","var":"age","breaks":[18,40.5,120]}]})"},
       {"km(t, e) by arm", R"({"select":[{"fn":"km","time":"t","event":"e"}],"by":["arm"]})"},
+      {"km(t, e, times = [90, 180.5], rmean = 365)",
+       R"({"select":[{"fn":"km","time":"t","event":"e","times":[90,180.5],"rmean":365}]})"},
+      {"km(t, e, rmean = common)",
+       R"({"select":[{"fn":"km","time":"t","event":"e","rmean":"common"}]})"},
+      {"km(t, e, strata = s) by g",
+       R"({"select":[{"fn":"km","time":"t","event":"e","strata":"s"}],"by":["g"]})"},
       {"count where not (x in (\"A\", \"B\")) or y is missing or z is not missing or d < date "
        "\"2024-01-01\" or b = true or r != 2.5",
        R"({"select":[{"fn":"count"}],"where":{"or":[
@@ -258,6 +279,18 @@ TEST(Parser, JsonErrorsNameThePath) {
       err("{\"select\":[{\"fn\":\"count\"}],\"where\":{\"var\":\"a\",\"op\":\"=\",\"value\":[1]}}")
           .find("where.value: a value must be"),
       std::string::npos);
+  EXPECT_NE(err(R"({"select":[{"fn":"km","time":"t","event":"e","rmean":"all"}]})")
+                .find(R"(select[0].rmean: must be a number (a time) or "common")"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"select":[{"fn":"km","time":"t","event":"e","times":[3,2]}]})")
+                .find("select[0].times: must be strictly increasing"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"select":[{"fn":"km","time":"t","event":"e","times":[]}]})")
+                .find("select[0].times: needs at least one time"),
+            std::string::npos);
+  EXPECT_NE(err(R"({"select":[{"fn":"km","time":"t","event":"e","times":["1"]}]})")
+                .find("select[0].times[0]: must be a number"),
+            std::string::npos);
 }
 
 std::string bindError(const std::string& text) {
@@ -335,6 +368,8 @@ TEST(Bind, ErrorsNameTheProblem) {
   EXPECT_NE(bindError("count, hist(age, 0, 10, 1)").find("must be the only statistic"),
             std::string::npos);
   EXPECT_NE(bindError("km(sex, death)").find("the time variable sex is categorical"),
+            std::string::npos);
+  EXPECT_NE(bindError("km(os_days, death, strata = arm) by sex").find("runs at the coordinator"),
             std::string::npos);
   EXPECT_NE(bindError("km(os_days, bmi)").find("the event variable bmi is real"),
             std::string::npos);

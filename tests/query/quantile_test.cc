@@ -287,6 +287,15 @@ TEST(QuantileQuery, RoundsOfCountsEqualTypeSevenOnTheKeptRows) {
     ASSERT_FALSE(got->roundQueries.empty());
     EXPECT_EQ(got->roundQueries[0].rfind("quantile_counts(", 0), 0u) << got->roundQueries[0];
     EXPECT_LE(got->roundQueries.size(), 6u);
+    // A site keeps the keys for the later rounds (ExecOptions::cacheKey): the same answer.
+    ExecOptions cached;
+    cached.cacheKey = "test@1";
+    for (int pass = 0; pass < 2; ++pass) {
+      Result<QuantileQueryResult> again = runQuantileQuery(*q, localRoundRunner(*table, cached));
+      ASSERT_TRUE(again.isOk()) << again.status().toString();
+      EXPECT_EQ(again->result.values, got->result.values) << text;
+      EXPECT_EQ(again->roundQueries, got->roundQueries) << text;
+    }
   }
   // A runner that releases like a coordinator: disclosure control on every round.
   DisclosurePolicy policy;

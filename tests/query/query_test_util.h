@@ -243,8 +243,10 @@ inline std::vector<double> naiveBreaks(const Aggregate& a) {
 
 // The expected statistic columns (kCells queries), one vector per cell.
 // GCC 12 reports a false -Wmaybe-uninitialized for vectors of variants holding std::string.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 inline std::vector<std::vector<ResultValue>> naiveCells(const Query& q, const Dictionary& dict,
                                                         const std::vector<Row>& rows) {
   const uint32_t cells = naiveCellCount(q, dict);
@@ -319,7 +321,9 @@ inline std::vector<std::vector<ResultValue>> naiveCells(const Query& q, const Di
   }
   return out;
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 inline ::testing::AssertionResult valuesMatch(const ResultValue& got, const ResultValue& want,
                                               double relTol) {

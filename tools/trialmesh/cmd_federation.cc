@@ -15,6 +15,7 @@
 #include "node/local_federation.h"
 #include "query/cross_test.h"
 #include "query/format.h"
+#include "query/stratified_km.h"
 #include "query/surveil.h"
 #include "tools/trialmesh/model_commands.h"
 #include "tools/trialmesh/passphrase.h"
@@ -60,6 +61,31 @@ std::string aggregationLine(const node::FederatedResult& r) {
   return line;
 }
 
+// The stratified test from the second query, only when the same sites answered both (else
+// the test and the curves would describe different patients).
+Status applyStratifiedResult(node::FederatedResult& curves, const node::FederatedResult& strata,
+                             const query::StratifiedKmRequest& request) {
+  auto answered = [](const node::FederatedResult& r) {
+    std::vector<std::string> out;
+    for (const auto& s : r.sites)
+      if (s.outcome == node::SiteOutcomeKind::kAnswered) out.push_back(s.site);
+    return out;
+  };
+  if (!strata.table || answered(strata) != answered(curves)) {
+    // The first reason a site gave (e.g. an unknown stratum variable), or the refusal.
+    std::string why = strata.refusal;
+    for (const auto& s : strata.sites)
+      if (why.empty() && !s.reason.empty()) why = s.site + ": " + s.reason;
+    const std::string what =
+        strata.table ? "the sites answering " + request.strataQuery + " differ from the curves'"
+                     : request.strataQuery + " gave no result";
+    query::withholdStratifiedLogRank(*curves.table, request,
+                                     what + (why.empty() ? std::string() : " (" + why + ")"));
+    return Status::ok();
+  }
+  return query::applyStratifiedLogRank(*curves.table, *strata.table, request);
+}
+
 }  // namespace
 
 int runFederatedQueryCommand(const FederatedQueryArgs& a) {
@@ -91,14 +117,26 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
   // chisq(a, b) / fisher(a, b): likewise the count by a, b, tested here (query/cross_test.h).
   auto cross = query::parseCrossTest(a.text);
   if (!cross) return fail(cross.status());
+  // km(..., strata = s) by g: the curves, then the km by g and s for the stratified test
+  // (query/stratified_km.h), each an ordinary federated query.
+  auto stratified = query::parseStratifiedKm(a.text);
+  if (!stratified) return fail(stratified.status());
   node::FederatedQueryOptions options;
   options.deadline = std::chrono::milliseconds(a.deadlineMs);
   auto result = node::runFederatedQuery(*identity, *members, a.study,
-                                        *surveil ? (*surveil)->countQuery
-                                        : *cross ? (*cross)->countQuery
-                                                 : a.text,
+                                        *surveil      ? (*surveil)->countQuery
+                                        : *cross      ? (*cross)->countQuery
+                                        : *stratified ? (*stratified)->curveQuery
+                                                      : a.text,
                                         options);
   if (!result) return fail(result.status());
+  if (*stratified && result->table) {
+    auto strata =
+        node::runFederatedQuery(*identity, *members, a.study, (*stratified)->strataQuery, options);
+    if (!strata) return fail(strata.status());
+    if (Status st = applyStratifiedResult(*result, *strata, **stratified); !st.isOk())
+      return fail(st);
+  }
   if (*surveil && result->table) {
     auto detected = query::applySurveil(*result->table, **surveil);
     if (!detected) return fail(detected.status());

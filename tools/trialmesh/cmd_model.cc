@@ -48,25 +48,44 @@ int runLocalModel(const std::string& text, const storage::ColumnSource& source, 
   return 0;
 }
 
-int runFederatedModel(const std::string& text, const crypto::Identity& identity,
-                      const node::Members& members, const std::string& study, int64_t deadlineMs,
-                      bool json, bool csv) {
+namespace {
+
+// A federated statement fitted in rounds over the sites that can take part (`run`: a model fit
+// or a quantile select over one coordinator session), printed by `print`; --deadline-ms bounds
+// every round and any restart after a dropout.
+template <typename Run, typename Print>
+int runFederatedRounds(const std::string& text, const crypto::Identity& identity,
+                       const node::Members& members, const std::string& study, int64_t deadlineMs,
+                       bool json, bool csv, const char* done, Run run, Print print) {
   auto parsed = query::parseQuery(text);
   if (!parsed) return fail(parsed.status());
   node::CoordinatorSession session(identity, members);
-  // --deadline-ms bounds the whole fit (every round and any restart after a dropout).
   node::FederatedModelOptions options;
   options.deadline = std::chrono::milliseconds(deadlineMs);
   const auto start = std::chrono::steady_clock::now();
-  auto fit = node::fitFederatedModel(session, study, *parsed, options);
+  auto result = run(session, *parsed, options);
   session.close();
-  if (!fit) return fail(fit.status());
+  if (!result) return fail(result.status());
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  printModel(*fit, json, csv);
+  print(*result, json, csv);
   if (!json && !csv)
-    std::printf("study %s: fitted across the federation in %.1f ms\n", study.c_str(), ms);
+    std::printf("study %s: %s across the federation in %.1f ms\n", study.c_str(), done, ms);
   return 0;
+}
+
+}  // namespace
+
+int runFederatedModel(const std::string& text, const crypto::Identity& identity,
+                      const node::Members& members, const std::string& study, int64_t deadlineMs,
+                      bool json, bool csv) {
+  return runFederatedRounds(
+      text, identity, members, study, deadlineMs, json, csv, "fitted",
+      [&](node::CoordinatorSession& session, const query::Query& q,
+          const node::FederatedModelOptions& o) {
+        return node::fitFederatedModel(session, study, q, o);
+      },
+      printModel);
 }
 
 bool isQuantileQueryText(const std::string& text) {
@@ -101,21 +120,13 @@ int runLocalQuantile(const query::Query& q, const storage::ColumnSource& source,
 int runFederatedQuantile(const std::string& text, const crypto::Identity& identity,
                          const node::Members& members, const std::string& study, int64_t deadlineMs,
                          bool json, bool csv) {
-  auto parsed = query::parseQuery(text);
-  if (!parsed) return fail(parsed.status());
-  node::CoordinatorSession session(identity, members);
-  node::FederatedModelOptions options;
-  options.deadline = std::chrono::milliseconds(deadlineMs);
-  const auto start = std::chrono::steady_clock::now();
-  auto result = node::federatedQuantileQuery(session, study, *parsed, options);
-  session.close();
-  if (!result) return fail(result.status());
-  const double ms =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-  printQuantile(*result, json, csv);
-  if (!json && !csv)
-    std::printf("study %s: computed across the federation in %.1f ms\n", study.c_str(), ms);
-  return 0;
+  return runFederatedRounds(
+      text, identity, members, study, deadlineMs, json, csv, "computed",
+      [&](node::CoordinatorSession& session, const query::Query& q,
+          const node::FederatedModelOptions& o) {
+        return node::federatedQuantileQuery(session, study, q, o);
+      },
+      printQuantile);
 }
 
 }  // namespace trialmesh::cli

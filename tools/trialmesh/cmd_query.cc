@@ -8,6 +8,7 @@
 #include "query/engine.h"
 #include "query/format.h"
 #include "query/query.h"
+#include "query/stratified_km.h"
 #include "query/surveil.h"
 #include "storage/store.h"
 #include "tools/trialmesh/commands.h"
@@ -50,9 +51,14 @@ int runLocalQuery(const QueryArgs& a) {
   // chisq(a, b) / fisher(a, b): the count by a, b, then the test (query/cross_test.h).
   auto cross = query::parseCrossTest(a.text);
   if (!cross) return fail(cross.status());
-  auto parsed = query::parseQuery(*surveil ? (*surveil)->countQuery
-                                  : *cross ? (*cross)->countQuery
-                                           : a.text);
+  // km(..., strata = s) by g: the curves, then the km by g and s for the test
+  // (query/stratified_km.h).
+  auto stratified = query::parseStratifiedKm(a.text);
+  if (!stratified) return fail(stratified.status());
+  auto parsed = query::parseQuery(*surveil      ? (*surveil)->countQuery
+                                  : *cross      ? (*cross)->countQuery
+                                  : *stratified ? (*stratified)->curveQuery
+                                                : a.text);
   if (!parsed) return fail(parsed.status());
   storage::StoreOptions storeOptions;
   storeOptions.createIfMissing = false;
@@ -81,6 +87,18 @@ int runLocalQuery(const QueryArgs& a) {
     table = query::applyCrossTest(*table, **cross);
     if (!table) return fail(table.status());
   }
+  if (*stratified) {
+    auto strataQuery = query::parseQuery((*stratified)->strataQuery);
+    if (!strataQuery) return fail(strataQuery.status());
+    auto strataBound = query::bindQuery(*strataQuery, (*source)->dictionary());
+    if (!strataBound) return fail(strataBound.status());
+    auto strataPartial = query::execute(*strataBound, **source, options);
+    if (!strataPartial) return fail(strataPartial.status());
+    auto strataTable = query::finalize(*strataPartial, *strataBound);
+    if (!strataTable) return fail(strataTable.status());
+    if (Status st = query::applyStratifiedLogRank(*table, *strataTable, **stratified); !st.isOk())
+      return fail(st);
+  }
   double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   printResult(*table, a);
@@ -106,6 +124,8 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "      'count where age >= 65 and sex = \"F\"'\n"
       "  trialmesh query --local --store site1 --dataset lung7 \\\n"
       "      'coxph(time, event ~ age + sex + arm, ties = efron)'\n"
+      "  trialmesh query --local --store site1 --dataset lung7 \\\n"
+      "      'km(time, event, times = [180, 365], rmean = 365, strata = ecog) by sex'\n"
       "Models (lm, glm with family = binomial, coxph) and exact quantiles ('median(age)',\n"
       "'quantile(age, c(0.25, 0.75))') run as rounds of ordinary queries and\n"
       "print in R's layout (--json / --csv for programs). Under secure aggregation (the\n"

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -215,6 +216,26 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
     Timing coxClean;
     std::vector<std::string> coxContributors;
     if (opt.quantiles) {
+      // The floor: one round reading the column at every site (count(age): a scan, no sort).
+      {
+        Timing t;
+        FitRun last;
+        for (int r = 0; r < opt.repeat; ++r) {
+          node::FederatedQueryOptions o;
+          o.deadline = std::chrono::seconds(120);
+          const auto t0 = Clock::now();
+          auto result = session.query(node::LocalFederation::kStudy, "count(age)", o);
+          if (!result) {
+            std::fprintf(stderr, "error: count(age): %s\n", result.status().toString().c_str());
+            return 1;
+          }
+          t.ms.push_back(msSince(t0));
+          last.rounds = result->rounds;
+          last.fits = 1;
+          last.contributed = result->answered();
+        }
+        row("count(age): one scan round, the floor", last, t);
+      }
       // Exact quantiles (issue #11): node::federatedQuantileQuery, every round through the
       // sites as a user's `trialmesh query 'median(age)'` runs it.
       for (const char* text : {"median(age)", "quantile(bmi, c(0.25, 0.5, 0.75))"}) {
@@ -284,7 +305,10 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
           (void)fit;
           if (round == 3 && !stopped) {
             stopped = true;
-            (*fed)->siteProcess(killed)->stop(std::chrono::seconds(5));
+            // A crash (SIGKILL), not a graceful stop: the node's orderly shutdown would be
+            // counted in the fit's time.
+            (*fed)->siteProcess(killed)->signal(SIGKILL);
+            (void)(*fed)->siteProcess(killed)->waitFor(std::chrono::seconds(5));
           }
         });
         if (!run) {
