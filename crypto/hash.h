@@ -8,6 +8,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "common/status.h"
 
 namespace trialmesh::crypto {
 
@@ -15,7 +18,10 @@ using Sha256Digest = std::array<uint8_t, 32>;
 
 Sha256Digest sha256(std::span<const uint8_t> data);
 Sha256Digest sha256(std::string_view data);
-// Lower-case hexadecimal, 64 characters.
+// Lower-case hexadecimal, two characters per byte.
 std::string toHex(std::span<const uint8_t> bytes);
+// The bytes of hexadecimal text (either case, no separators). InvalidArgument for an odd length
+// or a character that is not a hex digit, with its position.
+Result<std::vector<uint8_t>> fromHex(std::string_view text);
 
 }  // namespace trialmesh::crypto

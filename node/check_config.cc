@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "crypto/identity.h"
+#include "node/members_signature.h"
 #include "node/ops/logging.h"
 #include "storage/store.h"
 
@@ -109,7 +110,7 @@ Result<std::vector<std::string>> checkNodeConfig(const NodeConfig& config) {
   }
   passed.push_back("log_level " + config.logLevel);
 
-  auto members = loadMembers(config.membersPath);
+  auto members = loadNodeMembers(config);
   if (!members) return members.status();
   const Member* self = members->findByName(config.name);
   if (self == nullptr || self->role != Role::kSite) {
@@ -117,7 +118,10 @@ Result<std::vector<std::string>> checkNodeConfig(const NodeConfig& config) {
                                    "' is not a member with role site in " + config.membersPath);
   }
   passed.push_back("members " + config.membersPath + ": federation '" + members->federation +
-                   "', '" + config.name + "' is a site");
+                   "', '" + config.name + "' is a site" +
+                   (config.membersSigner
+                        ? ", signed by members_signer " + config.membersSigner->toText()
+                        : std::string()));
 
   auto identity = crypto::loadIdentity(config.identityPath,
                                        [&config]() { return readIdentityPassphrase(config); });

@@ -13,7 +13,9 @@ namespace {
 
 constexpr size_t kMaxMembers = 10'000;
 
-Result<std::string> readFile(const std::string& path, const char* what) {
+}  // namespace
+
+Result<std::string> readConfigFile(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return Status::notFound(std::string(what) + " '" + path + "' cannot be opened (" +
@@ -24,6 +26,8 @@ Result<std::string> readFile(const std::string& path, const char* what) {
   s << in.rdbuf();
   return s.str();
 }
+
+namespace {
 
 Result<toml::table> parseToml(const std::string& text, const std::string& source) {
   try {
@@ -237,7 +241,7 @@ Result<Members> parseMembers(const std::string& text, const std::string& source)
 }
 
 Result<Members> loadMembers(const std::string& path) {
-  TM_ASSIGN_OR_RETURN(std::string text, readFile(path, "members file"));
+  TM_ASSIGN_OR_RETURN(std::string text, readConfigFile(path, "members file"));
   return parseMembers(text, path);
 }
 
@@ -246,8 +250,8 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
   TM_ASSIGN_OR_RETURN(toml::table root, parseToml(text, source));
   TM_RETURN_IF_ERROR(checkKeys(root,
                                {"name", "identity", "identity_passphrase_file", "listen",
-                                "data_dir", "members", "ops_listen", "log_format", "log_file",
-                                "log_level", "limits", "dataset", "testing", "ethics"},
+                                "data_dir", "members", "members_signer", "ops_listen", "log_format",
+                                "log_file", "log_level", "limits", "dataset", "testing", "ethics"},
                                source));
   NodeConfig c;
   c.path = source;
@@ -262,6 +266,12 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
   c.dataDir = resolve(baseDir, dataDir);
   TM_ASSIGN_OR_RETURN(std::string members, getString(root, "members", source, true));
   c.membersPath = resolve(baseDir, members);
+  TM_ASSIGN_OR_RETURN(std::string signer, getString(root, "members_signer", source, false));
+  if (!signer.empty()) {
+    auto key = crypto::parsePublicKey(signer);
+    if (!key) return key.status().withContext(source + ": members_signer");
+    c.membersSigner = *key;
+  }
   TM_ASSIGN_OR_RETURN(c.opsListen, getString(root, "ops_listen", source, false));
   if (!c.opsListen.empty()) TM_RETURN_IF_ERROR(checkHostPort(c.opsListen, source + ": ops_listen"));
   TM_ASSIGN_OR_RETURN(std::string format, getString(root, "log_format", source, false));
@@ -435,7 +445,7 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
 }
 
 Result<NodeConfig> loadNodeConfig(const std::string& path) {
-  TM_ASSIGN_OR_RETURN(std::string text, readFile(path, "node config"));
+  TM_ASSIGN_OR_RETURN(std::string text, readConfigFile(path, "node config"));
   std::string base = std::filesystem::path(path).parent_path().string();
   if (base.empty()) base = ".";
   return parseNodeConfig(text, path, base);

@@ -44,7 +44,11 @@ struct Members {
 // 'west-china'): public_key: checksum mismatch ..."). Names and keys must be unique; sites
 // need an address; at most 10,000 members.
 Result<Members> parseMembers(const std::string& text, const std::string& sourceName);
+// Reads without checking a signature; a site node uses loadNodeMembers (node/members_signature.h).
 Result<Members> loadMembers(const std::string& path);
+
+// A whole file as text; NotFound naming `what` and the path when it cannot be opened.
+Result<std::string> readConfigFile(const std::string& path, const char* what);
 
 struct NodeLimits {
   uint64_t maxMessageBytes = 16ull << 20;  // largest RPC message from a peer (64 KiB..1 GiB)
@@ -101,6 +105,10 @@ struct NodeConfig {
   std::string listen;  // "host:port"
   std::string dataDir;
   std::string membersPath;
+  // members_signer: the federation organiser's public key. When set, the members file must
+  // carry a valid "<members>.sig" by this key, checked at start and at every reload
+  // (node/members_signature.h).
+  std::optional<crypto::PublicKey> membersSigner;
   std::string opsListen;  // "" = no ops endpoint
   std::string logFormat = "plain";
   std::string logFile;  // "" = stderr

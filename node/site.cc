@@ -38,6 +38,7 @@
 #include "ethics/privacy_budget.h"
 #include "node/check_config.h"
 #include "node/handshake_budget.h"
+#include "node/members_signature.h"
 #include "node/ops/logging.h"
 #include "node/ops/metrics.h"
 #include "node/ops/ops_server.h"
@@ -1372,7 +1373,7 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
 // change under a running node (its audit log and approvals are bound to it).
 Status reloadMembers(SiteState& state) {
   const NodeConfig& config = state.config();
-  auto next = loadMembers(config.membersPath);
+  auto next = loadNodeMembers(config);
   if (!next) return next.status();
   const Member* self = next->findByName(config.name);
   if (self == nullptr || self->role != Role::kSite) {
@@ -1438,7 +1439,7 @@ int runSiteNode(const NodeConfig& config) {
   Status logging = ops::setupLogging(logOptions);
   if (!logging.isOk()) return startupFailure(logging);
 
-  auto members = loadMembers(config.membersPath);
+  auto members = loadNodeMembers(config);
   if (!members) return startupFailure(members.status());
   const Member* self = members->findByName(config.name);
   if (self == nullptr || self->role != Role::kSite) {

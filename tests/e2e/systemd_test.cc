@@ -19,7 +19,9 @@
 #include <string>
 #include <thread>
 
+#include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "node/members_signature.h"
 #include "node/ops/sd_notify.h"
 
 namespace trialmesh::node {
@@ -238,6 +240,54 @@ TEST(SystemdNode, NotifiesReadyWatchdogReloadAndStop) {
   EXPECT_TRUE(sock.receiveContaining("STOPPING=1", 10s));
   EXPECT_EQ(node->waitFor(20s), 0);
   (*fed)->stop(5s);
+  fed->reset();
+  std::filesystem::remove_all(dir);
+}
+
+// members_signer (issue #13 item 4): a node that trusts the organiser's key starts on the signed
+// members file; at reload a copy changed after signing is refused (the node keeps serving with
+// the old members), and the re-signed file is taken.
+TEST(SignedMembers, TamperedCopyIsRefusedAtReloadAndTheResignedOneTaken) {
+  const std::string dir = scratchDir("signed");
+  LocalFederationOptions o;
+  o.directory = dir + "/fed";
+  o.sites = 1;
+  o.rows = 100;
+  o.nodeBinary = TRIALMESH_NODE_BINARY;
+  auto fed = LocalFederation::create(o);
+  ASSERT_TRUE(fed.isOk()) << fed.status().toString();
+  const crypto::Identity organiser = crypto::generateIdentity();
+  const std::string config = (*fed)->siteConfigPath(0);
+  writeFile(config, "members_signer = \"" + organiser.pub.toText() + "\"\n" + readFile(config));
+  const std::string members = (*fed)->membersPath();
+  const std::string good = readFile(members);
+  writeFile(membersSignaturePath(members), signMembersFile(organiser, good));
+  Status started = (*fed)->start(30s);
+  ASSERT_TRUE(started.isOk()) << started.toString();
+  ChildProcess* node = (*fed)->siteProcess(0);
+  ASSERT_NE(node, nullptr);
+  const std::string log = (*fed)->siteLogPath(0);
+
+  // An intruder adds a coordinator of their own, without the organiser's key.
+  const std::string intruder =
+      "\n[[member]]\nname = \"intruder\"\nrole = \"coordinator\"\n"
+      "public_key = \"" +
+      crypto::generateIdentity().pub.toText() + "\"\n";
+  writeFile(members, good + intruder);
+  node->signal(SIGHUP);
+  ASSERT_TRUE(logContains(log, "reload_refused", 5s)) << readFile(log);
+  EXPECT_NE(readFile(log).find("changed after it was signed"), std::string::npos) << readFile(log);
+  EXPECT_TRUE(node->running());
+  auto r = runFederatedQuery((*fed)->coordinator(), (*fed)->members(), LocalFederation::kStudy,
+                             "count", {});
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  EXPECT_EQ(r->answered(), 1u);
+
+  // The organiser signs the new list: taken at the next reload.
+  writeFile(membersSignaturePath(members), signMembersFile(organiser, good + intruder));
+  node->signal(SIGHUP);
+  EXPECT_TRUE(logContains(log, "reload_done", 5s)) << readFile(log);
+  (*fed)->stop(10s);
   fed->reset();
   std::filesystem::remove_all(dir);
 }

@@ -16,6 +16,7 @@
 #include "crypto/identity.h"
 #include "node/check_config.h"
 #include "node/local_federation.h"
+#include "node/members_signature.h"
 #include "storage/store.h"
 
 namespace trialmesh::node {
@@ -192,6 +193,30 @@ TEST_F(CheckConfigTest, StoresArePrivateAndAWorldReadableOneIsRefused) {
 TEST_F(CheckConfigTest, RefusesASiteMissingFromTheMembersFile) {
   setKey("name", "\"nobody\"");
   expectRefused("is not a member with role site");
+}
+
+// members_signer (issue #13 item 4): the check verifies the organiser's signature as start-up
+// and reload do, and refuses an unsigned or changed members file.
+TEST_F(CheckConfigTest, MembersSignerRequiresAValidSignature) {
+  const crypto::Identity organiser = crypto::generateIdentity();
+  setKey("members_signer", "\"" + organiser.pub.toText() + "\"");
+  const std::string members = fed_->membersPath();
+  expectRefused("needs the organiser's signature");
+  const std::string text = readFile(members);
+  std::ofstream(membersSignaturePath(members), std::ios::trunc) << signMembersFile(organiser, text);
+  auto r = check();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  std::string all;
+  for (const auto& l : *r) all += l + "\n";
+  EXPECT_NE(all.find("signed by members_signer " + organiser.pub.toText()), std::string::npos)
+      << all;
+  std::ofstream(members, std::ios::app) << "# edited after signing\n";
+  expectRefused("it was changed after it was signed");
+  setKey("members_signer", "\"tmpk1nope\"");
+  auto bad = loadNodeConfig(configPath_);
+  ASSERT_FALSE(bad.isOk());
+  EXPECT_NE(bad.status().message().find("members_signer"), std::string::npos)
+      << bad.status().toString();
 }
 
 }  // namespace

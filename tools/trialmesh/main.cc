@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
       "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node)\n"
       "Coordinators: query\n"
       "Ethics:       ethics (sign, submit, show, list, revoke), audit (verify, export, tail)\n"
+      "Organiser:    members (sign, verify)\n"
       "Everyone:     demo (a 3-site federation on loopback answering a query)\n\n"
       "Exit status: 0 success, 1 the operation failed, 2 bad usage, 3 partial federated "
       "result (some sites did not answer).",
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   trialmesh::cli::addQueryCommands(app, exitCode);
   trialmesh::cli::addDemoCommand(app, exitCode);
   trialmesh::cli::addFederationCommands(app, exitCode);
+  trialmesh::cli::addMembersCommands(app, exitCode);
   trialmesh::cli::addEthicsCommands(app, exitCode);
   trialmesh::cli::addAuditCommands(app, exitCode);
   try {
