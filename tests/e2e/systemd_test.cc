@@ -167,6 +167,16 @@ bool logContains(const std::string& path, const std::string& needle,
   return false;
 }
 
+// A one-site federation of the real trialmesh-node binary, created but not started.
+Result<std::unique_ptr<LocalFederation>> createOneSiteFederation(const std::string& directory) {
+  LocalFederationOptions o;
+  o.directory = directory;
+  o.sites = 1;
+  o.rows = 100;
+  o.nodeBinary = TRIALMESH_NODE_BINARY;
+  return LocalFederation::create(o);
+}
+
 TEST(SystemdNode, NotifiesReadyWatchdogReloadAndStop) {
   const std::string dir = scratchDir("node");
   NotifySocket sock(dir + "/notify");
@@ -176,12 +186,7 @@ TEST(SystemdNode, NotifiesReadyWatchdogReloadAndStop) {
   ::setenv("WATCHDOG_USEC", "200000", 1);  // a ping every 100 ms
   ::unsetenv("WATCHDOG_PID");
 
-  LocalFederationOptions o;
-  o.directory = dir + "/fed";
-  o.sites = 1;
-  o.rows = 100;
-  o.nodeBinary = TRIALMESH_NODE_BINARY;
-  auto fed = LocalFederation::create(o);
+  auto fed = createOneSiteFederation(dir + "/fed");
   ASSERT_TRUE(fed.isOk()) << fed.status().toString();
   Status started = (*fed)->start(30s);
   ::unsetenv("NOTIFY_SOCKET");
@@ -249,12 +254,7 @@ TEST(SystemdNode, NotifiesReadyWatchdogReloadAndStop) {
 // the old members), and the re-signed file is taken.
 TEST(SignedMembers, TamperedCopyIsRefusedAtReloadAndTheResignedOneTaken) {
   const std::string dir = scratchDir("signed");
-  LocalFederationOptions o;
-  o.directory = dir + "/fed";
-  o.sites = 1;
-  o.rows = 100;
-  o.nodeBinary = TRIALMESH_NODE_BINARY;
-  auto fed = LocalFederation::create(o);
+  auto fed = createOneSiteFederation(dir + "/fed");
   ASSERT_TRUE(fed.isOk()) << fed.status().toString();
   const crypto::Identity organiser = crypto::generateIdentity();
   const std::string config = (*fed)->siteConfigPath(0);
