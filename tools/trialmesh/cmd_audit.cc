@@ -16,16 +16,12 @@
 #include "ethics/head_pin.h"
 #include "node/config.h"
 #include "node/coordinator.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/ethics_commands.h"
 #include "tools/trialmesh/passphrase.h"
 
 namespace trialmesh::cli {
 namespace {
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return 1;
-}
 
 struct Args {
   std::string node, members, identity, passphraseFile, study, from, to, format = "csv";

@@ -12,6 +12,7 @@
 #include "storage/dictionary.h"
 #include "storage/store.h"
 #include "tools/gen/gen.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/federation_commands.h"
 #include "tools/trialmesh/progress.h"
@@ -27,11 +28,6 @@ struct DemoArgs {
   bool local = false;  // single-site demo; otherwise cmd_federation.cc's runFederationDemo
   uint32_t sites = 3;  // federated demo only
 };
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return kExitFailure;
-}
 
 Status runQuery(const storage::ColumnSource& source, const std::string& text) {
   TM_ASSIGN_OR_RETURN(query::Query q, query::parseQuery(text));

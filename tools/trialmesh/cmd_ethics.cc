@@ -12,16 +12,12 @@
 #include "ethics/approval.h"
 #include "node/config.h"
 #include "node/coordinator.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/ethics_commands.h"
 #include "tools/trialmesh/passphrase.h"
 
 namespace trialmesh::cli {
 namespace {
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return 1;
-}
 
 Result<std::string> readAll(const std::string& path, const char* what) {
   std::ifstream in(path, std::ios::binary);

@@ -17,6 +17,7 @@
 #include "query/format.h"
 #include "query/stratified_km.h"
 #include "query/surveil.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/model_commands.h"
 #include "tools/trialmesh/passphrase.h"
 
@@ -25,11 +26,6 @@ namespace {
 
 constexpr int kExitFailed = 1;
 constexpr int kExitPartial = 3;
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return kExitFailed;
-}
 
 void printSites(const node::FederatedResult& r, FILE* out) {
   std::fprintf(out, "\nSites (%zu of %zu answered%s):\n", r.answered(), r.sites.size(),

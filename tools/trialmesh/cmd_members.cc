@@ -11,16 +11,12 @@
 #include "crypto/identity.h"
 #include "node/config.h"
 #include "node/members_signature.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/federation_commands.h"
 #include "tools/trialmesh/passphrase.h"
 
 namespace trialmesh::cli {
 namespace {
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return 1;
-}
 
 struct MembersArgs {
   std::string file;

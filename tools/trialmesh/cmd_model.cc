@@ -6,14 +6,10 @@
 
 #include "node/coordinator.h"
 #include "node/model_runner.h"
+#include "tools/trialmesh/cli_status.h"
 
 namespace trialmesh::cli {
 namespace {
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return 1;
-}
 
 void printModel(const query::ModelResult& fit, bool json, bool csv) {
   if (json) {

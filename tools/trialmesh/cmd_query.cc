@@ -11,6 +11,7 @@
 #include "query/stratified_km.h"
 #include "query/surveil.h"
 #include "storage/store.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/federation_commands.h"
 #include "tools/trialmesh/model_commands.h"
@@ -28,11 +29,6 @@ struct QueryArgs {
   unsigned threads = 0;
   FederatedQueryArgs federated;  // without --local (tools/trialmesh/cmd_federation.cc)
 };
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return kExitFailure;
-}
 
 void printResult(const query::ResultTable& table, const QueryArgs& a) {
   if (a.json) {

@@ -9,16 +9,12 @@
 #include "storage/dictionary.h"
 #include "storage/store.h"
 #include "tools/gen/gen.h"
+#include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/progress.h"
 
 namespace trialmesh::cli {
 namespace {
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "error: %s\n", status.message().c_str());
-  return kExitFailure;
-}
 
 struct GenArgs {
   uint64_t rows = 1000;
