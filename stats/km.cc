@@ -7,6 +7,7 @@
 
 #include "stats/distributions.h"
 #include "stats/linalg.h"
+#include "stats/log_rank_sums.h"
 
 namespace trialmesh::stats {
 
@@ -124,6 +125,15 @@ Result<LogRankTest> logRank(const std::vector<SurvivalGroup>& groups) {
   }
   std::sort(times.begin(), times.end());
   times.erase(std::unique(times.begin(), times.end()), times.end());
+  detail::addLogRankStratum(groups, std::move(atRisk), times, test);
+  return detail::finishLogRank(std::move(test),
+                               "log-rank test: the variance of observed - expected is singular "
+                               "(a group is never at risk with the others)");
+}
+
+void detail::addLogRankStratum(const std::vector<SurvivalGroup>& groups, std::vector<double> atRisk,
+                               const std::vector<double>& times, LogRankTest& test) {
+  const size_t g = groups.size();
   std::vector<size_t> cursor(g, 0);
   std::vector<double> deaths(g), leaving(g);
   for (double t : times) {
@@ -152,7 +162,10 @@ Result<LogRankTest> logRank(const std::vector<SurvivalGroup>& groups) {
     }
     for (size_t i = 0; i < g; ++i) atRisk[i] -= leaving[i];
   }
-  // survdiff: drop groups with nothing expected, then the first remaining one.
+}
+
+Result<LogRankTest> detail::finishLogRank(LogRankTest test, const std::string& singular) {
+  const size_t g = test.groups.size();
   std::vector<size_t> kept;
   for (size_t i = 0; i < g; ++i) {
     test.groups[i].variance = test.variance[i * g + i];
@@ -174,11 +187,7 @@ Result<LogRankTest> logRank(const std::vector<SurvivalGroup>& groups) {
     for (size_t b = 0; b < q; ++b) vv[a * q + b] = test.variance[i * g + kept[b + 1]];
   }
   Result<SymmetricFactor> f = SymmetricFactor::factor(vv, q, names);
-  if (!f.isOk()) {
-    return f.status().withContext(
-        "log-rank test: the variance of observed - expected is "
-        "singular (a group is never at risk with the others)");
-  }
+  if (!f.isOk()) return f.status().withContext(singular);
   test.chiSquare = f->inverseQuadraticForm(oe);
   test.pValue = detail::upperChiSquared(test.chiSquare, test.df);
   return test;

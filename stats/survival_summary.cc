@@ -9,6 +9,7 @@
 #include "stats/distributions.h"
 #include "stats/format.h"
 #include "stats/linalg.h"
+#include "stats/log_rank_sums.h"
 
 namespace trialmesh::stats {
 
@@ -147,62 +148,10 @@ Result<LogRankTest> stratifiedLogRank(const std::vector<std::vector<SurvivalGrou
     }
     std::sort(times.begin(), times.end());
     times.erase(std::unique(times.begin(), times.end()), times.end());
-    std::vector<size_t> cursor(g, 0);
-    std::vector<double> deaths(g), leaving(g);
-    for (double t : times) {
-      double nk = 0, dk = 0;
-      for (size_t i = 0; i < g; ++i) {
-        deaths[i] = leaving[i] = 0;
-        const auto& pts = groups[i].points;
-        if (cursor[i] < pts.size() && pts[cursor[i]].time == t) {
-          deaths[i] = static_cast<double>(pts[cursor[i]].events);
-          leaving[i] = deaths[i] + static_cast<double>(pts[cursor[i]].censored);
-          ++cursor[i];
-        }
-        nk += atRisk[i];
-        dk += deaths[i];
-      }
-      if (dk > 0) {
-        for (size_t i = 0; i < g; ++i) test.groups[i].expected += dk * atRisk[i] / nk;
-        if (nk > 1) {
-          const double c = dk * (nk - dk) / (nk * (nk - 1));
-          for (size_t i = 0; i < g; ++i)
-            for (size_t j = 0; j < g; ++j)
-              test.variance[i * g + j] += c * atRisk[i] * ((i == j ? 1.0 : 0.0) - atRisk[j] / nk);
-        }
-      }
-      for (size_t i = 0; i < g; ++i) atRisk[i] -= leaving[i];
-    }
+    detail::addLogRankStratum(groups, std::move(atRisk), times, test);
   }
-  // survdiff: groups with nothing expected drop out, then the first remaining one.
-  std::vector<size_t> kept;
-  for (size_t i = 0; i < g; ++i) {
-    test.groups[i].variance = test.variance[i * g + i];
-    if (test.groups[i].expected > 0) kept.push_back(i);
-  }
-  test.df = kept.empty() ? 0.0 : static_cast<double>(kept.size() - 1);
-  if (kept.size() < 2) {
-    test.chiSquare = 0;
-    test.pValue = kNaN;
-    return test;
-  }
-  const size_t q = kept.size() - 1;
-  std::vector<double> vv(q * q), oe(q);
-  std::vector<std::string> names(q);
-  for (size_t a = 0; a < q; ++a) {
-    const size_t i = kept[a + 1];
-    oe[a] = test.groups[i].observed - test.groups[i].expected;
-    names[a] = test.groups[i].name;
-    for (size_t b = 0; b < q; ++b) vv[a * q + b] = test.variance[i * g + kept[b + 1]];
-  }
-  Result<SymmetricFactor> f = SymmetricFactor::factor(vv, q, names);
-  if (!f.isOk()) {
-    return f.status().withContext(
-        "stratified log-rank test: the variance of observed - expected is singular");
-  }
-  test.chiSquare = f->inverseQuadraticForm(oe);
-  test.pValue = detail::upperChiSquared(test.chiSquare, test.df);
-  return test;
+  return detail::finishLogRank(
+      std::move(test), "stratified log-rank test: the variance of observed - expected is singular");
 }
 
 std::string formatSurvivalAtTimes(const std::vector<KmCurve>& curves,
