@@ -240,6 +240,7 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
         break;
       case AggFn::kQuantileCounts:  // one cell; every bucket of every interval, then outside
         add(stat, Field::kBinCounts, Kind::kCount, a.keyBounds.size() / 2 * size_t{a.buckets} + 1);
+        add(stat, Field::kIntegerSum, Kind::kInteger, 1);  // values that are not whole numbers
         break;
       case AggFn::kKm:
       case AggFn::kCoxTimes: {

@@ -1191,6 +1191,7 @@ class Worker {
 struct QuantileRows {
   std::vector<uint64_t> keys;
   uint64_t rowsScanned = 0, selected = 0, missing = 0;
+  uint64_t fractional = 0;  // values that are not whole numbers
 };
 constexpr size_t kQuantileCacheEntries = 4;
 std::mutex quantileCacheMutex;
@@ -1232,6 +1233,7 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
           continue;
         }
         tooLarge |= integer && std::fabs(v) >= 0x1p53;
+        out->fractional += std::floor(v) != v;
         out->keys.push_back(quantileKey(v));
       }
     });
@@ -1251,7 +1253,10 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
 // quantile_counts (query/quantile.h): the keys of the rows passing the filter, counted per
 // bucket of each interval asked, plus one "outside" slot. Every value is keyed as a double
 // (exact for an integer below 2^53 in size), so the coordinator maps a key back to a value
-// without knowing the variable's type, and all sites bucket alike.
+// without knowing the variable's type, and all sites bucket alike. The statistic's integer
+// sum is the count of values that are not whole numbers (the sum of that indicator): when the
+// pooled count is 0 the coordinator stops narrowing at a bucket holding one whole number, so
+// an integer-valued variable takes 2 or 3 rounds instead of 6 (federatedQuantile).
 Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
                                             const storage::ColumnSource& source,
                                             const ExecOptions& options) {
@@ -1273,6 +1278,8 @@ Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
   for (uint64_t k : s.binCounts) inside += k;
   s.bins = static_cast<uint32_t>(s.binCounts.size());
   s.binCounts.push_back(s.n[0] - inside);  // outside every interval
+  s.intSum.assign(1, static_cast<int64_t>(rows->fractional));
+  s.sum.assign(1, static_cast<double>(rows->fractional));
   return p;
 }
 

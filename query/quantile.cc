@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 
 namespace trialmesh::query {
@@ -135,6 +136,21 @@ std::optional<double> type7(const std::vector<double>& sorted, double p) {
   return qs;
 }
 
+namespace {
+
+// The key of the only whole number in the double keys [lo, hi], if there is exactly one (a
+// bucket of a select whose values are all whole numbers then holds only that value); nullopt
+// for none, several, or a bound that is not a finite number.
+std::optional<uint64_t> onlyWholeNumber(uint64_t lo, uint64_t hi) {
+  const double a = realOfKey(lo), b = realOfKey(hi);
+  if (!std::isfinite(a) || !std::isfinite(b)) return std::nullopt;
+  const double first = std::ceil(a), last = std::floor(b);
+  if (first != last) return std::nullopt;
+  return quantileKey(first);
+}
+
+}  // namespace
+
 Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKind kind,
                                          const BucketCounter& counter, KeyInterval range,
                                          uint32_t buckets, uint64_t minCount) {
@@ -145,21 +161,25 @@ Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKi
   QuantileResult out;
   out.probs = probs;
 
+  // Every value is a whole number (the first round's pooled count of the others is 0).
+  bool wholeNumbers = false;
   // Runs one round over `intervals` and returns the counts by interval.
   auto runRound = [&](const std::vector<KeyInterval>& intervals)
       -> Result<std::map<uint64_t, std::vector<uint64_t>>> {
     SelectRound round{intervals, buckets};
     ++out.rounds;
-    Result<std::vector<uint64_t>> counts = counter(round);
-    if (!counts.isOk()) return counts.status().withContext("round " + std::to_string(out.rounds));
-    if (counts->size() != intervals.size() * buckets)
+    Result<RoundCounts> answer = counter(round);
+    if (!answer.isOk()) return answer.status().withContext("round " + std::to_string(out.rounds));
+    const std::vector<uint64_t>& counts = answer->buckets;
+    if (counts.size() != intervals.size() * buckets)
       return Status::invalidArgument("quantile round " + std::to_string(out.rounds) + ": " +
-                                     std::to_string(counts->size()) + " counts for " +
+                                     std::to_string(counts.size()) + " counts for " +
                                      std::to_string(intervals.size() * buckets) + " buckets");
+    if (out.rounds == 1) wholeNumbers = kind == KeyKind::kReal && answer->fractional == 0;
     std::map<uint64_t, std::vector<uint64_t>> byLo;
     for (size_t i = 0; i < intervals.size(); ++i)
-      byLo[intervals[i].lo].assign(counts->begin() + i * buckets,
-                                   counts->begin() + (i + 1) * buckets);
+      byLo[intervals[i].lo].assign(counts.begin() + i * buckets,
+                                   counts.begin() + (i + 1) * buckets);
     return byLo;
   };
 
@@ -216,6 +236,10 @@ Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKi
       t.interval = {lo, hi};
       t.below = cum;
       if (lo == hi) {
+        t.resolved = true;
+      } else if (std::optional<uint64_t> whole =
+                     wholeNumbers ? onlyWholeNumber(lo, hi) : std::nullopt) {
+        t.interval = {*whole, *whole};  // every value is whole: the bucket's one whole number
         t.resolved = true;
       } else if (nextExpected.count(lo) == 0) {
         nextExpected[lo] = c[b];
@@ -321,7 +345,10 @@ Result<QuantileResult> localQuantile(const storage::ColumnSource& source,
   const KeyKind kind = keys.kind;
   const KeyInterval range = keys.range;
   QuantileSite site(std::move(keys.keys));
-  BucketCounter counter = [&](const SelectRound& round) { return site.count(round); };
+  BucketCounter counter = [&](const SelectRound& round) -> Result<RoundCounts> {
+    TM_ASSIGN_OR_RETURN(std::vector<uint64_t> counts, site.count(round));
+    return RoundCounts{std::move(counts), std::nullopt};
+  };
   Result<QuantileResult> q = federatedQuantile(probs, kind, counter, range, 4096, minCount);
   if (!q.isOk()) return q.status().withContext("quantile(" + variable + ")");
   return q;

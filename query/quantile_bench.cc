@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     const double c0 = cpuMs();
     bool firstRound = true;
     query::BucketCounter counter =
-        [&](const query::SelectRound& round) -> Result<std::vector<uint64_t>> {
+        [&](const query::SelectRound& round) -> Result<query::RoundCounts> {
       std::vector<uint64_t> total(round.intervals.size() * round.buckets, 0);
       double slowest = 0, slowestC = 0;
       for (size_t s = 0; s < sites; ++s) {
@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
       firstRound = false;
       path += slowest;
       pathC += slowestC;
-      return total;
+      return query::RoundCounts{std::move(total), std::nullopt};
     };
     Result<query::QuantileResult> q =
         query::federatedQuantile(probs, query::KeyKind::kReal, counter);

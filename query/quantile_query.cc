@@ -24,7 +24,7 @@ Result<QuantileQueryResult> runQuantileQuery(const Query& q, const RoundRunner& 
   QuantileQueryResult out;
   out.variable = a.var;
   out.call = canonicalQueryText(q);
-  BucketCounter counter = [&](const SelectRound& r) -> Result<std::vector<uint64_t>> {
+  BucketCounter counter = [&](const SelectRound& r) -> Result<RoundCounts> {
     Query round;
     Aggregate counts;
     counts.fn = AggFn::kQuantileCounts;
@@ -55,8 +55,13 @@ Result<QuantileQueryResult> runQuantileQuery(const Query& q, const RoundRunner& 
           "expected {}",
           text, answer.merged.stats.empty() ? size_t{0} : answer.merged.stats[0].binCounts.size(),
           expected + 1));
-    const auto& bins = answer.merged.stats[0].binCounts;
-    return std::vector<uint64_t>(bins.begin(), bins.end() - 1);
+    const StatPartial& s = answer.merged.stats[0];
+    RoundCounts out{std::vector<uint64_t>(s.binCounts.begin(), s.binCounts.end() - 1),
+                    std::nullopt};
+    // The statistic's sum counts the values that are not whole numbers (query/engine.cc).
+    if (s.intSum.size() == 1 && s.intSum[0] >= 0)
+      out.fractional = static_cast<uint64_t>(s.intSum[0]);
+    return out;
   };
   TM_ASSIGN_OR_RETURN(out.result, federatedQuantile(a.probs, KeyKind::kReal, counter));
   return out;

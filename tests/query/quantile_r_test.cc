@@ -85,13 +85,13 @@ TEST(QuantileR, PooledSitesEqualR) {
     const bool isReal = std::string(v) == "real";
     std::vector<QuantileSite> sites;
     for (auto& k : isReal ? realKeys : intKeys) sites.emplace_back(k);
-    BucketCounter counter = [&](const SelectRound& round) -> Result<std::vector<uint64_t>> {
+    BucketCounter counter = [&](const SelectRound& round) -> Result<RoundCounts> {
       std::vector<uint64_t> total(round.intervals.size() * round.buckets, 0);
       for (auto& s : sites) {
         TM_ASSIGN_OR_RETURN(std::vector<uint64_t> c, s.count(round));
         for (size_t i = 0; i < c.size(); ++i) total[i] += c[i];
       }
-      return total;
+      return RoundCounts{std::move(total), std::nullopt};
     };
     Result<QuantileResult> q =
         federatedQuantile(probs, isReal ? KeyKind::kReal : KeyKind::kInteger, counter);

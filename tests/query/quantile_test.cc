@@ -21,28 +21,37 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Splits `values` round-robin over `sites` sites and returns a counter summing their counts.
+// Splits `values` round-robin over `sites` sites and returns a counter summing their counts
+// and, when `fractional` is set, reporting it as the pooled count of values that are not whole
+// numbers (as sites do over a federation).
 struct Federation {
   std::vector<QuantileSite> sites;
+  std::optional<uint64_t> fractional;
   BucketCounter counter() {
-    return [this](const SelectRound& round) -> Result<std::vector<uint64_t>> {
+    return [this](const SelectRound& round) -> Result<RoundCounts> {
       std::vector<uint64_t> total;
       for (auto& s : sites) {
         TM_ASSIGN_OR_RETURN(std::vector<uint64_t> c, s.count(round));
         if (total.empty()) total.assign(c.size(), 0);
         for (size_t i = 0; i < c.size(); ++i) total[i] += c[i];
       }
-      return total;
+      return RoundCounts{std::move(total), fractional};
     };
   }
 };
 
-Federation realFederation(const std::vector<double>& values, size_t sites) {
+Federation realFederation(const std::vector<double>& values, size_t sites,
+                          bool reportFractional = false) {
   std::vector<std::vector<uint64_t>> keys(sites);
-  for (size_t i = 0; i < values.size(); ++i)
-    if (!std::isnan(values[i])) keys[i % sites].push_back(quantileKey(values[i]));
+  uint64_t fractional = 0;
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (std::isnan(values[i])) continue;
+    keys[i % sites].push_back(quantileKey(values[i]));
+    fractional += std::floor(values[i]) != values[i];
+  }
   Federation f;
   for (auto& k : keys) f.sites.emplace_back(std::move(k));
+  if (reportFractional) f.fractional = fractional;
   return f;
 }
 
@@ -55,18 +64,23 @@ void expectLikeR(const std::vector<double>& values, const std::vector<double>& p
   for (double v : values)
     if (!std::isnan(v)) sorted.push_back(v == 0 ? 0.0 : v);
   std::sort(sorted.begin(), sorted.end());
-  Federation f = realFederation(values, sites);
-  Result<QuantileResult> q = federatedQuantile(probs, KeyKind::kReal, f.counter());
-  ASSERT_TRUE(q.isOk()) << q.status().toString();
-  EXPECT_EQ(q->n, sorted.size());
-  EXPECT_LE(q->rounds, 6u);
-  ASSERT_EQ(q->values.size(), probs.size());
-  for (size_t i = 0; i < probs.size(); ++i) {
-    std::optional<double> want = type7(sorted, probs[i]);
-    ASSERT_EQ(q->values[i].has_value(), want.has_value()) << "p = " << probs[i];
-    if (want) {
-      EXPECT_TRUE(sameBits(*q->values[i], *want))
-          << "p = " << probs[i] << ": " << *q->values[i] << " vs " << *want;
+  // Without and with the count of values that are not whole numbers (which lets the select
+  // stop early when it is 0): the same bits either way.
+  for (bool reportFractional : {false, true}) {
+    SCOPED_TRACE(reportFractional ? "fractional count reported" : "no fractional count");
+    Federation f = realFederation(values, sites, reportFractional);
+    Result<QuantileResult> q = federatedQuantile(probs, KeyKind::kReal, f.counter());
+    ASSERT_TRUE(q.isOk()) << q.status().toString();
+    EXPECT_EQ(q->n, sorted.size());
+    EXPECT_LE(q->rounds, 6u);
+    ASSERT_EQ(q->values.size(), probs.size());
+    for (size_t i = 0; i < probs.size(); ++i) {
+      std::optional<double> want = type7(sorted, probs[i]);
+      ASSERT_EQ(q->values[i].has_value(), want.has_value()) << "p = " << probs[i];
+      if (want) {
+        EXPECT_TRUE(sameBits(*q->values[i], *want))
+            << "p = " << probs[i] << ": " << *q->values[i] << " vs " << *want;
+      }
     }
   }
 }
@@ -157,6 +171,52 @@ TEST(QuantileSelect, IntegersInDeclaredRangeTakeFewRounds) {
   EXPECT_EQ(q->values[0], type7(sorted, 0.5));
 }
 
+TEST(QuantileSelect, WholeNumbersStopAtTheirBucket) {
+  // Ages 18..95 over three sites keyed as doubles: the first round finds the exponent band, the
+  // second a bucket holding one whole number, which (no value being fractional) is the value.
+  std::mt19937_64 rng(5);
+  std::vector<double> ages, sorted;
+  for (int i = 0; i < 5000; ++i) ages.push_back(static_cast<double>(18 + rng() % 78));
+  ages.push_back(-3);
+  ages.push_back(0);
+  sorted = ages;
+  std::sort(sorted.begin(), sorted.end());
+  const std::vector<double> probs = {0, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.0 / 3};
+  Federation f = realFederation(ages, 3, true);
+  Result<QuantileResult> q = federatedQuantile(probs, KeyKind::kReal, f.counter());
+  ASSERT_TRUE(q.isOk()) << q.status().toString();
+  EXPECT_EQ(q->rounds, 2u);
+  for (size_t i = 0; i < probs.size(); ++i)
+    EXPECT_TRUE(sameBits(*q->values[i], *type7(sorted, probs[i]))) << probs[i];
+
+  // Whole numbers up to a million take one round more; without the count, six rounds.
+  std::vector<double> big;
+  for (int i = 0; i < 3000; ++i) big.push_back(static_cast<double>(rng() % 1000000));
+  sorted = big;
+  std::sort(sorted.begin(), sorted.end());
+  f = realFederation(big, 4, true);
+  q = federatedQuantile({0.5, 0.9}, KeyKind::kReal, f.counter());
+  ASSERT_TRUE(q.isOk()) << q.status().toString();
+  EXPECT_EQ(q->rounds, 3u);
+  EXPECT_TRUE(sameBits(*q->values[0], *type7(sorted, 0.5)));
+  EXPECT_TRUE(sameBits(*q->values[1], *type7(sorted, 0.9)));
+  f = realFederation(big, 4, false);
+  q = federatedQuantile({0.5, 0.9}, KeyKind::kReal, f.counter());
+  ASSERT_TRUE(q.isOk());
+  EXPECT_EQ(q->rounds, 6u);
+
+  // One fractional value anywhere turns the shortcut off, and the select stays exact.
+  ages.push_back(40.5);
+  sorted = ages;
+  std::sort(sorted.begin(), sorted.end());
+  f = realFederation(ages, 3, true);
+  q = federatedQuantile(probs, KeyKind::kReal, f.counter());
+  ASSERT_TRUE(q.isOk());
+  EXPECT_GT(q->rounds, 2u);
+  for (size_t i = 0; i < probs.size(); ++i)
+    EXPECT_TRUE(sameBits(*q->values[i], *type7(sorted, probs[i]))) << probs[i];
+}
+
 TEST(QuantileSelect, SitesNarrowTheirCandidates) {
   std::vector<double> v;
   for (int i = 0; i < 10000; ++i) v.push_back(i * 0.37 - 100);
@@ -175,15 +235,15 @@ TEST(QuantileSelect, BadInputsAndInconsistentCounts) {
   EXPECT_FALSE(federatedQuantile({NAN}, KeyKind::kReal, f.counter()).isOk());
   // A counter whose data changes between rounds is caught, not answered wrongly.
   int calls = 0;
-  BucketCounter drifting = [&](const SelectRound& r) -> Result<std::vector<uint64_t>> {
+  BucketCounter drifting = [&](const SelectRound& r) -> Result<RoundCounts> {
     std::vector<uint64_t> c(r.intervals.size() * r.buckets, 0);
     c[c.size() / 2] = ++calls == 1 ? 5 : 3;
-    return c;
+    return RoundCounts{c, std::nullopt};
   };
   Result<QuantileResult> q = federatedQuantile({0.5}, KeyKind::kReal, drifting);
   EXPECT_EQ(q.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(q.status().message().find("do not add up"), std::string::npos);
-  BucketCounter failing = [](const SelectRound&) -> Result<std::vector<uint64_t>> {
+  BucketCounter failing = [](const SelectRound&) -> Result<RoundCounts> {
     return Status::unavailable("site b did not answer");
   };
   q = federatedQuantile({0.5}, KeyKind::kReal, failing);
@@ -287,6 +347,11 @@ TEST(QuantileQuery, RoundsOfCountsEqualTypeSevenOnTheKeptRows) {
     ASSERT_FALSE(got->roundQueries.empty());
     EXPECT_EQ(got->roundQueries[0].rfind("quantile_counts(", 0), 0u) << got->roundQueries[0];
     EXPECT_LE(got->roundQueries.size(), 6u);
+    // Whole-number ages: the sites' count of fractional values (0) stops the select after the
+    // round that finds each rank's one whole number.
+    if (a.var == "age") {
+      EXPECT_EQ(got->roundQueries.size(), 2u) << text;
+    }
     // A site keeps the keys for the later rounds (ExecOptions::cacheKey): the same answer.
     ExecOptions cached;
     cached.cacheKey = "test@1";
