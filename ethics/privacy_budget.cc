@@ -4,6 +4,7 @@
 #include <rocksdb/options.h>
 
 #include <cmath>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -27,24 +28,35 @@ double fromUnits(uint64_t units) { return static_cast<double>(units) / kUnitsPer
 std::string epsilonText(double v) { return detail::realNumberText(v); }
 
 std::string accountLabel(const BudgetAccount& a) {
-  return a.study + " v" + std::to_string(a.protocolVersion) + " for coordinator '" +
+  return a.study + " for coordinator '" +
          (a.coordinatorName.empty() ? a.coordinator.toText() : a.coordinatorName) + "'";
 }
 
+// The account: study and coordinator, whatever the approval's version.
 std::string accountKey(const BudgetAccount& a) {
   Writer w;
   w.str(a.study);
-  w.u32(a.protocolVersion);
   w.fixed(a.coordinator.bytes());
   return w.take();
 }
+
+// Ledgers written before budgets spanned versions keyed each (study, version, coordinator).
+std::string legacyStudyPrefix(const BudgetAccount& a) {
+  Writer w;
+  w.str(a.study);
+  return w.take();
+}
+
+constexpr size_t kLegacyTail = 4 + crypto::kPublicKeyBytes;  // u32 version, coordinator key
 
 }  // namespace
 
 class PrivacyBudgetLedger::Impl {
  public:
   std::unique_ptr<rocksdb::DB> db;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // default, privacy_budget
+  // default; privacy_budget (per study, version and coordinator: read only, for ledgers
+  // written before a budget spanned versions); study_budget (per study and coordinator)
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
   std::string path;
   mutable std::mutex mu;
 
@@ -55,14 +67,35 @@ class PrivacyBudgetLedger::Impl {
     }
   }
 
-  Result<uint64_t> read(const std::string& key) const {
-    std::string value;
-    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[1], key, &value);
-    if (s.IsNotFound()) return uint64_t{0};
-    if (!s.ok()) return Status::ioError("privacy budget ledger " + path + ": " + s.ToString());
+  Result<uint64_t> decode(const std::string& value) const {
     Reader r(bytesOf(value), "privacy budget ledger " + path + " record");
     TM_ASSIGN_OR_RETURN(uint64_t units, r.u64("spent"));
     TM_RETURN_IF_ERROR(r.finish());
+    return units;
+  }
+
+  // Units spent by the account: its record, or for an account first seen since budgets spanned
+  // versions, the sum of its per-version records (so an upgrade does not reset a budget).
+  Result<uint64_t> read(const BudgetAccount& account) const {
+    std::string value;
+    rocksdb::Status s = db->Get(rocksdb::ReadOptions(), handles[2], accountKey(account), &value);
+    if (s.ok()) return decode(value);
+    if (!s.IsNotFound())
+      return Status::ioError("privacy budget ledger " + path + ": " + s.ToString());
+    const std::string prefix = legacyStudyPrefix(account);
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[1]));
+    uint64_t units = 0;
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+      const rocksdb::Slice key = it->key();
+      if (key.size() != prefix.size() + kLegacyTail) continue;  // another study's longer name
+      if (std::memcmp(key.data() + prefix.size() + 4, account.coordinator.bytes().data(),
+                      crypto::kPublicKeyBytes) != 0)
+        continue;
+      TM_ASSIGN_OR_RETURN(uint64_t spent, decode(it->value().ToString()));
+      units += spent;
+    }
+    if (!it->status().ok())
+      return Status::ioError("privacy budget ledger " + path + ": " + it->status().ToString());
     return units;
   }
 };
@@ -72,7 +105,8 @@ Result<std::unique_ptr<PrivacyBudgetLedger>> PrivacyBudgetLedger::open(const std
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const char* name : {rocksdb::kDefaultColumnFamilyName.c_str(), "privacy_budget"}) {
+  for (const char* name :
+       {rocksdb::kDefaultColumnFamilyName.c_str(), "privacy_budget", "study_budget"}) {
     families.emplace_back(name, rocksdb::ColumnFamilyOptions());
   }
   auto impl = std::make_unique<Impl>();
@@ -101,23 +135,24 @@ Result<BudgetCharge> PrivacyBudgetLedger::charge(const BudgetAccount& account, d
                                    ": a query's epsilon must be between 1e-9 and 1e6, got " +
                                    epsilonText(epsilon));
   }
-  const std::string key = accountKey(account);
   const uint64_t need = toUnits(epsilon);
   const uint64_t budget = toUnits(account.budget);
   std::lock_guard lock(impl_->mu);
-  TM_ASSIGN_OR_RETURN(uint64_t spent, impl_->read(key));
+  TM_ASSIGN_OR_RETURN(uint64_t spent, impl_->read(account));
   if (spent > budget || need > budget - spent) {
-    return Status::resourceExhausted("privacy budget of " + accountLabel(account) +
-                                     " exhausted: spent " + epsilonText(fromUnits(spent)) + " of " +
-                                     epsilonText(account.budget) + ", this query needs " +
-                                     epsilonText(epsilon));
+    return Status::resourceExhausted(
+        "privacy budget of " + accountLabel(account) + " exhausted: spent " +
+        epsilonText(fromUnits(spent)) + " of " + epsilonText(account.budget) +
+        " (the dp_budget of v" + std::to_string(account.protocolVersion) +
+        "; what was spent under earlier versions counts), this query needs " +
+        epsilonText(epsilon));
   }
   const uint64_t total = spent + need;
   Writer w;
   w.u64(total);
   rocksdb::WriteOptions wo;
   wo.sync = true;  // durable before any answer that spent it leaves the site
-  rocksdb::Status s = impl_->db->Put(wo, impl_->handles[1], key, w.take());
+  rocksdb::Status s = impl_->db->Put(wo, impl_->handles[2], accountKey(account), w.take());
   if (!s.ok()) {
     return Status::ioError("privacy budget ledger " + impl_->path +
                            ": write failed: " + s.ToString());
@@ -127,7 +162,7 @@ Result<BudgetCharge> PrivacyBudgetLedger::charge(const BudgetAccount& account, d
 
 Result<double> PrivacyBudgetLedger::spent(const BudgetAccount& account) const {
   std::lock_guard lock(impl_->mu);
-  TM_ASSIGN_OR_RETURN(uint64_t units, impl_->read(accountKey(account)));
+  TM_ASSIGN_OR_RETURN(uint64_t units, impl_->read(account));
   return fromUnits(units);
 }
 

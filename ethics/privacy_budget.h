@@ -1,10 +1,12 @@
 // The differential-privacy budget ledger a site keeps for secure-dp approvals (issue #5 §3).
 //
 // Every query under an approval with aggregation = "secure-dp" spends the approval's
-// dp_epsilon_per_query from a budget of dp_budget per (study, protocol version, coordinator).
-// Each site keeps its own ledger and refuses to contribute noise shares once the budget is
-// spent, so a coordinator cannot exceed it by asking sites selectively. An amendment (a new
-// protocol version) starts a new account, as its approval was signed anew.
+// dp_epsilon_per_query from a budget of dp_budget per (study, coordinator). Each site keeps its
+// own ledger and refuses to contribute noise shares once the budget is spent, so a coordinator
+// cannot exceed it by asking sites selectively. The account spans the approval's protocol
+// versions: an amendment sets a new dp_budget (the limit of what was spent in all, under every
+// version) but never gives back what earlier versions spent, since those answers were released
+// (issue #12: a new version used to start a fresh account).
 //
 // Durability: charge() writes the new total with a synced RocksDB write before it returns, so
 // a charge that was answered survives a crash; a crash before the write leaves the account as
@@ -13,13 +15,15 @@
 // of 1e-9 ε, so repeated charges of 0.1 add up to exactly 1.0 (no floating-point drift
 // refusing the tenth query of ten).
 //
-// Storage: a RocksDB database of its own (column family "privacy_budget"); key = u32 length +
-// study, u32 protocol version, 32-byte coordinator public key (big-endian); value = u64 spent
-// in units of 1e-9 ε. docs/privacy.md, "Privacy budget ledger".
+// Storage: a RocksDB database of its own, column family "study_budget"; key = u32 length +
+// study, 32-byte coordinator public key (big-endian); value = u64 spent in units of 1e-9 ε.
+// Ledgers from before kept one record per protocol version (column family "privacy_budget",
+// key = u32 length + study, u32 version, coordinator key): an account first charged since is
+// opened with their sum. docs/privacy.md, "Privacy budget ledger".
 //
 // Errors: ResourceExhausted for an exhausted budget, with the message the coordinator sees:
-//   privacy budget of LUNG-7 v3 for coordinator 'alice' exhausted: spent 0.9 of 1.0, this
-//   query needs 0.2
+//   privacy budget of LUNG-7 for coordinator 'alice' exhausted: spent 0.9 of 1.0 (the
+//   dp_budget of v3; what was spent under earlier versions counts), this query needs 0.2
 // InvalidArgument for a non-positive or non-finite ε or budget; IOError/Corruption from storage.
 // Thread-safety: internally synchronised; one process may open a ledger at a time (RocksDB's
 // lock refuses a second open with IOError).
@@ -37,7 +41,7 @@ namespace trialmesh::ethics {
 // Which budget a charge draws on.
 struct BudgetAccount {
   std::string study;
-  uint32_t protocolVersion = 0;
+  uint32_t protocolVersion = 0;  // the approval whose budget applies (messages only)
   crypto::PublicKey coordinator{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
   std::string coordinatorName;  // only for messages (e.g. the member name)
   double budget = 0;            // the approval's dp_budget (total ε), > 0

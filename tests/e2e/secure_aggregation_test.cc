@@ -380,7 +380,8 @@ TEST_F(SecureAggregationTest, SecureDpChargesTheBudgetAndRefusesBeyondIt) {
   ASSERT_TRUE(over.isOk()) << over.status().toString();
   EXPECT_FALSE(over->table.has_value());
   for (const auto& s : over->sites) {
-    EXPECT_NE(s.reason.find("privacy budget of LUNG-7 v1"), std::string::npos) << s.reason;
+    EXPECT_NE(s.reason.find("privacy budget of LUNG-7 for coordinator"), std::string::npos)
+        << s.reason;
     EXPECT_NE(s.reason.find("exhausted: spent 1.5 of 1.5"), std::string::npos) << s.reason;
   }
   fed_->stop();

@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <thread>
 
+#include <rocksdb/db.h>
+
 #include "ethics/approval.h"
+#include "ethics/codec.h"
 #include "ethics/privacy_budget.h"
 
 namespace trialmesh::ethics {
@@ -355,8 +358,9 @@ TEST_F(LedgerTest, ChargesAccumulateAndTheOneOverTheLimitIsRefused) {
   ASSERT_FALSE(refused.isOk());
   EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(refused.status().message(),
-            "privacy budget of LUNG-7 v3 for coordinator 'alice' exhausted: spent 0.9 of 1.0, "
-            "this query needs 0.2");
+            "privacy budget of LUNG-7 for coordinator 'alice' exhausted: spent 0.9 of 1.0 (the "
+            "dp_budget of v3; what was spent under earlier versions counts), this query needs "
+            "0.2");
   EXPECT_NEAR(ledger->spent(alice()).value(), 0.9, 1e-12);  // a refusal spends nothing
   // Exactly reaching the budget is allowed; anything after it is not.
   auto last = ledger->charge(alice(), 0.1);
@@ -376,18 +380,16 @@ TEST_F(LedgerTest, TenTenthsFitExactlyInOne) {
   EXPECT_FALSE(ledger->charge(alice(), 0.1).isOk());
 }
 
-TEST_F(LedgerTest, AccountsAreSeparatePerStudyVersionAndCoordinator) {
+TEST_F(LedgerTest, AccountsAreSeparatePerStudyAndCoordinator) {
   auto ledger = open();
   ASSERT_TRUE(ledger);
   ASSERT_TRUE(ledger->charge(alice(), 1.0).isOk());
   BudgetAccount bob = alice();
   bob.coordinator = bob_.pub;
   bob.coordinatorName = "bob";
-  BudgetAccount amended = alice();
-  amended.protocolVersion = 4;
   BudgetAccount other = alice();
   other.study = "LUNG-8";
-  for (const BudgetAccount& a : {bob, amended, other}) {
+  for (const BudgetAccount& a : {bob, other}) {
     auto c = ledger->charge(a, 0.5);
     ASSERT_TRUE(c.isOk()) << a.study << " v" << a.protocolVersion << ": " << c.status().toString();
     EXPECT_EQ(c->spent, 0.5);
@@ -398,6 +400,71 @@ TEST_F(LedgerTest, AccountsAreSeparatePerStudyVersionAndCoordinator) {
   BudgetAccount renamed = alice();
   renamed.coordinatorName = "alice-2";
   EXPECT_EQ(ledger->spent(renamed).value(), 1.0);
+}
+
+TEST_F(LedgerTest, AnAmendmentDoesNotResetTheBudget) {
+  // The attack of issue #12: spend v3's budget, have v4 approved with the same dp_budget, and
+  // spend it again. The account is the study's and the coordinator's: v4 is refused.
+  auto ledger = open();
+  ASSERT_TRUE(ledger);
+  ASSERT_TRUE(ledger->charge(alice(), 1.0).isOk());
+  BudgetAccount amended = alice();
+  amended.protocolVersion = 4;
+  auto refused = ledger->charge(amended, 0.5);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_EQ(refused.status().code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(refused.status().message().find("spent 1.0 of 1.0 (the dp_budget of v4"),
+            std::string::npos)
+      << refused.status().message();
+  // A board that raises the budget in the amendment allows what it adds, no more.
+  amended.budget = 1.5;
+  auto c = ledger->charge(amended, 0.5);
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  EXPECT_EQ(c->spent, 1.5);
+  EXPECT_EQ(c->remaining, 0.0);
+  EXPECT_EQ(ledger->spent(alice()).value(), 1.5);
+  EXPECT_FALSE(ledger->charge(amended, 0.1).isOk());
+}
+
+TEST_F(LedgerTest, PerVersionRecordsOfAnOlderLedgerAddUp) {
+  // A ledger written when each protocol version had its own account: the study's account
+  // starts from their sum (alice: v1 0.4 + v2 0.3), not from zero.
+  {
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"privacy_budget", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, dir_.string(), families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    auto put = [&](const std::string& study, uint32_t version, const crypto::PublicKey& who,
+                   double epsilon) {
+      detail::Writer key;
+      key.str(study);
+      key.u32(version);
+      key.fixed(who.bytes());
+      detail::Writer value;
+      value.u64(static_cast<uint64_t>(std::llround(epsilon * 1e9)));
+      ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], key.take(), value.take()).ok());
+    };
+    put("LUNG-7", 1, alice_.pub, 0.4);
+    put("LUNG-7", 2, alice_.pub, 0.3);
+    put("LUNG-7", 1, bob_.pub, 0.9);   // another coordinator
+    put("LUNG-70", 1, alice_.pub, 5);  // another study whose name starts alike
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  auto ledger = open();
+  ASSERT_TRUE(ledger);
+  EXPECT_NEAR(ledger->spent(alice()).value(), 0.7, 1e-12);
+  auto c = ledger->charge(alice(), 0.3);
+  ASSERT_TRUE(c.isOk()) << c.status().toString();
+  EXPECT_EQ(c->spent, 1.0);
+  EXPECT_FALSE(ledger->charge(alice(), 0.1).isOk());
+  BudgetAccount bob = alice();
+  bob.coordinator = bob_.pub;
+  EXPECT_NEAR(ledger->spent(bob).value(), 0.9, 1e-12);
 }
 
 TEST_F(LedgerTest, SurvivesReopen) {
@@ -411,7 +478,7 @@ TEST_F(LedgerTest, SurvivesReopen) {
   EXPECT_EQ(ledger->spent(alice()).value(), 0.75);
   auto refused = ledger->charge(alice(), 0.5);
   ASSERT_FALSE(refused.isOk());
-  EXPECT_NE(refused.status().message().find("spent 0.75 of 1.0, this query needs 0.5"),
+  EXPECT_NE(refused.status().message().find("spent 0.75 of 1.0 (the dp_budget of v3"),
             std::string::npos)
       << refused.status().message();
   // A second open of the same ledger (another process, or a second node) is refused.
