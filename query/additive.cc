@@ -8,6 +8,7 @@
 
 #include "query/model_kernel.h"
 #include "query/plan.h"
+#include "query/quantile.h"
 
 namespace trialmesh::query {
 
@@ -238,9 +239,10 @@ Result<AdditiveLayout> AdditiveLayout::create(const BoundQuery& query,
       case AggFn::kHist:
         add(stat, Field::kBinCounts, Kind::kCount, cells * a.breaks.size());  // bins + 1 slots
         break;
-      case AggFn::kQuantileCounts:  // one cell; every bucket of every interval, then outside
-        add(stat, Field::kBinCounts, Kind::kCount, a.keyBounds.size() / 2 * size_t{a.buckets} + 1);
-        add(stat, Field::kIntegerSum, Kind::kInteger, 1);  // values that are not whole numbers
+      case AggFn::kQuantileCounts:  // one cell; every bucket of every interval, the decimal
+                                    // counts (query/quantile.h), then outside
+        add(stat, Field::kBinCounts, Kind::kCount,
+            a.keyBounds.size() / 2 * size_t{a.buckets} + kDecimalTests + 1);
         break;
       case AggFn::kKm:
       case AggFn::kCoxTimes: {
@@ -557,7 +559,7 @@ Result<PartialResult> decodeAdditive(std::span<const AdditiveWord> sum,
         break;
       case Field::kBinCounts:
         s.bins = a.fn == AggFn::kQuantileCounts
-                     ? static_cast<uint32_t>(a.keyBounds.size() / 2 * a.buckets)
+                     ? static_cast<uint32_t>(a.keyBounds.size() / 2 * a.buckets + kDecimalTests)
                      : static_cast<uint32_t>(a.breaks.size() - 1);
         TM_RETURN_IF_ERROR(countsInto(s.binCounts));
         break;

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -1191,7 +1192,7 @@ class Worker {
 struct QuantileRows {
   std::vector<uint64_t> keys;
   uint64_t rowsScanned = 0, selected = 0, missing = 0;
-  uint64_t fractional = 0;  // values that are not whole numbers
+  std::array<uint64_t, kDecimalTests> notDecimal{};  // values that are not q-place decimals
 };
 constexpr size_t kQuantileCacheEntries = 4;
 std::mutex quantileCacheMutex;
@@ -1213,6 +1214,7 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
   auto out = std::make_shared<QuantileRows>();
   const bool integer = a.type == storage::VariableType::kInteger;
   bool tooLarge = false;
+  std::array<uint64_t, kDecimalTests + 1> places{};  // values by their decimalPlaces()
   for (uint32_t c = 0; c < source.chunkCount(); ++c) {
     const uint32_t rows = static_cast<uint32_t>(std::min<uint64_t>(
         storage::kChunkRows, source.rowCount() - uint64_t{c} * storage::kChunkRows));
@@ -1233,7 +1235,7 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
           continue;
         }
         tooLarge |= integer && std::fabs(v) >= 0x1p53;
-        out->fractional += std::floor(v) != v;
+        ++places[decimalPlaces(v)];
         out->keys.push_back(quantileKey(v));
       }
     });
@@ -1242,6 +1244,9 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
     return Status::invalidArgument(
         fmt::format("{}: {} has a value beyond 2^53 in size, which a quantile cannot key exactly",
                     plan.canonical, plan.dictionary.variable(a.var).name));
+  // Not a q-place decimal: every value whose fewest places exceed q.
+  for (size_t q = 0; q < kDecimalTests; ++q)
+    for (size_t more = q + 1; more <= kDecimalTests; ++more) out->notDecimal[q] += places[more];
   if (!key.empty()) {
     std::lock_guard<std::mutex> lock(quantileCacheMutex);
     quantileCache.emplace_front(key, out);
@@ -1253,10 +1258,11 @@ Result<std::shared_ptr<const QuantileRows>> quantileRows(const detail::Plan& pla
 // quantile_counts (query/quantile.h): the keys of the rows passing the filter, counted per
 // bucket of each interval asked, plus one "outside" slot. Every value is keyed as a double
 // (exact for an integer below 2^53 in size), so the coordinator maps a key back to a value
-// without knowing the variable's type, and all sites bucket alike. The statistic's integer
-// sum is the count of values that are not whole numbers (the sum of that indicator): when the
-// pooled count is 0 the coordinator stops narrowing at a bucket holding one whole number, so
-// an integer-valued variable takes 2 or 3 rounds instead of 6 (federatedQuantile).
+// without knowing the variable's type, and all sites bucket alike. Between the buckets and the
+// outside slot come kDecimalTests counts of the values without q decimal places (q = 0, 1,
+// ...): when one is 0 over the federation the coordinator stops narrowing at a bucket holding
+// one such value, so whole numbers and values recorded to a few decimals take 2 or 3 rounds
+// instead of 6 (federatedQuantile).
 Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
                                             const storage::ColumnSource& source,
                                             const ExecOptions& options) {
@@ -1276,10 +1282,9 @@ Result<PartialResult> executeQuantileCounts(const detail::Plan& plan,
   TM_ASSIGN_OR_RETURN(s.binCounts, countKeys(rows->keys, round));
   uint64_t inside = 0;
   for (uint64_t k : s.binCounts) inside += k;
+  s.binCounts.insert(s.binCounts.end(), rows->notDecimal.begin(), rows->notDecimal.end());
   s.bins = static_cast<uint32_t>(s.binCounts.size());
   s.binCounts.push_back(s.n[0] - inside);  // outside every interval
-  s.intSum.assign(1, static_cast<int64_t>(rows->fractional));
-  s.sum.assign(1, static_cast<double>(rows->fractional));
   return p;
 }
 

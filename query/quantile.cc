@@ -138,18 +138,45 @@ std::optional<double> type7(const std::vector<double>& sorted, double p) {
 
 namespace {
 
-// The key of the only whole number in the double keys [lo, hi], if there is exactly one (a
-// bucket of a select whose values are all whole numbers then holds only that value); nullopt
-// for none, several, or a bound that is not a finite number.
-std::optional<uint64_t> onlyWholeNumber(uint64_t lo, uint64_t hi) {
+constexpr double kPowersOfTen[kDecimalTests] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+
+// The key of the only q-place decimal (see decimalPlaces) among the doubles with keys in
+// [lo, hi], if there is exactly one (a bucket of a select whose values are all q-place
+// decimals then holds only that value); nullopt for none, several, or bounds too large to
+// tell.
+std::optional<uint64_t> onlyDecimalValue(uint64_t lo, uint64_t hi, size_t q) {
   const double a = realOfKey(lo), b = realOfKey(hi);
-  if (!std::isfinite(a) || !std::isfinite(b)) return std::nullopt;
-  const double first = std::ceil(a), last = std::floor(b);
-  if (first != last) return std::nullopt;
-  return quantileKey(first);
+  const double scale = kPowersOfTen[q];
+  if (!(std::fabs(a) * scale < 0x1p52) || !(std::fabs(b) * scale < 0x1p52)) return std::nullopt;
+  // The q-place decimals k / 10^q rise with k; one ulp of rounding moves k by at most 1.
+  const double first = std::floor(a * scale) - 1, last = std::ceil(b * scale) + 1;
+  if (last - first > 8) return std::nullopt;  // a wide bucket holds several
+  std::optional<uint64_t> found;
+  for (double k = first; k <= last; ++k) {
+    const double v = k / scale;
+    if (!(v >= a && v <= b)) continue;
+    const uint64_t key = quantileKey(v);
+    if (found && *found != key) return std::nullopt;
+    found = key;
+  }
+  return found;
 }
 
 }  // namespace
+
+size_t decimalPlaces(double v) {
+  if (std::nearbyint(v) == v) return 0;  // whole (also +-inf, and every double from 2^52 up)
+  auto is = [v](size_t q) {
+    const double scale = kPowersOfTen[q];
+    return std::nearbyint(v * scale) / scale == v;
+  };
+  // A value with more places than the last test fails it, and so every test: one division
+  // for most values of a continuous variable.
+  if (!is(kDecimalTests - 1)) return kDecimalTests;
+  for (size_t q = 1; q + 1 < kDecimalTests; ++q)
+    if (is(q)) return q;
+  return kDecimalTests - 1;
+}
 
 Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKind kind,
                                          const BucketCounter& counter, KeyInterval range,
@@ -161,8 +188,9 @@ Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKi
   QuantileResult out;
   out.probs = probs;
 
-  // Every value is a whole number (the first round's pooled count of the others is 0).
-  bool wholeNumbers = false;
+  // Every value has this many decimal places (the first round's pooled count of the others
+  // is 0); nullopt: unknown, or some value has more.
+  std::optional<size_t> places;
   // Runs one round over `intervals` and returns the counts by interval.
   auto runRound = [&](const std::vector<KeyInterval>& intervals)
       -> Result<std::map<uint64_t, std::vector<uint64_t>>> {
@@ -175,7 +203,9 @@ Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKi
       return Status::invalidArgument("quantile round " + std::to_string(out.rounds) + ": " +
                                      std::to_string(counts.size()) + " counts for " +
                                      std::to_string(intervals.size() * buckets) + " buckets");
-    if (out.rounds == 1) wholeNumbers = kind == KeyKind::kReal && answer->fractional == 0;
+    if (out.rounds == 1 && kind == KeyKind::kReal)
+      for (size_t q = 0; q < answer->notDecimal.size() && q < kDecimalTests && !places; ++q)
+        if (answer->notDecimal[q] == 0) places = q;
     std::map<uint64_t, std::vector<uint64_t>> byLo;
     for (size_t i = 0; i < intervals.size(); ++i)
       byLo[intervals[i].lo].assign(counts.begin() + i * buckets,
@@ -237,9 +267,9 @@ Result<QuantileResult> federatedQuantile(const std::vector<double>& probs, KeyKi
       t.below = cum;
       if (lo == hi) {
         t.resolved = true;
-      } else if (std::optional<uint64_t> whole =
-                     wholeNumbers ? onlyWholeNumber(lo, hi) : std::nullopt) {
-        t.interval = {*whole, *whole};  // every value is whole: the bucket's one whole number
+      } else if (std::optional<uint64_t> only =
+                     places ? onlyDecimalValue(lo, hi, *places) : std::nullopt) {
+        t.interval = {*only, *only};  // the bucket's one value with that many decimal places
         t.resolved = true;
       } else if (nextExpected.count(lo) == 0) {
         nextExpected[lo] = c[b];
@@ -347,7 +377,7 @@ Result<QuantileResult> localQuantile(const storage::ColumnSource& source,
   QuantileSite site(std::move(keys.keys));
   BucketCounter counter = [&](const SelectRound& round) -> Result<RoundCounts> {
     TM_ASSIGN_OR_RETURN(std::vector<uint64_t> counts, site.count(round));
-    return RoundCounts{std::move(counts), std::nullopt};
+    return RoundCounts{std::move(counts), {}};
   };
   Result<QuantileResult> q = federatedQuantile(probs, kind, counter, range, 4096, minCount);
   if (!q.isOk()) return q.status().withContext("quantile(" + variable + ")");

@@ -8,13 +8,13 @@
 // aggregation, like any count), finds the bucket holding each target order statistic and asks
 // about that bucket next. With 4096 buckets a double is pinned to its exact key in at most six
 // rounds (64 bits / 12 per round), an integer of a narrow declared range in fewer, and a double
-// variable whose values are all whole numbers in 2 or 3, so the result is exact, not
-// approximate. The quantile is then R's type 7 (quantile.default), bit for bit.
+// variable whose values all have few decimal places in 2 or 3 (kDecimalTests), so the result is
+// exact, not approximate. The quantile is then R's type 7 (quantile.default), bit for bit.
 //
 //   QuantileSite siteA(keysOfSiteA), siteB(keysOfSiteB);           // at each site
 //   auto counts = [&](const SelectRound& r) -> Result<RoundCounts> {
 //     auto c = siteA.count(r); for (size_t i = 0; ...) c[i] += siteB.count(r)[i];
-//     return RoundCounts{c, std::nullopt}; };
+//     return RoundCounts{c, {}}; };
 //   TM_ASSIGN_OR_RETURN(QuantileResult q,
 //                       federatedQuantile({0.25, 0.5, 0.75}, KeyKind::kReal, counts));
 //
@@ -64,14 +64,26 @@ struct SelectRound {
 };
 uint64_t bucketWidth(const KeyInterval& interval, uint32_t buckets);
 
+// Values with few decimal places. A "q-place decimal" is a double k / 10^q (correctly
+// rounded) for an integer k: what 23.4 reads as for q >= 1, 40 for every q (the q-place
+// decimals include the (q-1)-place ones). A site also counts, for q = 0 .. kDecimalTests - 1,
+// its values that are not q-place decimals. When one of these pooled counts is 0 in the first
+// round, a bucket holding exactly one q-place decimal holds only that value, and the select
+// stops there instead of narrowing to a single key: ages, counts and days (q = 0) and values
+// recorded to one or two decimals (BMI, most lab values) are pinned in 2 or 3 rounds instead
+// of 6, with the same bits.
+inline constexpr size_t kDecimalTests = 7;  // q = 0 .. 6
+// The smallest q < kDecimalTests for which `v` is a q-place decimal (found by the test
+// nearbyint(v * 10^q) / 10^q == v), or kDecimalTests when none is. REQUIRES: !isnan(v).
+size_t decimalPlaces(double v);
+
 // Pooled counts of one round (the sum over sites): intervals.size() * buckets counts,
-// interval-major, and, when the counter knows it, how many of all the rows counted (inside the
-// intervals or not) hold a value that is not a whole number. A pooled 0 in the first round
-// lets the select stop at a bucket holding a single whole number: an integer-valued variable is
-// pinned in 2 rounds (values below 2^12 in size) or 3 (below 2^24) instead of 6.
+// interval-major, and, when the counter knows them, kDecimalTests counts of the rows counted
+// (inside the intervals or not) whose value does not have q decimal places, q = 0, 1, ...
+// (empty: not known; every round is then narrowed to a single key).
 struct RoundCounts {
   std::vector<uint64_t> buckets;
-  std::optional<uint64_t> fractional;  // nullopt: not known (every round is then narrowed)
+  std::vector<uint64_t> notDecimal;
 };
 // Errors abort the select.
 using BucketCounter = std::function<Result<RoundCounts>(const SelectRound&)>;

@@ -48,20 +48,18 @@ Result<QuantileQueryResult> runQuantileQuery(const Query& q, const RoundRunner& 
           "{}: fewer rows with a value than the approval's minimum cell size; a quantile of so "
           "few values would be one patient's value",
           aggregateText(a)));
-    const size_t expected = r.intervals.size() * size_t{r.buckets};
-    if (answer.merged.stats.size() != 1 || answer.merged.stats[0].binCounts.size() != expected + 1)
+    // Every bucket, the counts of values without q decimal places, then outside.
+    const size_t buckets = r.intervals.size() * size_t{r.buckets};
+    const size_t expected = buckets + kDecimalTests + 1;
+    if (answer.merged.stats.size() != 1 || answer.merged.stats[0].binCounts.size() != expected)
       return Status::corruption(fmt::format(
-          "{}: the merged answer has {} bucket counts, "
-          "expected {}",
+          "{}: the merged answer has {} bucket counts, expected {} (are every site and the "
+          "coordinator the same trialmesh version?)",
           text, answer.merged.stats.empty() ? size_t{0} : answer.merged.stats[0].binCounts.size(),
-          expected + 1));
-    const StatPartial& s = answer.merged.stats[0];
-    RoundCounts out{std::vector<uint64_t>(s.binCounts.begin(), s.binCounts.end() - 1),
-                    std::nullopt};
-    // The statistic's sum counts the values that are not whole numbers (query/engine.cc).
-    if (s.intSum.size() == 1 && s.intSum[0] >= 0)
-      out.fractional = static_cast<uint64_t>(s.intSum[0]);
-    return out;
+          expected));
+    const auto& bins = answer.merged.stats[0].binCounts;
+    return RoundCounts{std::vector<uint64_t>(bins.begin(), bins.begin() + buckets),
+                       std::vector<uint64_t>(bins.begin() + buckets, bins.end() - 1)};
   };
   TM_ASSIGN_OR_RETURN(out.result, federatedQuantile(a.probs, KeyKind::kReal, counter));
   return out;

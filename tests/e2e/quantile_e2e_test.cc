@@ -135,14 +135,15 @@ TEST_P(QuantileE2e, EqualsROnThePooledRowsAndLeavesOutADownSite) {
   expectQuantiles(j, all, "age", 4);
   EXPECT_EQ(j["sites"]["contributed"].size(), 4u) << out;
   EXPECT_EQ(j["sites"]["mode"], ethics::aggregationModeName(GetParam()));
-  // Ages are whole numbers: the sites' (pooled, in secure mode masked) count of fractional
-  // values is 0, so the select stops at the round that finds each rank's one whole number.
+  // Ages are whole numbers: the sites' (pooled, in secure mode masked) count of values that
+  // are not is 0, so the select stops at the round that finds each rank's one whole number.
   EXPECT_EQ(j["rounds"], 2) << out;
 
   auto [code2, out2] = query("median(bmi) where sex = \"F\"", "--json");
   ASSERT_EQ(code2, 0) << out2;
   auto m = nlohmann::json::parse(out2.substr(0, out2.find('\n')), nullptr, false);
   expectQuantiles(m, all, "bmi_f", 1);
+  EXPECT_EQ(m["rounds"], 2) << out2;  // BMI is recorded to one decimal
 
   // R's layout for people: names over values, then n and the sites.
   auto [code3, text] = query("quantile(mealcal, c(0.25, 0.5, 0.75))", "");

@@ -91,7 +91,7 @@ TEST(QuantileR, PooledSitesEqualR) {
         TM_ASSIGN_OR_RETURN(std::vector<uint64_t> c, s.count(round));
         for (size_t i = 0; i < c.size(); ++i) total[i] += c[i];
       }
-      return RoundCounts{std::move(total), std::nullopt};
+      return RoundCounts{std::move(total), {}};
     };
     Result<QuantileResult> q =
         federatedQuantile(probs, isReal ? KeyKind::kReal : KeyKind::kInteger, counter);

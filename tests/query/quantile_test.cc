@@ -22,11 +22,11 @@ namespace {
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Splits `values` round-robin over `sites` sites and returns a counter summing their counts
-// and, when `fractional` is set, reporting it as the pooled count of values that are not whole
-// numbers (as sites do over a federation).
+// and, with `reportDecimals`, the pooled counts of values that are not q-place decimals (as
+// sites report them over a federation).
 struct Federation {
   std::vector<QuantileSite> sites;
-  std::optional<uint64_t> fractional;
+  std::vector<uint64_t> notDecimal;
   BucketCounter counter() {
     return [this](const SelectRound& round) -> Result<RoundCounts> {
       std::vector<uint64_t> total;
@@ -35,23 +35,23 @@ struct Federation {
         if (total.empty()) total.assign(c.size(), 0);
         for (size_t i = 0; i < c.size(); ++i) total[i] += c[i];
       }
-      return RoundCounts{std::move(total), fractional};
+      return RoundCounts{std::move(total), notDecimal};
     };
   }
 };
 
 Federation realFederation(const std::vector<double>& values, size_t sites,
-                          bool reportFractional = false) {
+                          bool reportDecimals = false) {
   std::vector<std::vector<uint64_t>> keys(sites);
-  uint64_t fractional = 0;
+  std::vector<uint64_t> notDecimal(kDecimalTests, 0);
   for (size_t i = 0; i < values.size(); ++i) {
     if (std::isnan(values[i])) continue;
     keys[i % sites].push_back(quantileKey(values[i]));
-    fractional += std::floor(values[i]) != values[i];
+    for (size_t q = 0; q < kDecimalTests; ++q) notDecimal[q] += decimalPlaces(values[i]) > q;
   }
   Federation f;
   for (auto& k : keys) f.sites.emplace_back(std::move(k));
-  if (reportFractional) f.fractional = fractional;
+  if (reportDecimals) f.notDecimal = std::move(notDecimal);
   return f;
 }
 
@@ -64,11 +64,11 @@ void expectLikeR(const std::vector<double>& values, const std::vector<double>& p
   for (double v : values)
     if (!std::isnan(v)) sorted.push_back(v == 0 ? 0.0 : v);
   std::sort(sorted.begin(), sorted.end());
-  // Without and with the count of values that are not whole numbers (which lets the select
-  // stop early when it is 0): the same bits either way.
-  for (bool reportFractional : {false, true}) {
-    SCOPED_TRACE(reportFractional ? "fractional count reported" : "no fractional count");
-    Federation f = realFederation(values, sites, reportFractional);
+  // Without and with the counts of values that are not q-place decimals (which let the select
+  // stop early when one is 0): the same bits either way.
+  for (bool reportDecimals : {false, true}) {
+    SCOPED_TRACE(reportDecimals ? "decimal counts reported" : "no decimal counts");
+    Federation f = realFederation(values, sites, reportDecimals);
     Result<QuantileResult> q = federatedQuantile(probs, KeyKind::kReal, f.counter());
     ASSERT_TRUE(q.isOk()) << q.status().toString();
     EXPECT_EQ(q->n, sorted.size());
@@ -171,48 +171,76 @@ TEST(QuantileSelect, IntegersInDeclaredRangeTakeFewRounds) {
   EXPECT_EQ(q->values[0], type7(sorted, 0.5));
 }
 
-TEST(QuantileSelect, WholeNumbersStopAtTheirBucket) {
+TEST(QuantileSelect, DecimalPlaces) {
+  EXPECT_EQ(decimalPlaces(40), 0u);
+  EXPECT_EQ(decimalPlaces(-3), 0u);
+  EXPECT_EQ(decimalPlaces(0.0), 0u);
+  EXPECT_EQ(decimalPlaces(-0.0), 0u);
+  EXPECT_EQ(decimalPlaces(kInf), 0u);
+  EXPECT_EQ(decimalPlaces(1e300), 0u);
+  EXPECT_EQ(decimalPlaces(23.4), 1u);
+  EXPECT_EQ(decimalPlaces(-0.1), 1u);
+  EXPECT_EQ(decimalPlaces(0.3), 1u);  // the double nearest 3/10, not 0.1 + 0.2
+  EXPECT_EQ(decimalPlaces(0.1 + 0.2), kDecimalTests);
+  EXPECT_EQ(decimalPlaces(5.25), 2u);
+  EXPECT_EQ(decimalPlaces(1.234567), 6u);
+  EXPECT_EQ(decimalPlaces(1.2345678), kDecimalTests);
+  EXPECT_EQ(decimalPlaces(1.0 / 3), kDecimalTests);
+  EXPECT_EQ(decimalPlaces(5e-324), kDecimalTests);
+  // Every k / 10^q is a q-place decimal (or one with fewer places).
+  std::mt19937_64 rng(3);
+  const double scales[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6};
+  for (int i = 0; i < 100000; ++i) {
+    const size_t q = rng() % kDecimalTests;
+    const auto k = static_cast<double>(static_cast<int64_t>(rng() % 2000000000) - 1000000000);
+    EXPECT_LE(decimalPlaces(k / scales[q]), q) << k << " / 10^" << q;
+  }
+}
+
+TEST(QuantileSelect, FewDecimalPlacesStopAtTheirBucket) {
   // Ages 18..95 over three sites keyed as doubles: the first round finds the exponent band, the
-  // second a bucket holding one whole number, which (no value being fractional) is the value.
+  // second a bucket holding one whole number, which (no value having decimals) is the value.
   std::mt19937_64 rng(5);
-  std::vector<double> ages, sorted;
+  std::vector<double> ages;
   for (int i = 0; i < 5000; ++i) ages.push_back(static_cast<double>(18 + rng() % 78));
   ages.push_back(-3);
   ages.push_back(0);
-  sorted = ages;
-  std::sort(sorted.begin(), sorted.end());
   const std::vector<double> probs = {0, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.0 / 3};
-  Federation f = realFederation(ages, 3, true);
-  Result<QuantileResult> q = federatedQuantile(probs, KeyKind::kReal, f.counter());
-  ASSERT_TRUE(q.isOk()) << q.status().toString();
-  EXPECT_EQ(q->rounds, 2u);
-  for (size_t i = 0; i < probs.size(); ++i)
-    EXPECT_TRUE(sameBits(*q->values[i], *type7(sorted, probs[i]))) << probs[i];
+  auto expectRounds = [&](const std::vector<double>& values, const std::vector<double>& p,
+                          bool reportDecimals, uint32_t rounds) {
+    std::vector<double> sorted = values;
+    std::sort(sorted.begin(), sorted.end());
+    Federation f = realFederation(values, 3, reportDecimals);
+    Result<QuantileResult> q = federatedQuantile(p, KeyKind::kReal, f.counter());
+    ASSERT_TRUE(q.isOk()) << q.status().toString();
+    EXPECT_EQ(q->rounds, rounds);
+    for (size_t i = 0; i < p.size(); ++i)
+      EXPECT_TRUE(sameBits(*q->values[i], *type7(sorted, p[i]))) << p[i];
+  };
+  expectRounds(ages, probs, true, 2);
+  expectRounds(ages, probs, false, 6);  // without the counts: a key at a time
 
-  // Whole numbers up to a million take one round more; without the count, six rounds.
-  std::vector<double> big;
-  for (int i = 0; i < 3000; ++i) big.push_back(static_cast<double>(rng() % 1000000));
-  sorted = big;
-  std::sort(sorted.begin(), sorted.end());
-  f = realFederation(big, 4, true);
-  q = federatedQuantile({0.5, 0.9}, KeyKind::kReal, f.counter());
-  ASSERT_TRUE(q.isOk()) << q.status().toString();
-  EXPECT_EQ(q->rounds, 3u);
-  EXPECT_TRUE(sameBits(*q->values[0], *type7(sorted, 0.5)));
-  EXPECT_TRUE(sameBits(*q->values[1], *type7(sorted, 0.9)));
-  f = realFederation(big, 4, false);
-  q = federatedQuantile({0.5, 0.9}, KeyKind::kReal, f.counter());
-  ASSERT_TRUE(q.isOk());
-  EXPECT_EQ(q->rounds, 6u);
+  // BMI to one decimal and lab values to two: 2 and 3 rounds.
+  std::vector<double> bmi, lab, big;
+  for (int i = 0; i < 4000; ++i) {
+    bmi.push_back(static_cast<double>(150 + rng() % 250) / 10);
+    lab.push_back(static_cast<double>(rng() % 20000) / 100);
+    big.push_back(static_cast<double>(rng() % 1000000));
+  }
+  expectRounds(bmi, probs, true, 2);
+  expectRounds(lab, probs, true, 3);
+  expectRounds(big, {0.5, 0.9}, true, 3);  // whole numbers up to a million: one round more
 
-  // One fractional value anywhere turns the shortcut off, and the select stays exact.
+  // One value with more places anywhere: the select falls back to fewer shortcuts, still exact.
   ages.push_back(40.5);
-  sorted = ages;
+  expectRounds(ages, probs, true, 2);  // 40.5 has one place, and so has every age
+  bmi.push_back(22.123456789);
+  std::vector<double> sorted = bmi;
   std::sort(sorted.begin(), sorted.end());
-  f = realFederation(ages, 3, true);
-  q = federatedQuantile(probs, KeyKind::kReal, f.counter());
+  Federation f = realFederation(bmi, 3, true);
+  Result<QuantileResult> q = federatedQuantile(probs, KeyKind::kReal, f.counter());
   ASSERT_TRUE(q.isOk());
-  EXPECT_GT(q->rounds, 2u);
+  EXPECT_GT(q->rounds, 3u);
   for (size_t i = 0; i < probs.size(); ++i)
     EXPECT_TRUE(sameBits(*q->values[i], *type7(sorted, probs[i]))) << probs[i];
 }
@@ -238,7 +266,7 @@ TEST(QuantileSelect, BadInputsAndInconsistentCounts) {
   BucketCounter drifting = [&](const SelectRound& r) -> Result<RoundCounts> {
     std::vector<uint64_t> c(r.intervals.size() * r.buckets, 0);
     c[c.size() / 2] = ++calls == 1 ? 5 : 3;
-    return RoundCounts{c, std::nullopt};
+    return RoundCounts{c, {}};
   };
   Result<QuantileResult> q = federatedQuantile({0.5}, KeyKind::kReal, drifting);
   EXPECT_EQ(q.status().code(), StatusCode::kInvalidArgument);
@@ -347,8 +375,8 @@ TEST(QuantileQuery, RoundsOfCountsEqualTypeSevenOnTheKeptRows) {
     ASSERT_FALSE(got->roundQueries.empty());
     EXPECT_EQ(got->roundQueries[0].rfind("quantile_counts(", 0), 0u) << got->roundQueries[0];
     EXPECT_LE(got->roundQueries.size(), 6u);
-    // Whole-number ages: the sites' count of fractional values (0) stops the select after the
-    // round that finds each rank's one whole number.
+    // Whole-number ages: the sites' count of values that are not whole (0) stops the select
+    // at the round that finds each rank's one whole number.
     if (a.var == "age") {
       EXPECT_EQ(got->roundQueries.size(), 2u) << text;
     }
