@@ -675,8 +675,10 @@ namespace {
 
 // Opens the database with its column families (read-only when asked).
 Status openDb(const std::string& path, bool readOnly, std::unique_ptr<rocksdb::DB>& db,
-              rocksdb::ColumnFamilyHandle*& defaultFamily, rocksdb::ColumnFamilyHandle*& entries) {
+              rocksdb::ColumnFamilyHandle*& defaultFamily, rocksdb::ColumnFamilyHandle*& entries,
+              rocksdb::Env* env = nullptr) {
   rocksdb::DBOptions options;
+  if (env != nullptr) options.env = env;
   options.create_if_missing = !readOnly;
   options.create_missing_column_families = !readOnly;
   std::vector<rocksdb::ColumnFamilyDescriptor> families = {
@@ -814,9 +816,10 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const std::string& path,
           .count();
     };
   }
+  rocksdb::Env* env = options.env;
   auto impl = std::make_unique<Impl>(identity, std::move(options));
   impl->path = path;
-  TM_RETURN_IF_ERROR(openDb(path, false, impl->db, impl->defaultFamily, impl->entries));
+  TM_RETURN_IF_ERROR(openDb(path, false, impl->db, impl->defaultFamily, impl->entries, env));
   // O(log n): the size comes from the last key, the compact range from the stored nodes of the
   // complete subtrees (one per set bit of the size). The last entry is checked against them;
   // a full check of every entry is `trialmesh audit verify`'s job.

@@ -33,6 +33,10 @@
 #include "crypto/identity.h"
 #include "ethics/merkle.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace trialmesh::ethics {
 
 // Frozen: the values are written into entries on disk.
@@ -237,6 +241,9 @@ struct AuditLogOptions {
   // middle entry was modified (Corruption naming it). O(n); default true. Only tools that read
   // a log to report on it (and benchmarks) turn it off.
   bool checkEntriesOnOpen = true;
+  // The RocksDB environment (file system) under the log; null: the default. Tests pass one
+  // that can lose power (tests/common/power_loss_fs.h) to check what survives a power cut.
+  rocksdb::Env* env = nullptr;
 };
 
 // How long append() waits.
