@@ -291,6 +291,7 @@ Status Store::Impl::openDb(const StoreOptions& options) {
     }
   }
   rocksdb::DBOptions dbo;
+  if (options.env != nullptr) dbo.env = options.env;
   dbo.create_if_missing = options.createIfMissing;
   dbo.create_missing_column_families = true;
   dbo.max_background_jobs = 2;

@@ -25,6 +25,10 @@
 #include "storage/csv_reader.h"
 #include "storage/dictionary.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace trialmesh::storage {
 
 struct StoreOptions {
@@ -37,6 +41,9 @@ struct StoreOptions {
   // on a store a node may be serving). Reads see the store as of the open; imports and drops
   // fail. Implies createIfMissing = false.
   bool readOnly = false;
+  // The RocksDB environment (file system) under the store; null: the default. Tests pass one
+  // that can lose power (tests/common/power_loss_fs.h).
+  rocksdb::Env* env = nullptr;
 };
 
 struct ImportOptions {

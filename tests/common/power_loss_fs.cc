@@ -251,10 +251,27 @@ rocksdb::IOStatus PowerLossFileSystem::RenameFile(const std::string& src,
   return s;
 }
 
-rocksdb::IOStatus PowerLossFileSystem::LinkFile(const std::string&, const std::string&,
-                                                const rocksdb::IOOptions&,
-                                                rocksdb::IODebugContext*) {
-  return rocksdb::IOStatus::NotSupported("PowerLossFileSystem: hard links");
+rocksdb::IOStatus PowerLossFileSystem::LinkFile(const std::string& src,
+                                                const std::string& target_name,
+                                                const rocksdb::IOOptions& options,
+                                                rocksdb::IODebugContext* dbg) {
+  // A new name for the same data: its bytes are as durable as the source's, the name only once
+  // its directory is synced.
+  if (auto s = checkAlive(); !s.ok()) return s;
+  auto s = target()->LinkFile(src, target_name, options, dbg);
+  if (!s.ok()) return s;
+  const std::string from = normal(src), to = normal(target_name);
+  std::lock_guard lock(mu_);
+  FileState state;
+  if (auto it = files_.find(from); it != files_.end()) {
+    state = it->second;
+  } else {
+    std::error_code ec;
+    state.size = state.syncedSize = fs::file_size(from, ec);
+  }
+  state.durableName = false;
+  files_[to] = state;
+  return s;
 }
 
 uint64_t PowerLossFileSystem::crash() {

@@ -8,7 +8,7 @@
 //   - every file is cut back to its last synced size (unsynced appends are lost);
 //   - a file created since its directory's last fsync disappears;
 //   - a rename not followed by an fsync of the directory is undone (the target's previous
-//     content comes back, the source name with it).
+//     content comes back, the source name with it); a hard link likewise disappears.
 // After crash() every write, sync, create, rename and delete through this file system fails
 // with an IOError, so the database still open on it cannot touch the "disk" again; close it
 // and reopen the directory with the default file system to see what a restart would see.
