@@ -32,6 +32,10 @@ constexpr uint8_t kApprovalFormatVersionWithPolicy = 2;
 // Version 3: the version 2 tail (even for the default policy), then model_min_site_rows; used
 // only when that is set, so approvals without it keep their version 1 or 2 bytes and ids.
 constexpr uint8_t kApprovalFormatVersionWithModelRule = 3;
+// Version 4: the version 3 tail (model_min_site_rows may be 0 there), then
+// surveillance_min_interval_ms; used only when that is set, so earlier approvals keep their
+// bytes and ids.
+constexpr uint8_t kApprovalFormatVersionWithSurveillance = 4;
 // Version 1: up to the signer. Version 2 appends the issue time (issue #13 item 7), which
 // orders same-day statements; every newly signed statement is version 2, and stored or
 // submitted version 1 statements keep their bytes, signature and meaning.
@@ -199,7 +203,8 @@ constexpr std::string_view kApprovalKeys[] = {"study",
                                               "dp_epsilon_per_query",
                                               "dp_budget",
                                               "time_bin",
-                                              "model_min_site_rows"};
+                                              "model_min_site_rows",
+                                              "surveillance_min_interval_ms"};
 
 Result<Hash> parseHashHex(std::string_view hex) {
   if (hex.size() != 64)
@@ -355,6 +360,13 @@ Status parseAggregationPolicy(const toml::table& root, const TomlReader& r, Appr
     TM_ASSIGN_OR_RETURN(int64_t rows, r.integer(root, "model_min_site_rows", 1, UINT32_MAX));
     a.modelMinSiteRows = static_cast<uint32_t>(rows);
   }
+  if (root.get("surveillance_min_interval_ms") != nullptr) {
+    // At most a year: a longer interval is a typo, and forbidding surveillance is done by not
+    // listing "count" or the date variable, not by an endless interval.
+    constexpr int64_t kYearMs = 366LL * 24 * 3600 * 1000;
+    TM_ASSIGN_OR_RETURN(int64_t ms, r.integer(root, "surveillance_min_interval_ms", 1, kYearMs));
+    a.surveillanceMinIntervalMs = static_cast<uint64_t>(ms);
+  }
   return Status::ok();
 }
 
@@ -498,6 +510,8 @@ std::string approvalToToml(const Approval& a) {
   }
   if (a.timeBin) o << "time_bin = " << realNumberText(*a.timeBin) << "\n";
   if (a.modelMinSiteRows > 0) o << "model_min_site_rows = " << a.modelMinSiteRows << "\n";
+  if (a.surveillanceMinIntervalMs > 0)
+    o << "surveillance_min_interval_ms = " << a.surveillanceMinIntervalMs << "\n";
   return o.str();
 }
 
@@ -515,6 +529,7 @@ bool hasDefaultPolicy(const Approval& a) {
 }
 
 uint8_t formatVersionOf(const Approval& a) {
+  if (a.surveillanceMinIntervalMs > 0) return kApprovalFormatVersionWithSurveillance;
   if (a.modelMinSiteRows > 0) return kApprovalFormatVersionWithModelRule;
   return hasDefaultPolicy(a) ? kApprovalFormatVersion : kApprovalFormatVersionWithPolicy;
 }
@@ -550,7 +565,8 @@ void writeApproval(Writer& w, const Approval& a) {
     w.u8(a.timeBin ? 1 : 0);
     if (a.timeBin) w.u64(std::bit_cast<uint64_t>(*a.timeBin));
   }
-  if (version == kApprovalFormatVersionWithModelRule) w.u32(a.modelMinSiteRows);
+  if (version >= kApprovalFormatVersionWithModelRule) w.u32(a.modelMinSiteRows);
+  if (version == kApprovalFormatVersionWithSurveillance) w.u64(a.surveillanceMinIntervalMs);
 }
 
 Result<std::vector<std::string>> readStrings(Reader& r, std::string_view field) {
@@ -599,16 +615,22 @@ Status readPolicy(Reader& r, Approval& a, uint8_t version) {
       return bad("version 3 encoding without model_min_site_rows (not canonical)");
     return Status::ok();
   }
+  if (version == kApprovalFormatVersionWithSurveillance) {
+    TM_ASSIGN_OR_RETURN(a.modelMinSiteRows, r.u32("model min site rows"));
+    TM_ASSIGN_OR_RETURN(a.surveillanceMinIntervalMs, r.u64("surveillance min interval"));
+    if (a.surveillanceMinIntervalMs == 0)
+      return bad("version 4 encoding without surveillance_min_interval_ms (not canonical)");
+    return Status::ok();
+  }
   if (hasDefaultPolicy(a)) return bad("version 2 encoding of the default policy (not canonical)");
   return Status::ok();
 }
 
 Result<Approval> readApproval(Reader& r) {
   TM_ASSIGN_OR_RETURN(uint8_t version, r.u8("format version"));
-  if (version != kApprovalFormatVersion && version != kApprovalFormatVersionWithPolicy &&
-      version != kApprovalFormatVersionWithModelRule) {
+  if (version < kApprovalFormatVersion || version > kApprovalFormatVersionWithSurveillance) {
     return Status::corruption(r.what() + ": format version " + std::to_string(version) +
-                              " is not supported (this build reads versions 1 to 3)");
+                              " is not supported (this build reads versions 1 to 4)");
   }
   Approval a;
   TM_ASSIGN_OR_RETURN(a.study, r.str("study"));
@@ -1022,6 +1044,7 @@ Result<Grant> ApprovalRegistry::checkLocked(const QueryUse& use) const {
   g.dpBudget = a.dpBudget;
   g.timeBin = a.timeBin;
   g.modelMinSiteRows = a.modelMinSiteRows;
+  g.surveillanceMinIntervalMs = a.surveillanceMinIntervalMs;
   if (a.queryBudget) {
     auto u = used_.find(id);
     const uint64_t used = u == used_.end() ? 0 : u->second;

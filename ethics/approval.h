@@ -96,6 +96,11 @@ struct Approval {
   // Issue #11: a site with fewer complete-case rows takes no part in a model fit (it refuses the
   // rounds and is left out; docs/ethics.md). 0 = no per-site minimum.
   uint32_t modelMinSiteRows = 0;
+  // Issue #15 item 3: the shortest time between two evaluations of the same surveillance series
+  // (a count grouped by day/week/month of a date, what `surveil(...)` and standing queries run)
+  // by the same coordinator; a site refuses, audited, an evaluation that comes sooner.
+  // 0 = no bound (the behaviour before this field existed).
+  uint64_t surveillanceMinIntervalMs = 0;
 
   // "LUNG-7 v3", used in every message.
   std::string label() const { return study + " v" + std::to_string(protocolVersion); }
@@ -111,8 +116,9 @@ std::string approvalToToml(const Approval& approval);
 // The canonical bytes (docs/ethics.md "Approval canonical form") and the approval id, their
 // SHA-256. REQUIRES: lists sorted and unique (as parseApprovalToml leaves them); canonicalise()
 // makes them so. Format version 1 when the aggregation policy is the default (secure, 3 sites,
-// no time bin) — the bytes every approval signed before issue #5 has —, version 3 when
-// model_min_site_rows is set, and version 2 otherwise.
+// no time bin) — the bytes every approval signed before issue #5 has —, version 4 when
+// surveillance_min_interval_ms is set, version 3 when model_min_site_rows is set, and version 2
+// otherwise.
 void canonicalise(Approval& approval);
 std::string approvalBytes(const Approval& approval);
 Hash approvalId(const Approval& approval);
@@ -206,7 +212,8 @@ struct Grant {
   double dpEpsilonPerQuery = 0;
   double dpBudget = 0;
   std::optional<double> timeBin;
-  uint32_t modelMinSiteRows = 0;  // 0 = none
+  uint32_t modelMinSiteRows = 0;           // 0 = none
+  uint64_t surveillanceMinIntervalMs = 0;  // 0 = none
 };
 
 // In-memory state built from signed approvals and statements. Every add verifies signatures.

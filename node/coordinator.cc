@@ -57,6 +57,7 @@ SiteInfo siteInfoFromWire(wire::NodeInfo::Reader r) {
     policy.dpEpsilonPerQuery = p.getDpEpsilonPerQuery();
     info.policies.push_back(std::move(policy));
   }
+  for (auto d : r.getDatasets()) info.datasetVersions[d.getStudy()] = d.getVersion();
   return info;
 }
 

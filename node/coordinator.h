@@ -25,6 +25,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -128,6 +129,7 @@ struct SiteInfo {
   std::string softwareVersion;
   std::vector<std::string> studies;
   std::vector<StudyPolicy> policies;
+  std::map<std::string, uint64_t> datasetVersions;  // study -> dataset version (data refresh)
 };
 
 struct CoordinatorSessionOptions {
@@ -240,6 +242,13 @@ Result<std::string> submitStatementToSite(
 // The site's stored signed approvals (canonical bytes each).
 Result<std::vector<std::string>> listSiteApprovals(
     const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+// Delivers a signed surveillance alert (node/alert.h) to the site; returns its receipt. The site
+// accepts it only from a coordinator of the study's approval (see Site.deliverAlert).
+Result<std::string> deliverAlertToSite(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    const std::string& alertBytes, const crypto::Signature& signature,
     std::chrono::milliseconds deadline = std::chrono::seconds(10));
 
 struct AuditDownload {

@@ -110,6 +110,7 @@ Result<std::unique_ptr<LocalFederation>> LocalFederation::create(
   approval.dpEpsilonPerQuery = options.dpEpsilonPerQuery;
   approval.dpBudget = options.dpBudget;
   approval.modelMinSiteRows = options.modelMinSiteRows;
+  approval.surveillanceMinIntervalMs = options.surveillanceMinIntervalMs;
   const int64_t nowMs = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::system_clock::now().time_since_epoch())
                             .count();

@@ -53,9 +53,10 @@ struct LocalFederationOptions {
   std::optional<uint32_t> minSites;
   uint32_t minCellSize = 1;
   std::optional<double> timeBin = 1.0;
-  double dpEpsilonPerQuery = 0;   // secure-dp only
-  double dpBudget = 0;            // secure-dp only
-  uint32_t modelMinSiteRows = 0;  // the approval's model_min_site_rows; 0 = none
+  double dpEpsilonPerQuery = 0;            // secure-dp only
+  double dpBudget = 0;                     // secure-dp only
+  uint32_t modelMinSiteRows = 0;           // the approval's model_min_site_rows; 0 = none
+  uint64_t surveillanceMinIntervalMs = 0;  // the approval's surveillance_min_interval_ms; 0 = none
   // Exact site sizes, for federations of very unequal sites (benchmarks): when not empty it has
   // one entry per site and site i keeps only the first siteRows[i] subjects the generator gave
   // it. The generator splits `rows` mildly unequally (site j in proportion to 2 * sites - j),

@@ -36,6 +36,7 @@
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
 #include "ethics/privacy_budget.h"
+#include "node/alert.h"
 #include "node/check_config.h"
 #include "node/handshake_budget.h"
 #include "node/members_signature.h"
@@ -45,6 +46,7 @@
 #include "node/ops/sd_notify.h"
 #include "node/peer_audit.h"
 #include "node/refusal_audit.h"
+#include "node/surveillance_pace.h"
 #include "protocol/freshness.h"
 #include "protocol/message_size_guard.h"
 #include "protocol/messages.h"
@@ -375,6 +377,16 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   uint32_t connections() const { return connections_; }
   bool shuttingDown() const { return shuttingDown_; }
 
+  // (study, version of its dataset) for every dataset the store holds; a study whose dataset
+  // cannot be read is left out (its queries report why).
+  std::vector<std::pair<std::string, uint64_t>> datasetVersions() const {
+    std::vector<std::pair<std::string, uint64_t>> out;
+    for (const auto& [study, dataset] : datasets_) {
+      auto info = store_->datasetInfo(dataset);
+      if (info.isOk()) out.emplace_back(study, info->version);
+    }
+    return out;
+  }
   std::vector<std::string> studies() const {
     std::vector<std::string> out;
     for (const auto& [study, dataset] : datasets_) out.push_back(study);
@@ -530,6 +542,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   std::unique_ptr<ethics::AuditLog> audit_;
   std::unique_ptr<ethics::PrivacyBudgetLedger> ledger_;  // secure-dp; opened on first use
   std::unique_ptr<RefusalAuditor> refusals_;             // with the audit log
+  SurveillancePace surveillancePace_;                    // surveillance_min_interval_ms
 };
 
 Status SiteState::checkRound(const protocol::QueryRequestFields& r,
@@ -724,6 +737,12 @@ class SiteImpl final : public wire::Site::Server {
       p.setTimeBin(newest[i].timeBin.value_or(0.0));
       p.setDpEpsilonPerQuery(newest[i].dpEpsilonPerQuery);
     }
+    auto versions = state_.datasetVersions();
+    auto datasets = info.initDatasets(static_cast<unsigned>(versions.size()));
+    for (size_t i = 0; i < versions.size(); ++i) {
+      datasets[static_cast<unsigned>(i)].setStudy(versions[i].first);
+      datasets[static_cast<unsigned>(i)].setVersion(versions[i].second);
+    }
     return kj::READY_NOW;
   }
 
@@ -864,7 +883,70 @@ class SiteImpl final : public wire::Site::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> deliverAlert(DeliverAlertContext context) override {
+    auto params = context.getParams();
+    auto bytes = params.getAlert();
+    auto signature = params.getSignature();
+    const std::string text(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+    auto alert = verifyAlert(text, {signature.begin(), signature.size()});
+    if (!alert) {
+      const bool forged = alert.status().code() == StatusCode::kPermissionDenied;
+      state_.auditRefusal(forged ? ops::RefusalClass::kBadSignature : ops::RefusalClass::kMalformed,
+                          peerName_, remote_, alert.status().toString());
+      fail("deliverAlert", alert.status());
+    }
+    Status allowed = alertSender(*alert);
+    if (!allowed.isOk()) {
+      state_.auditRefusal(ops::RefusalClass::kMembership, peerName_, remote_, allowed.toString());
+      fail("deliverAlert", allowed);
+    }
+    const std::string line = describeAlert(*alert);
+    // The audit entry holds the alert's content and who signed it; the signature itself is
+    // checked here and not kept (the entry is in this site's own signed log).
+    state_.appendOrRefuse(ethics::EntryKind::kAlert, ethics::AlertEvent{alert->coordinator, line},
+                          peerName_);
+    state_.metrics().surveillanceAlerts.inc();
+    logEvent(level_enum::warn, "surveillance_alert",
+             {{"peer", peerName_},
+              {"study", alert->study},
+              {"period", alert->period},
+              {"count", std::to_string(alert->count)},
+              {"method", alert->method}});
+    context.getResults().setReceipt("site " + state_.config().name + " recorded " + line);
+    return kj::READY_NOW;
+  }
+
  private:
+  // Who may raise a surveillance alert: the authenticated peer itself (no relaying), a member
+  // with role coordinator, and a coordinator of the study's governing approval at this site.
+  Status alertSender(const SurveillanceAlert& a) const {
+    if (!(a.coordinator == peer_))
+      return Status::permissionDenied("alert signed by " + a.coordinator.toText() +
+                                      " but sent over a connection authenticated as '" + peerName_ +
+                                      "'; a coordinator must send its own alerts");
+    const Member* m = state_.members().findByKey(a.coordinator);
+    if (m == nullptr || m->role != Role::kCoordinator)
+      return Status::permissionDenied("alert signer '" + peerName_ +
+                                      "' is not a member with role coordinator");
+    if (a.federation != state_.members().federation)
+      return Status::permissionDenied("alert is for federation '" + a.federation +
+                                      "'; this site belongs to '" + state_.members().federation +
+                                      "'");
+    const auto studies = state_.studies();
+    if (std::find(studies.begin(), studies.end(), a.study) == studies.end())
+      return Status::notFound("site '" + state_.config().name + "' serves no study '" + a.study +
+                              "'");
+    for (const auto& sa : state_.registry().governingApprovals()) {
+      if (sa.approval.study != a.study) continue;
+      const auto& cs = sa.approval.coordinators;
+      if (std::find(cs.begin(), cs.end(), a.coordinator) != cs.end()) return Status::ok();
+      return Status::permissionDenied("'" + peerName_ + "' is not a coordinator of approval " +
+                                      sa.approval.label() + "; only its coordinators raise alerts");
+    }
+    return Status::permissionDenied("this site holds no recognised approval for study '" + a.study +
+                                    "'");
+  }
+
   // Ethics methods: ethics-board members and the site itself only; with `sitesToo` also other
   // sites (tree heads and consistency proofs, for peer fork detection: node/peer_audit.h).
   void requireEthicsAccess(const char* method, bool sitesToo = false) {
@@ -1005,7 +1087,16 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                                          .count());
   // Issue #5: the approval decides the aggregation mode and the quorum; a query refused for
   // them does not use up the query budget.
-  auto grant = registry_->authorize(use, [&](const ethics::Grant& g) { return checkRound(r, g); });
+  // Issue #15 item 3: the approval's surveillance_min_interval_ms, checked last so that only
+  // an evaluation every other rule allows is recorded as the series' latest.
+  std::string seriesKey = r.coordinatorKey.toText();
+  for (const crypto::PublicKey& p : r.participants) seriesKey += "," + p.toText();
+  seriesKey += "\n" + r.queryText;
+  auto grant = registry_->authorize(use, [&](const ethics::Grant& g) {
+    TM_RETURN_IF_ERROR(checkRound(r, g));
+    return surveillancePace_.admit(*parsed, seriesKey, r.queryText, g,
+                                   SurveillancePace::Clock::now());
+  });
   const ethics::Hash queryHash = crypto::sha256(r.queryText);
   // Issue 14: what an auditor reads without the node's unsigned log (ethics/audit_log.h).
   ethics::QueryAuditFields auditFields;

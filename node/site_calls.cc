@@ -96,6 +96,24 @@ Result<std::string> submitStatementToSite(const crypto::Identity& identity, cons
   return *receipt;
 }
 
+Result<std::string> deliverAlertToSite(const crypto::Identity& identity, const Members& members,
+                                       const std::string& siteName, const std::string& alertBytes,
+                                       const crypto::Signature& signature,
+                                       std::chrono::milliseconds deadline) {
+  auto receipt = std::make_shared<std::string>();
+  TM_RETURN_IF_ERROR(callSite(identity, members, siteName, deadline,
+                              [&alertBytes, &signature, receipt](wire::Site::Client site) {
+                                auto req = site.deliverAlertRequest();
+                                req.setAlert(bytesOf(alertBytes));
+                                req.setSignature(kj::arrayPtr(signature.data(), signature.size()));
+                                return req.send().then([receipt](auto response) {
+                                  *receipt = response.getReceipt();
+                                  return Status::ok();
+                                });
+                              }));
+  return *receipt;
+}
+
 Result<std::vector<std::string>> listSiteApprovals(const crypto::Identity& identity,
                                                    const Members& members,
                                                    const std::string& siteName,

@@ -28,6 +28,14 @@ struct NodeInfo {
   # (issue #5) The aggregation policy of the newest approval this site holds per study, so a
   # coordinator learns the mode, quorum, minimum cell size and time bin it must use without the
   # user knowing them. Public: the approval is shown to coordinators anyway.
+  datasets @7 :List(DatasetVersion);
+  # (issue #15 item 3) The storage version of each study's dataset (increases with every
+  # import), so a standing query's watcher notices a data refresh with one cheap call.
+}
+
+struct DatasetVersion {
+  study @0 :Text;
+  version @1 :UInt64;
 }
 
 enum Aggregation {
@@ -180,6 +188,15 @@ interface Site {
 
   auditConsistency @7 (fromSize :UInt64, toSize :UInt64) -> (proof :List(Data));
   # RFC 6962 consistency proof between two sizes of the log (32-byte hashes).
+
+  deliverAlert @8 (alert :Data, signature :Data) -> (receipt :Text);
+  # (issue #15 item 3) A surveillance alert from a standing query (node/alert.h): `alert` is its
+  # JSON bytes, `signature` the coordinator's Ed25519 signature over
+  # "trialmesh/surveillance-alert/v1\0" || alert. The site verifies it, that the signer is a
+  # member with role coordinator, is the authenticated peer of this connection and a
+  # coordinator of the study's governing approval, and that the alert is for this federation
+  # and a study this site serves; then it appends an `alert` audit entry and counts it
+  # (trialmesh_surveillance_alerts_total). Refusals as for runQuery.
 }
 
 struct AuditEntry {

@@ -166,6 +166,9 @@ Result<std::optional<SurveilRequest>> parseSurveil(std::string_view text) {
     const std::string value = unquote(trim(std::string_view(args[a]).substr(eq + 1)));
     if (name == "method") {
       sawMethod = true;
+      r.methodName = value;
+      for (char& c : r.methodName)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       if (value == "c1" || value == "C1") {
         r.method = SurveilRequest::Method::kEarsC1;
       } else if (value == "c2" || value == "C2") {

@@ -29,6 +29,7 @@ struct SurveilRequest {
     kFarrington,
   };
   Method method = Method::kEarsC1;
+  std::string methodName;  // as written, lower case: "c1", "farrington_improved", ...
   std::string countQuery;  // the count query the federation runs
   std::string unit = "week";
   stats::EarsOptions ears;

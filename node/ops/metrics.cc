@@ -394,7 +394,11 @@ NodeMetrics::NodeMetrics(Registry& registry, std::chrono::system_clock::time_poi
                                      "Authenticated peer connections currently open.")),
       up(registry.gauge("trialmesh_up", "1 while the node is serving queries.")),
       startTimeSeconds(registry.gauge("trialmesh_start_time_seconds",
-                                      "Time the node started, in seconds since the Unix epoch.")) {
+                                      "Time the node started, in seconds since the Unix epoch.")),
+      surveillanceAlerts(registry.counter(
+          "trialmesh_surveillance_alerts_total",
+          "Signed surveillance alerts from a study coordinator that this site verified and "
+          "recorded in its audit log.")) {
   for (std::size_t i = 0; i < refused_.size(); ++i) {
     refused_[i] = &registry.counter(
         "trialmesh_queries_refused_total", "Queries this site refused, by reason.",

@@ -175,6 +175,7 @@ struct NodeMetrics {
   Gauge& openConnections;          // trialmesh_open_connections
   Gauge& up;                       // trialmesh_up (1 while the node serves)
   Gauge& startTimeSeconds;         // trialmesh_start_time_seconds (Unix time)
+  Counter& surveillanceAlerts;     // trialmesh_surveillance_alerts_total (accepted alerts)
 
   Counter& queriesRefused(RefusalReason reason) const {
     return *refused_[static_cast<std::size_t>(reason)];

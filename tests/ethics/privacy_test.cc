@@ -292,6 +292,77 @@ TEST_F(ApprovalPolicyTest, ModelMinSiteRowsRoundTripsAsVersion3AndOnlyWhenSet) {
             "lung7.toml:12: key 'model_min_site_rows': must be between 1 and 4294967295, got 0");
 }
 
+// Issue #15 item 3: surveillance_min_interval_ms is written only when set (version 4, after
+// the version 3 tail), so every approval without it keeps its bytes and id.
+TEST_F(ApprovalPolicyTest, SurveillanceMinIntervalRoundTripsAsVersion4AndOnlyWhenSet) {
+  const Approval without = parse("");
+  const Approval a = parse("surveillance_min_interval_ms = 86400000\n");
+  EXPECT_EQ(a.surveillanceMinIntervalMs, 86'400'000u);
+  EXPECT_EQ(without.surveillanceMinIntervalMs, 0u);
+  const std::string bytes = approvalBytes(a);
+  EXPECT_EQ(bytes[0], 4);
+  EXPECT_EQ(approvalBytes(without)[0], 1);
+  EXPECT_EQ(approvalBytes(parse("model_min_site_rows = 5\n"))[0], 3);
+  // Version 4 = the version 1 bytes, the policy tail, model_min_site_rows (0 here), the interval.
+  std::string expected = approvalBytes(without);
+  expected[0] = 4;
+  expected.push_back(1);  // secure
+  appendU32(expected, 3);
+  expected.push_back(0);  // no time bin
+  appendU32(expected, 0);
+  appendU32(expected, 0);  // 86400000 as u64 big-endian
+  appendU32(expected, 86'400'000);
+  EXPECT_EQ(bytes, expected);
+
+  const Approval both = parse("model_min_site_rows = 5\nsurveillance_min_interval_ms = 200\n");
+  const std::string text = approvalToToml(both);
+  EXPECT_NE(text.find("surveillance_min_interval_ms = 200\n"), std::string::npos) << text;
+  EXPECT_EQ(approvalToToml(without).find("surveillance_min_interval_ms"), std::string::npos);
+  auto back = parseApprovalToml(text, "written.toml");
+  ASSERT_TRUE(back.isOk()) << back.status().toString();
+  EXPECT_EQ(approvalBytes(*back), approvalBytes(both));
+
+  auto sa = signApproval(both, lead_);
+  ASSERT_TRUE(sa.isOk());
+  const std::string wire = encodeSignedApproval(*sa);
+  auto decoded = decodeSignedApproval({reinterpret_cast<const uint8_t*>(wire.data()), wire.size()});
+  ASSERT_TRUE(decoded.isOk()) << decoded.status().toString();
+  EXPECT_TRUE(verifyApproval(*decoded).isOk());
+  EXPECT_EQ(decoded->approval.surveillanceMinIntervalMs, 200u);
+  EXPECT_EQ(decoded->approval.modelMinSiteRows, 5u);
+
+  // Version 4 with a zero interval would be a second encoding of an approval without it.
+  std::string zero = expected.substr(0, expected.size() - 8);
+  appendU32(zero, 0);
+  appendU32(zero, 0);
+  zero += std::string(64, '\0');
+  auto r = decodeSignedApproval({reinterpret_cast<const uint8_t*>(zero.data()), zero.size()});
+  ASSERT_FALSE(r.isOk());
+  EXPECT_NE(r.status().message().find("not canonical"), std::string::npos) << r.status().message();
+
+  EXPECT_EQ(error("surveillance_min_interval_ms = 0\n"),
+            "lung7.toml:12: key 'surveillance_min_interval_ms': must be between 1 and "
+            "31622400000, got 0");
+
+  // The grant carries it, for the site to enforce.
+  SitePolicy policy;
+  policy.site = "site-a";
+  policy.recognisedCommittees = {lead_.pub};
+  ApprovalRegistry registry(policy);
+  ASSERT_TRUE(registry.addApproval(signApproval(a, lead_).value()).isOk());
+  QueryUse use;
+  use.site = "site-a";
+  use.coordinator = coordinator_.pub;
+  use.study = "LUNG-7";
+  use.dictionaryHash = dict_;
+  use.variables = {"os_days"};
+  use.analyses = {"count"};
+  use.today = Date{2026, 5, 1};
+  auto g = registry.check(use);
+  ASSERT_TRUE(g.isOk()) << g.status().toString();
+  EXPECT_EQ(g->surveillanceMinIntervalMs, 86'400'000u);
+}
+
 TEST_F(ApprovalPolicyTest, GrantCarriesThePolicy) {
   SitePolicy policy;
   policy.site = "site-a";

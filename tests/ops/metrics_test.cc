@@ -254,6 +254,8 @@ TEST(NodeMetrics, RegistersTheStandardSet) {
            "trialmesh_peer_failures_total{kind=\"disconnect\"} 0\n",
            "trialmesh_up 1\n",
            "trialmesh_start_time_seconds 1795000000\n",
+           "# TYPE trialmesh_surveillance_alerts_total counter\n",
+           "trialmesh_surveillance_alerts_total 0\n",
        }) {
     EXPECT_NE(text.find(line), std::string::npos) << "missing: " << line << "in:\n" << text;
   }

@@ -57,6 +57,12 @@ std::string entryStudy(const ethics::Entry& e) {
                       std::is_same_v<T, ethics::ResultReleasedEvent> ||
                       std::is_same_v<T, ethics::BudgetChargeEvent>) {
           return body.study;
+        } else if constexpr (std::is_same_v<T, ethics::AlertEvent>) {
+          // A surveillance alert names its study ("surveillance alarm study=FLU period=...").
+          constexpr std::string_view kPrefix = "surveillance alarm study=";
+          if (body.message.rfind(kPrefix, 0) != 0) return {};
+          const size_t end = body.message.find(' ', kPrefix.size());
+          return body.message.substr(kPrefix.size(), end - kPrefix.size());
         } else {
           return {};
         }
@@ -132,7 +138,12 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e, const node::Members& 
         } else if constexpr (std::is_same_v<T, ethics::NodeEvent>) {
           detail = b.detail;
         } else if constexpr (std::is_same_v<T, ethics::AlertEvent>) {
-          detail = memberName(members, b.peer) + ": " + b.message;
+          if (b.message.rfind("surveillance alarm", 0) == 0) {
+            coordinator = memberName(members, b.peer);  // the coordinator that signed it
+            detail = b.message;
+          } else {
+            detail = memberName(members, b.peer) + ": " + b.message;
+          }
         } else if constexpr (std::is_same_v<T, ethics::BudgetChargeEvent>) {
           coordinator = memberName(members, b.coordinator);
           queryHash = ethics::hashHex(b.queryHash);

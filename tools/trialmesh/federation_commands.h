@@ -15,6 +15,8 @@ namespace trialmesh::cli {
 
 // Registers `keygen`.
 void addFederationCommands(CLI::App& app, int& exitCode);
+// Registers `watch`, the standing surveillance query (cmd_watch.cc).
+void addWatchCommand(CLI::App& app, int& exitCode);
 // Registers `members sign` and `members verify` (cmd_members.cc).
 void addMembersCommands(CLI::App& app, int& exitCode);
 
