@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
       firstRound = false;
       path += slowest;
       pathC += slowestC;
-      return query::RoundCounts{std::move(total), std::nullopt};
+      return query::RoundCounts{std::move(total), {}};
     };
     Result<query::QuantileResult> q =
         query::federatedQuantile(probs, query::KeyKind::kReal, counter);

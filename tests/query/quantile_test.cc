@@ -245,6 +245,36 @@ TEST(QuantileSelect, FewDecimalPlacesStopAtTheirBucket) {
     EXPECT_TRUE(sameBits(*q->values[i], *type7(sorted, probs[i]))) << probs[i];
 }
 
+TEST(QuantileSelect, CountKeysEqualsNaiveForEveryWidth) {
+  // Power-of-two widths take a shift, others a division: both against a plain count.
+  std::mt19937_64 rng(9);
+  std::vector<uint64_t> keys(5000);
+  for (auto& k : keys) k = rng() % 3 == 0 ? rng() : 1000 + rng() % 100000;
+  for (uint32_t buckets : {2u, 7u, 4096u, 65536u}) {
+    for (const std::vector<KeyInterval>& intervals :
+         std::vector<std::vector<KeyInterval>>{{{0, UINT64_MAX}},
+                                               {{1000, 1000 + (uint64_t{1} << 16) - 1}},
+                                               {{1000, 101000}},
+                                               {{1000, 5000}, {7000, 7000 + 8191}, {9000, 9999}}}) {
+      const SelectRound round{intervals, buckets};
+      std::vector<uint64_t> kept;
+      auto got = countKeys(keys, round, &kept);
+      ASSERT_TRUE(got.isOk());
+      std::vector<uint64_t> want(intervals.size() * buckets, 0);
+      size_t inside = 0;
+      for (uint64_t key : keys)
+        for (size_t i = 0; i < intervals.size(); ++i)
+          if (key >= intervals[i].lo && key <= intervals[i].hi) {
+            ++want[i * buckets + (key - intervals[i].lo) / bucketWidth(intervals[i], buckets)];
+            ++inside;
+            break;
+          }
+      EXPECT_EQ(*got, want) << buckets << " buckets, " << intervals.size() << " intervals";
+      EXPECT_EQ(kept.size(), inside);
+    }
+  }
+}
+
 TEST(QuantileSelect, SitesNarrowTheirCandidates) {
   std::vector<double> v;
   for (int i = 0; i < 10000; ++i) v.push_back(i * 0.37 - 100);
