@@ -284,7 +284,18 @@ Status renderForest(const ForestFigure& fig, PlotFormat format, const std::strin
 
 Status renderBars(const BarFigure& fig, const std::string& title, PlotFormat format,
                   const std::string& path) {
-  const double left = 80, right = kWidth - 30, top = 50, panelH = 170, gap = 62;
+  // Many cells (e.g. `count by week(date)`): labels turned to the vertical, every k-th one, so
+  // they do not overprint; the space under the axis grows to hold them.
+  size_t cells = 0;
+  size_t longest = 0;
+  for (const auto& p : fig.panels) {
+    cells = std::max(cells, p.bars.size());
+    for (const auto& bar : p.bars) longest = std::max(longest, bar.label.size());
+  }
+  const bool turned = !fig.histogram && cells > 8;
+  const size_t every = turned ? (cells + 39) / 40 : 1;
+  const double labelRoom = turned ? 6.0 * static_cast<double>(std::min<size_t>(longest, 30)) : 0;
+  const double left = 80, right = kWidth - 30, top = 50, panelH = 170, gap = 62 + labelRoom;
   const double n = static_cast<double>(fig.panels.size());
   const double height = top + n * (panelH + gap) + 15.0 * fig.notes.size() + 20;
   Canvas c(format, path, height);
@@ -333,9 +344,16 @@ Status renderBars(const BarFigure& fig, const std::string& title, PlotFormat for
         c.setColor({0.6, 0.2, 0.2});
         c.text((x1 + x2) / 2, base - 4, "suppressed", 0.5, 9);
       }
-      if (!fig.histogram) {
+      if (!fig.histogram && !turned) {
         c.setColor({0, 0, 0});
         c.text((x1 + x2) / 2, base + 16, bar.label, 0.5, 11);
+      } else if (turned && k % every == 0) {
+        c.setColor({0, 0, 0});
+        cairo_save(cr);
+        cairo_translate(cr, (x1 + x2) / 2 + 3, base + 6);
+        cairo_rotate(cr, M_PI / 2);
+        c.text(0, 0, bar.label.substr(0, 30), 0, 9);
+        cairo_restore(cr);
       }
     }
     if (fig.histogram) {
@@ -347,7 +365,7 @@ Status renderBars(const BarFigure& fig, const std::string& title, PlotFormat for
       }
     }
     c.setColor({0, 0, 0});
-    c.text((left + right) / 2, base + 34, fig.xLabel, 0.5, 11);
+    c.text((left + right) / 2, base + 34 + labelRoom, fig.xLabel, 0.5, 11);
     cairo_save(cr);
     cairo_translate(cr, left - 45, (ptop + base) / 2);
     cairo_rotate(cr, -M_PI / 2);
