@@ -895,6 +895,52 @@ std::vector<SignedApproval> ApprovalRegistry::approvals() const {
   return out;
 }
 
+std::vector<ApprovalStanding> ApprovalRegistry::standings(const Date& today) const {
+  std::lock_guard lock(mu_);
+  std::vector<ApprovalStanding> out;
+  for (const auto& [study, versions] : approvals_) {
+    for (auto it = versions.rbegin(); it != versions.rend(); ++it) {
+      const Approval& a = it->second.approval;
+      const Hash id = approvalId(a);
+      ApprovalStanding s;
+      s.approval = it->second;
+      if (auto st = statements_.find(id); st != statements_.end()) s.statements = st->second;
+      std::sort(s.statements.begin(), s.statements.end(), statementOrder);
+      if (recognitionRefusal(a, id).isOk()) {
+        s.recognisedBy = a.leadCommittee.key;
+        if (policy_.mode == SitePolicy::Mode::kCountersignature)
+          s.recognisedBy = policy_.siteCommittee;
+      }
+      // As checkLocked: a revocation in effect is final; else the last suspension or
+      // reinstatement in effect decides (statements are in statementOrder already).
+      bool revoked = false;
+      std::optional<StatementKind> last;
+      for (const Statement& x : s.statements) {
+        if (x.effective > today) continue;
+        if (x.kind == StatementKind::kRevocation) revoked = true;
+        if (x.kind == StatementKind::kSuspension || x.kind == StatementKind::kReinstatement)
+          last = x.kind;
+      }
+      if (revoked) {
+        s.state = "revoked";
+      } else if (!s.recognisedBy) {
+        s.state = policy_.mode == SitePolicy::Mode::kCountersignature ? "awaiting recognition"
+                                                                      : "not recognised";
+      } else if (last == StatementKind::kSuspension) {
+        s.state = "suspended";
+      } else if (today < a.validFrom) {
+        s.state = "not yet valid";
+      } else if (!(today < a.validUntil)) {
+        s.state = "expired";
+      } else {
+        s.state = "active";
+      }
+      out.push_back(std::move(s));
+    }
+  }
+  return out;
+}
+
 std::vector<SignedApproval> ApprovalRegistry::governingApprovals() const {
   std::lock_guard lock(mu_);
   std::vector<SignedApproval> out;

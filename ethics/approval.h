@@ -216,6 +216,21 @@ struct Grant {
   uint64_t surveillanceMinIntervalMs = 0;  // 0 = none
 };
 
+// How this site stands on one stored approval on a given day (`trialmesh ethics list`), decided
+// as check() decides: revoked (a revocation in effect) before recognition, then recognition,
+// then the last suspension / reinstatement in effect (statementOrder).
+struct ApprovalStanding {
+  SignedApproval approval;
+  // "revoked", "not recognised" (standing-list site; the lead committee is not on its list),
+  // "awaiting recognition" (countersignature site; no recognition by its committee yet),
+  // "suspended", "not yet valid", "expired" or "active".
+  std::string state;
+  // Who recognised it here: the site committee's key (countersignature) or the lead committee's
+  // key (standing list); nullopt when not recognised.
+  std::optional<crypto::PublicKey> recognisedBy;
+  std::vector<Statement> statements;  // every stored statement about it, in statementOrder
+};
+
 // In-memory state built from signed approvals and statements. Every add verifies signatures.
 class ApprovalRegistry {
  public:
@@ -248,6 +263,8 @@ class ApprovalRegistry {
 
   // All stored approvals, newest version first per study.
   std::vector<SignedApproval> approvals() const;
+  // approvals() with this site's standing on each on `today`.
+  std::vector<ApprovalStanding> standings(const Date& today) const;
   // Per study, the version check() decides under: the newest one this site recognises (studies
   // with none are left out).
   std::vector<SignedApproval> governingApprovals() const;

@@ -243,6 +243,12 @@ Result<std::string> submitStatementToSite(
 Result<std::vector<std::string>> listSiteApprovals(
     const crypto::Identity& identity, const Members& members, const std::string& siteName,
     std::chrono::milliseconds deadline = std::chrono::seconds(10));
+// The same approvals (decoded) with the site's standing on each today: state, who recognised it
+// there, and the statements it holds (ethics::ApprovalRegistry::standings). A site too old to
+// report standings gives an empty state. Errors as above, or Corruption for a malformed answer.
+Result<std::vector<ethics::ApprovalStanding>> listSiteApprovalStandings(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    std::chrono::milliseconds deadline = std::chrono::seconds(10));
 
 // Delivers a signed surveillance alert (node/alert.h) to the site; returns its receipt. The site
 // accepts it only from a coordinator of the study's approval (see Site.deliverAlert).

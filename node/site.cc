@@ -834,12 +834,36 @@ class SiteImpl final : public wire::Site::Server {
 
   kj::Promise<void> listApprovals(ListApprovalsContext context) override {
     requireEthicsAccess("listApprovals");
-    auto approvals = state_.registry().approvals();
-    auto list = context.getResults().initApprovals(static_cast<unsigned>(approvals.size()));
-    for (size_t i = 0; i < approvals.size(); ++i) {
-      std::string bytes = ethics::encodeSignedApproval(approvals[i]);
-      list.set(static_cast<unsigned>(i),
-               kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+    const ethics::Date today =
+        ethics::dateFromUnixMs(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+    // One snapshot: the approvals and this site's standing on each (`trialmesh ethics list`).
+    const auto standings = state_.registry().standings(today);
+    auto results = context.getResults();
+    auto list = results.initApprovals(static_cast<unsigned>(standings.size()));
+    auto out = results.initStandings(static_cast<unsigned>(standings.size()));
+    auto data = [](const auto& bytes) {
+      return kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size());
+    };
+    for (size_t i = 0; i < standings.size(); ++i) {
+      const ethics::ApprovalStanding& s = standings[i];
+      const auto at = static_cast<unsigned>(i);
+      list.set(at, data(ethics::encodeSignedApproval(s.approval)));
+      auto st = out[at];
+      st.setState(s.state);
+      if (s.recognisedBy) st.setRecognisedBy(data(s.recognisedBy->bytes()));
+      auto history = st.initStatements(static_cast<unsigned>(s.statements.size()));
+      for (size_t k = 0; k < s.statements.size(); ++k) {
+        const ethics::Statement& x = s.statements[k];
+        auto h = history[static_cast<unsigned>(k)];
+        h.setKind(ethics::statementKindName(x.kind));
+        h.setSigner(data(x.signer.bytes()));
+        h.setEffective(x.effective.toString());
+        h.setIssuedAtMs(x.issuedAtMs.value_or(0));
+        h.setReason(x.reason);
+        h.setSite(x.site);
+      }
     }
     return kj::READY_NOW;
   }

@@ -133,6 +133,67 @@ Result<std::vector<std::string>> listSiteApprovals(const crypto::Identity& ident
 
 namespace {
 
+Result<ethics::StatementKind> statementKindOf(const std::string& name) {
+  for (auto k : {ethics::StatementKind::kRecognition, ethics::StatementKind::kSuspension,
+                 ethics::StatementKind::kReinstatement, ethics::StatementKind::kRevocation}) {
+    if (name == ethics::statementKindName(k)) return k;
+  }
+  return Status::corruption("unknown statement kind '" + name + "'");
+}
+
+Result<crypto::PublicKey> keyOf(capnp::Data::Reader bytes) {
+  return crypto::PublicKey::fromBytes({bytes.begin(), bytes.size()});
+}
+
+}  // namespace
+
+Result<std::vector<ethics::ApprovalStanding>> listSiteApprovalStandings(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    std::chrono::milliseconds deadline) {
+  auto out = std::make_shared<std::vector<ethics::ApprovalStanding>>();
+  TM_RETURN_IF_ERROR(
+      callSite(identity, members, siteName, deadline, [out](wire::Site::Client site) {
+        return site.listApprovalsRequest().send().then([out](auto response) -> Status {
+          auto approvals = response.getApprovals();
+          auto standings = response.getStandings();
+          for (unsigned i = 0; i < approvals.size(); ++i) {
+            auto bytes = approvals[i];
+            auto sa = ethics::decodeSignedApproval({bytes.begin(), bytes.size()});
+            if (!sa) return sa.status().withContext("approval from the site");
+            ethics::ApprovalStanding s;
+            s.approval = std::move(*sa);
+            if (i < standings.size()) {
+              auto st = standings[i];
+              s.state = st.getState();
+              if (st.getRecognisedBy().size() > 0) {
+                auto key = keyOf(st.getRecognisedBy());
+                if (!key) return key.status().withContext("recognisedBy");
+                s.recognisedBy = *key;
+              }
+              for (auto h : st.getStatements()) {
+                ethics::Statement x;
+                TM_ASSIGN_OR_RETURN(x.kind, statementKindOf(h.getKind()));
+                TM_ASSIGN_OR_RETURN(x.signer, keyOf(h.getSigner()));
+                TM_ASSIGN_OR_RETURN(x.effective, ethics::parseDate(h.getEffective().cStr()));
+                if (h.getIssuedAtMs() != 0) x.issuedAtMs = h.getIssuedAtMs();
+                x.reason = h.getReason();
+                x.site = h.getSite();
+                x.study = s.approval.approval.study;
+                x.protocolVersion = s.approval.approval.protocolVersion;
+                x.approvalId = ethics::approvalId(s.approval.approval);
+                s.statements.push_back(std::move(x));
+              }
+            }
+            out->push_back(std::move(s));
+          }
+          return Status::ok();
+        });
+      }));
+  return *out;
+}
+
+namespace {
+
 kj::Promise<Status> fetchEntries(wire::Site::Client site, std::shared_ptr<AuditDownload> out,
                                  uint64_t next) {
   if (next >= out->head.treeSize) return Status::ok();

@@ -177,8 +177,10 @@ interface Site {
   submitStatement @3 (statement :Data) -> (receipt :Text);
   # A signed recognition, suspension, reinstatement or revocation of a stored approval.
 
-  listApprovals @4 () -> (approvals :List(Data));
-  # Every stored signed approval, newest version first per study.
+  listApprovals @4 () -> (approvals :List(Data), standings :List(ApprovalStanding));
+  # Every stored signed approval, newest version first per study; `standings` (same order, added
+  # later: empty from an older site) says how this site stands on each today
+  # (ethics::ApprovalRegistry::standings).
 
   auditTreeHead @5 () -> (head :Data);
   # A signed tree head for the log's current size (ethics::encodeTreeHead).
@@ -197,6 +199,22 @@ interface Site {
   # coordinator of the study's governing approval, and that the alert is for this federation
   # and a study this site serves; then it appends an `alert` audit entry and counts it
   # (trialmesh_surveillance_alerts_total). Refusals as for runQuery.
+}
+
+struct ApprovalStanding {
+  state @0 :Text;          # active, suspended, revoked, awaiting recognition, not recognised,
+                           # not yet valid, expired
+  recognisedBy @1 :Data;   # Ed25519 key (32 bytes) of the recognising committee; empty if none
+  statements @2 :List(StatementRecord);  # every stored statement about it, in the order they apply
+}
+
+struct StatementRecord {
+  kind @0 :Text;        # recognition, suspension, reinstatement, revocation
+  signer @1 :Data;      # Ed25519 key (32 bytes)
+  effective @2 :Text;   # YYYY-MM-DD
+  issuedAtMs @3 :Int64; # the signer's clock, Unix ms; 0 when the statement carries none
+  reason @4 :Text;
+  site @5 :Text;        # recognition: the recognising site's member name
 }
 
 struct AuditEntry {

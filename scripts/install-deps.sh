@@ -4,9 +4,11 @@
 # against and the home of the R client; clang builds the libFuzzer harnesses in tests/fuzz;
 # dpkg-dev, lintian and systemd (for systemd-analyze) build and check the Debian package;
 # python3 runs the Python client's tests.
+# libcairo2-dev: `trialmesh query --plot` draws SVG and PNG with cairo (tools/plot).
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config clang-format
+  libcairo2-dev
   capnproto libcapnp-dev libsodium-dev librocksdb-dev libboost-dev
   libspdlog-dev libfmt-dev libgtest-dev libcli11-dev libtomlplusplus-dev nlohmann-json3-dev
   libsqlite3-dev

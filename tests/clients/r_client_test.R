@@ -55,6 +55,45 @@ for (g in unique(km$group)) {
           close_to(km$std.err[i], fs$std.err[r], 1e-10) &&
           close_to(km$lower[i], fs$lower[r], 1e-10), paste("survfit curve", g))
 }
+# km options (times, rmean, strata): summary(survfit, times =), summary(survfit, rmean =)$table
+# and survdiff(... + strata()) on the same rows.
+k2 <- tm_km(con, "time", "event", by = "arm", times = c(180, 365.5), rmean = 365, strata = "ecog")
+s2 <- summary(fit, times = c(180, 365.5))
+a2 <- summary(k2, times = c(180, 365.5))
+check(close_to(a2$time, s2$time, 0) && close_to(a2$n.risk, s2$n.risk, 0) &&
+        close_to(a2$n.event, s2$n.event, 0) && close_to(a2$surv, s2$surv, 1e-12) &&
+        close_to(a2$std.err, s2$std.err, 1e-10) && close_to(a2$lower, s2$lower, 1e-10) &&
+        close_to(a2$upper, s2$upper, 1e-10) &&
+        identical(sub("^arm=", "ARM=", as.character(a2$strata)), as.character(s2$strata)),
+      "summary(tm_km, times =) equals summary(survfit, times =)")
+a3 <- summary(k2, times = 365.5)
+check(close_to(a3$surv, s2$surv[s2$time == 365.5], 1e-12), "summary at a subset of the times")
+rt <- summary(fit, rmean = 365)$table
+check(close_to(k2$rmean$rmean, rt[, "rmean"], 1e-10) &&
+        close_to(k2$rmean$se.rmean, rt[, "se(rmean)"], 1e-10) && all(k2$rmean$tau == 365),
+      "rmean equals survfit's rmean = 365")
+sd <- survdiff(Surv(AVAL, EVENT) ~ ARM + strata(ph.ecog), data = d)
+check(close_to(k2$logrank$chi_square, sd$chisq, 1e-10) &&
+        close_to(k2$logrank$p_value, pchisq(sd$chisq, 1, lower.tail = FALSE), 1e-8),
+      "strata = the stratified log-rank test equals survdiff(... + strata(ph.ecog))")
+out <- capture.output(print(k2))
+check(any(grepl("*se(rmean)", out, fixed = TRUE)) &&
+        any(grepl("restricted mean with upper limit = 365", out, fixed = TRUE)) &&
+        any(grepl("stratified by ecog", out, fixed = TRUE)),
+      "print shows rmean as print.survfit(rmean =) and the stratified test")
+invisible(capture.output(print(a2)))
+kc <- tm_km(con, "time", "event", by = "arm", rmean = "common")
+rc2 <- summary(fit, rmean = "common")$table
+check(close_to(kc$rmean$rmean, rc2[, "rmean"], 1e-10), "rmean = \"common\" equals survfit's")
+e <- tryCatch(summary(k2, times = 200), error = function(e) conditionMessage(e))
+check(is.character(e) && grepl("tm_km(..., times = c(180, 200, 365.5))", e, fixed = TRUE),
+      "summary at a time not asked for says which times to ask tm_km for")
+e <- tryCatch(tm_km(con, "time", "event", times = c(365, 180)),
+              error = function(e) conditionMessage(e))
+check(is.character(e) && grepl("strictly increasing", e), "times out of order is an R error")
+e <- tryCatch(tm_km(con, "time", "event", rmean = "all"), error = function(e) conditionMessage(e))
+check(is.character(e) && grepl("common", e), "a bad rmean is an R error")
+
 png_file <- file.path(work, "km.png")
 grDevices::png(png_file, type = if (capabilities("cairo")) "cairo" else "Xlib")
 plot(km)

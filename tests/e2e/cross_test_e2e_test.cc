@@ -1,8 +1,9 @@
 // chisq(a, b), fisher(a, b) and km's options (times, rmean, strata: two queries) from the
 // trialmesh CLI over a 4-site federation in secure mode
 // (real trialmesh-node processes on 127.0.0.1): the released test equals R's chisq.test /
-// fisher.test on the pooled rows (the sites' CSVs concatenated and read by Rscript), and the
-// federated --json keeps its keys in the documented order (docs/json-output.md).
+// fisher.test on the pooled rows (the sites' CSVs concatenated and read by Rscript), the
+// federated --json keeps its keys in the documented order (docs/json-output.md), and --plot
+// draws the federated curves.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -189,6 +190,27 @@ TEST_F(CrossTestE2e, SecureKmTimesRmeanAndStrataEqualROnThePooledRows) {
   const std::string text = slurp(out);
   EXPECT_NE(text.find("not cover variable 'nosuch'"), std::string::npos) << text;
   EXPECT_EQ(text.find("log-rank test: chisq"), std::string::npos) << text;
+
+  // --plot on the same federation (tools/plot): the released curves drawn as a well-formed SVG,
+  // the table still printed; a wrong extension is refused before any site is asked.
+  const fs::path svg = dir_ / "km.svg";
+  const std::string base = "timeout 60 " + std::string(TRIALMESH_CLI_BINARY) +
+                           " query --study LUNG-7 --members " + fed_->membersPath() +
+                           " --identity " + fed_->coordinatorKeyPath();
+  const std::string plotCmd =
+      base + " --plot " + svg.string() + " 'km(time, event) by sex' > " + out.string() + " 2>&1";
+  ASSERT_EQ(std::system(plotCmd.c_str()), 0) << slurp(out);
+  EXPECT_NE(slurp(out).find("plot written to " + svg.string()), std::string::npos) << slurp(out);
+  const std::string check =
+      "python3 -c 'import sys, xml.etree.ElementTree as E; "
+      "sys.exit(0 if E.parse(sys.argv[1]).getroot().tag == \"{http://www.w3.org/2000/svg}svg\" "
+      "else 1)' " +
+      svg.string();
+  EXPECT_EQ(std::system(check.c_str()), 0) << "not a well-formed SVG document";
+  const std::string bad = base + " --plot " + (dir_ / "km.pdf").string() +
+                          " 'km(time, event) by sex' > " + out.string() + " 2>&1";
+  EXPECT_NE(std::system(bad.c_str()), 0);
+  EXPECT_NE(slurp(out).find("must end in .svg or .png"), std::string::npos) << slurp(out);
 }
 
 }  // namespace

@@ -23,6 +23,8 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "crypto/hash.h"
 #include "e2e_federation_fixture.h"
 #include "ethics/approval.h"
@@ -435,9 +437,58 @@ TEST_F(EthicsE2eTest, CliSuspendsReinstatesAndRecognises) {
   }
   EXPECT_EQ(suspendedCount, fed_->siteCount()) << reasons;
   EXPECT_NE(reasons.find("safety review"), std::string::npos) << reasons;
+
+  // `ethics list --study`: every site of the study says the approval is suspended, who
+  // recognised it and the statement's history, by member name (issue #14 item 4).
+  const std::vector<std::string> listArgs = {"ethics",     "list",
+                                             "--members",  fed_->membersPath(),
+                                             "--identity", fed_->committeeKeyPath(),
+                                             "--study",    LocalFederation::kStudy};
+  const node::Member* committee = fed_->members().findByKey(fed_->committee().pub);
+  ASSERT_NE(committee, nullptr);
+  auto listed = [&](const std::string& state) {
+    std::vector<std::string> args = listArgs;
+    args.push_back("--json");
+    auto [status, text] = runCli(dir_, args);
+    ASSERT_EQ(status, 0) << text;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << text;
+    ASSERT_EQ(j["sites"].size(), fed_->siteCount()) << text;
+    for (const auto& site : j["sites"]) {
+      SCOPED_TRACE(site.dump());
+      EXPECT_TRUE(site["reachable"].get<bool>());
+      ASSERT_EQ(site["approvals"].size(), 1u);
+      const auto& a = site["approvals"][0];
+      EXPECT_EQ(a["study"], LocalFederation::kStudy);
+      EXPECT_EQ(a["version"], 1);
+      EXPECT_EQ(a["state"], state);
+      EXPECT_EQ(a["recognised_by"], committee->name);
+      ASSERT_FALSE(a["statements"].empty());
+      const auto& last = a["statements"].back();
+      EXPECT_EQ(last["kind"], state == "suspended" ? "suspension" : "reinstatement");
+      EXPECT_EQ(last["signer"], committee->name);  // a name, not a key
+      if (state == "suspended") {
+        EXPECT_EQ(last["reason"], "safety review");
+      }
+    }
+  };
+  listed("suspended");
+  {
+    auto [status, text] = runCli(dir_, listArgs);
+    ASSERT_EQ(status, 0) << text;
+    size_t shown = 0;
+    for (size_t at = 0; (at = text.find("state: suspended", at)) != std::string::npos; ++at)
+      ++shown;
+    EXPECT_EQ(shown, fed_->siteCount()) << text;
+    EXPECT_NE(text.find("suspension    by " + committee->name + ", issued "), std::string::npos)
+        << text;
+    EXPECT_NE(text.find(": safety review"), std::string::npos) << text;
+  }
+
   auto [reinstated, reinstatedText] = runCli(dir_, with({"ethics", "reinstate"}, {}));
   ASSERT_EQ(reinstated, 0) << reinstatedText;
   EXPECT_EQ(query("count")->answered(), 2u);
+  listed("active");
 
   // A recognition goes to the named site only and is logged there.
   auto [recognised, recognisedText] =
@@ -466,6 +517,15 @@ TEST_F(EthicsE2eTest, CliSuspendsReinstatesAndRecognises) {
   auto [usage, usageText] = runCli(dir_, with({"ethics", "suspend"}, {}));
   EXPECT_NE(usage, 0) << usageText;
   EXPECT_NE(usageText.find("--reason"), std::string::npos) << usageText;
+
+  // A site that is down is listed as unreachable; the others still answer.
+  fed_->siteProcess(0)->stop(std::chrono::seconds(5));
+  auto [partial, partialText] = runCli(dir_, listArgs);
+  EXPECT_EQ(partial, 0) << partialText;
+  EXPECT_NE(partialText.find("Site " + fed_->siteName(0) + ": unreachable"), std::string::npos)
+      << partialText;
+  EXPECT_NE(partialText.find("Site " + fed_->siteName(1) + ": 1 approval"), std::string::npos)
+      << partialText;
 }
 
 // ---- Peer fork detection (node/peer_audit.h) ----

@@ -246,6 +246,66 @@ TEST_F(ApprovalTest, CountersignaturePolicyNeedsTheSiteCommitteesRecognition) {
   EXPECT_EQ(registry.addStatement(forged).code(), StatusCode::kPermissionDenied);
 }
 
+// standings(): what `trialmesh ethics list` shows per site, decided as check() decides.
+TEST_F(ApprovalTest, StandingsFollowStatementsAndRecognition) {
+  SitePolicy p;
+  p.site = "site-a";
+  p.mode = SitePolicy::Mode::kCountersignature;
+  p.siteCommittee = siteCommittee_.pub;
+  ApprovalRegistry registry(p);
+  const SignedApproval sa = signedApproval();
+  ASSERT_TRUE(registry.addApproval(sa).isOk());
+  auto state = [&](Date day) {
+    auto all = registry.standings(day);
+    EXPECT_EQ(all.size(), 1u);
+    return all.empty() ? ApprovalStanding{} : all[0];
+  };
+  EXPECT_EQ(state({2026, 5, 1}).state, "awaiting recognition");
+  EXPECT_FALSE(state({2026, 5, 1}).recognisedBy.has_value());
+  ASSERT_TRUE(registry
+                  .addStatement(statement(StatementKind::kRecognition, sa, {2026, 1, 1},
+                                          siteCommittee_, "site-a"))
+                  .isOk());
+  EXPECT_EQ(state({2026, 5, 1}).state, "active");
+  EXPECT_EQ(state({2026, 5, 1}).recognisedBy, siteCommittee_.pub);
+  EXPECT_EQ(state({2025, 12, 1}).state, "not yet valid");
+  EXPECT_EQ(state({2026, 10, 1}).state, "expired");
+  ASSERT_TRUE(
+      registry.addStatement(statement(StatementKind::kSuspension, sa, {2026, 4, 1}, lead_)).isOk());
+  EXPECT_EQ(state({2026, 3, 31}).state, "active");  // not yet in effect
+  EXPECT_EQ(state({2026, 5, 1}).state, "suspended");
+  EXPECT_EQ(registry.check(use()).isOk(), false);
+  ASSERT_TRUE(
+      registry.addStatement(statement(StatementKind::kReinstatement, sa, {2026, 4, 20}, lead_))
+          .isOk());
+  EXPECT_EQ(state({2026, 5, 1}).state, "active");
+  EXPECT_TRUE(registry.check(use()).isOk());
+  ASSERT_TRUE(
+      registry.addStatement(statement(StatementKind::kRevocation, sa, {2026, 6, 1}, lead_)).isOk());
+  const ApprovalStanding revoked = state({2026, 6, 1});
+  EXPECT_EQ(revoked.state, "revoked");
+  // The history, in the order statements apply.
+  ASSERT_EQ(revoked.statements.size(), 4u);
+  EXPECT_EQ(revoked.statements[0].kind, StatementKind::kRecognition);
+  EXPECT_EQ(revoked.statements[1].kind, StatementKind::kSuspension);
+  EXPECT_EQ(revoked.statements[2].kind, StatementKind::kReinstatement);
+  EXPECT_EQ(revoked.statements[3].kind, StatementKind::kRevocation);
+  EXPECT_EQ(revoked.statements[1].reason, "safety signal");
+
+  // A standing-list site recognises by its list: the lead committee, or nobody.
+  ApprovalRegistry listed(standing());
+  ASSERT_TRUE(listed.addApproval(sa).isOk());
+  EXPECT_EQ(listed.standings({2026, 5, 1})[0].state, "active");
+  EXPECT_EQ(listed.standings({2026, 5, 1})[0].recognisedBy, lead_.pub);
+  SitePolicy other = standing();
+  other.recognisedCommittees = {siteCommittee_.pub};
+  other.mode = SitePolicy::Mode::kStandingList;
+  ApprovalRegistry unlisted(other);
+  // (The node would refuse to store it there, admissible(); the registry itself stores it.)
+  ASSERT_TRUE(unlisted.addApproval(sa).isOk());
+  EXPECT_EQ(unlisted.standings({2026, 5, 1})[0].state, "not recognised");
+}
+
 TEST_F(ApprovalTest, RevokedAndSuspendedApprovalsAreRefused) {
   ApprovalRegistry registry(standing());
   const SignedApproval sa = signedApproval();

@@ -43,6 +43,8 @@ done
 [[ $(stat -c %a "$root/etc/trialmesh/node.toml") == 640 ]] || fail "node.toml is not 0640"
 grep -qx /etc/trialmesh/node.toml "$work/control/conffiles" || fail "node.toml is not a conffile"
 dpkg-deb -f "$deb" Depends | grep -q librocksdb || fail "Depends lacks the shared libraries"
+# --plot draws with cairo: dpkg-shlibdeps (CPACK_DEBIAN_PACKAGE_SHLIBDEPS) adds libcairo2.
+dpkg-deb -f "$deb" Depends | grep -q libcairo2 || fail "Depends lacks libcairo2 (--plot)"
 for s in postinst prerm postrm; do sh -n "$work/control/$s" || fail "$s: syntax"; done
 grep -q 'Left in place' "$work/control/postrm" || fail "purge does not say what it leaves"
 unit=$root/lib/systemd/system/trialmesh-node.service

@@ -166,23 +166,6 @@ int runShow(const Args& a) {
   return ethics::verifyApproval(*sa).isOk() ? 0 : 1;
 }
 
-int runList(const Args& a) {
-  auto members = node::loadMembers(a.members);
-  if (!members) return fail(members.status());
-  auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
-  if (!identity) return fail(identity.status().withContext(a.identity));
-  auto list = node::listSiteApprovals(*identity, *members, a.node);
-  if (!list) return fail(list.status());
-  std::printf("%zu approval(s) stored at %s\n", list->size(), a.node.c_str());
-  for (const auto& bytes : *list) {
-    auto sa = ethics::decodeSignedApproval(
-        {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
-    if (!sa) return fail(sa.status().withContext("approval from " + a.node));
-    printApproval(*sa);
-  }
-  return 0;
-}
-
 // revoke, suspend, reinstate (lead committee; every site of the study) and recognise (a site's
 // own committee; that site only): sign the statement and push it.
 int runStatement(const Args& a, ethics::StatementKind kind) {
@@ -299,12 +282,7 @@ void addEthicsCommands(CLI::App& app, int& exitCode) {
   show->add_option("approval", args->file, "Signed approval file")->required();
   show->callback([args, &exitCode] { exitCode = runShow(*args); });
 
-  CLI::App* list = e->add_subcommand("list", "List the approvals a site holds");
-  list->add_option("--members", args->members, "Members file")->required();
-  list->add_option("--identity", args->identity, "Ethics-board member key")->required();
-  list->add_option("--node", args->node, "Site member name")->required();
-  list->add_option("--passphrase-file", args->passphraseFile, "Key passphrase (first line)");
-  list->callback([args, &exitCode] { exitCode = runList(*args); });
+  addEthicsListCommand(*e, exitCode);  // cmd_ethics_list.cc
 
   struct StatementCommand {
     const char* name;

@@ -17,6 +17,7 @@
 #include "query/format.h"
 #include "query/stratified_km.h"
 #include "query/surveil.h"
+#include "tools/plot/plot.h"
 #include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/model_commands.h"
 #include "tools/trialmesh/passphrase.h"
@@ -101,7 +102,8 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
                                          "; sites refuse queries from anyone else"));
   }
   if (isModelQuery(a.text)) {
-    return runFederatedModel(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv);
+    return runFederatedModel(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv,
+                             a.plot);
   }
   if (isQuantileQueryText(a.text)) {
     return runFederatedQuantile(a.text, *identity, *members, a.study, a.deadlineMs, a.json, a.csv);
@@ -183,6 +185,13 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
     printSites(*result, stdout);
   }
   if (result->answered() == 0 || !result->table) return kExitFailed;
+  if (!a.plot.empty()) {
+    if (Status st = plot::plotTable(*result->table,
+                                    "Study " + a.study + ": " + result->canonicalQuery, a.plot);
+        !st.isOk())
+      return fail(st);
+    std::fprintf(stderr, "plot written to %s\n", a.plot.c_str());
+  }
   return result->partial() ? kExitPartial : 0;
 }
 

@@ -6,6 +6,7 @@
 
 #include "node/coordinator.h"
 #include "node/model_runner.h"
+#include "tools/plot/plot.h"
 #include "tools/trialmesh/cli_status.h"
 
 namespace trialmesh::cli {
@@ -23,13 +24,20 @@ void printModel(const query::ModelResult& fit, bool json, bool csv) {
 
 }  // namespace
 
+int plotModelTo(const query::ModelResult& fit, const std::string& plotPath) {
+  if (plotPath.empty()) return 0;
+  if (Status st = plot::plotModel(fit, plotPath); !st.isOk()) return fail(st);
+  std::fprintf(stderr, "plot written to %s\n", plotPath.c_str());
+  return 0;
+}
+
 bool isModelQuery(const std::string& text) {
   auto parsed = query::parseQuery(text);
   return parsed && parsed->select.size() == 1 && query::isModel(parsed->select[0].fn);
 }
 
 int runLocalModel(const std::string& text, const storage::ColumnSource& source, unsigned threads,
-                  bool json, bool csv) {
+                  bool json, bool csv, const std::string& plotPath) {
   auto parsed = query::parseQuery(text);
   if (!parsed) return fail(parsed.status());
   query::ExecOptions options;
@@ -41,7 +49,7 @@ int runLocalModel(const std::string& text, const storage::ColumnSource& source, 
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   printModel(*fit, json, csv);
   if (!json && !csv) std::printf("fitted locally in %.1f ms\n", ms);
-  return 0;
+  return plotModelTo(*fit, plotPath);
 }
 
 namespace {
@@ -74,14 +82,19 @@ int runFederatedRounds(const std::string& text, const crypto::Identity& identity
 
 int runFederatedModel(const std::string& text, const crypto::Identity& identity,
                       const node::Members& members, const std::string& study, int64_t deadlineMs,
-                      bool json, bool csv) {
-  return runFederatedRounds(
+                      bool json, bool csv, const std::string& plotPath) {
+  int plotted = 0;
+  const int status = runFederatedRounds(
       text, identity, members, study, deadlineMs, json, csv, "fitted",
       [&](node::CoordinatorSession& session, const query::Query& q,
           const node::FederatedModelOptions& o) {
         return node::fitFederatedModel(session, study, q, o);
       },
-      printModel);
+      [&](const query::ModelResult& fit, bool j, bool c) {
+        printModel(fit, j, c);
+        plotted = plotModelTo(fit, plotPath);
+      });
+  return status != 0 ? status : plotted;
 }
 
 bool isQuantileQueryText(const std::string& text) {

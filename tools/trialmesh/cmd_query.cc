@@ -11,6 +11,7 @@
 #include "query/stratified_km.h"
 #include "query/surveil.h"
 #include "storage/store.h"
+#include "tools/plot/plot.h"
 #include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/federation_commands.h"
@@ -26,6 +27,7 @@ struct QueryArgs {
   std::string dataset;
   bool json = false;
   bool csv = false;
+  std::string plot;  // --plot FILE.svg|FILE.png
   unsigned threads = 0;
   FederatedQueryArgs federated;  // without --local (tools/trialmesh/cmd_federation.cc)
 };
@@ -63,7 +65,7 @@ int runLocalQuery(const QueryArgs& a) {
   auto source = (*store)->openDataset(a.dataset);
   if (!source) return fail(source.status());
   if (parsed->select.size() == 1 && query::isModel(parsed->select[0].fn))
-    return runLocalModel(a.text, **source, a.threads, a.json, a.csv);
+    return runLocalModel(a.text, **source, a.threads, a.json, a.csv, a.plot);
   if (query::isQuantileQuery(*parsed))
     return runLocalQuantile(*parsed, **source, a.threads, a.json, a.csv);
   auto bound = query::bindQuery(*parsed, (*source)->dictionary());
@@ -102,6 +104,10 @@ int runLocalQuery(const QueryArgs& a) {
     std::printf("\n%llu rows of dataset '%s' scanned locally in %.1f ms\n",
                 static_cast<unsigned long long>(partial->rowsScanned), a.dataset.c_str(), ms);
   }
+  if (!a.plot.empty()) {
+    if (Status st = plot::plotTable(*table, a.text, a.plot); !st.isOk()) return fail(st);
+    std::fprintf(stderr, "plot written to %s\n", a.plot.c_str());
+  }
   return 0;
 }
 
@@ -122,6 +128,8 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
       "      'coxph(time, event ~ age + sex + arm, ties = efron)'\n"
       "  trialmesh query --local --store site1 --dataset lung7 \\\n"
       "      'km(time, event, times = [180, 365], rmean = 365, strata = ecog) by sex'\n"
+      "  trialmesh query --study LUNG-7 --members members.toml --identity coord.key \\\n"
+      "      --plot km.svg 'km(time, event) by arm'      (or .png; forest plots, hist)\n"
       "Models (lm, glm with family = binomial, coxph) and exact quantiles ('median(age)',\n"
       "'quantile(age, c(0.25, 0.75))') run as rounds of ordinary queries and\n"
       "print in R's layout (--json / --csv for programs). Under secure aggregation (the\n"
@@ -145,9 +153,22 @@ void addQueryCommands(CLI::App& app, int& exitCode) {
   auto* json = q->add_flag("--json", args->json, "Print JSON");
   auto* csv = q->add_flag("--csv", args->csv, "Print CSV");
   json->excludes(csv);
+  q->add_option("--plot", args->plot,
+                "Also draw the result to FILE.svg or FILE.png: km curves (95% band, censoring "
+                "marks, numbers at risk), lm/glm/coxph forest plots, hist and 'count by' bars");
   q->add_option("--threads", args->threads, "Scan threads (0 = all cores)")->capture_default_str();
   q->callback([args, &exitCode] {
+    // A wrong extension or a query without a plot is refused before anything runs.
+    if (!args->plot.empty()) {
+      auto format = plot::plotFormatOf(args->plot);
+      Status st = format ? plot::checkPlottable(args->text) : format.status();
+      if (!st.isOk()) {
+        exitCode = fail(st);
+        return;
+      }
+    }
     if (!args->local) {
+      args->federated.plot = args->plot;
       args->federated.text = args->text;
       args->federated.json = args->json;
       args->federated.csv = args->csv;

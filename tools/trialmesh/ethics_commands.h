@@ -2,7 +2,7 @@
 //   trialmesh ethics sign --approval approval.toml --identity committee.key --out F.signed
 //   trialmesh ethics submit --members M --identity K --study S F.signed
 //   trialmesh ethics show F.signed
-//   trialmesh ethics list --members M --identity K --node N
+//   trialmesh ethics list --members M --identity K (--node N | --study S) [--json]
 //   trialmesh ethics revoke --members M --identity committee.key --study S --version V
 //                           --reason "..." [--as board.key]
 //   trialmesh audit verify --node N --members M --identity K
@@ -18,5 +18,7 @@ namespace trialmesh::cli {
 
 void addEthicsCommands(CLI::App& app, int& exitCode);  // cmd_ethics.cc
 void addAuditCommands(CLI::App& app, int& exitCode);   // cmd_audit.cc
+// `ethics list` (cmd_ethics_list.cc), added to the `ethics` subcommand.
+void addEthicsListCommand(CLI::App& ethics, int& exitCode);
 
 }  // namespace trialmesh::cli

@@ -29,6 +29,7 @@ struct FederatedQueryArgs {
   int64_t deadlineMs = 5000;
   bool json = false;
   bool csv = false;
+  std::string plot;  // --plot FILE.svg|FILE.png (tools/plot/plot.h); empty: no plot
 };
 // Signs and fans the query out, prints the combined table (text, --json or --csv) on stdout,
 // then which sites answered and why others did not (on stderr for --json/--csv, so scripts get
