@@ -236,11 +236,17 @@ function forestRows(res) {
   });
 }
 
+function pad(x, ratio, sign) {
+  return ratio ? x * Math.pow(1.15, sign) : x + sign * 0.1 * Math.max(Math.abs(x), 1e-9);
+}
+
 function renderModel(res) {
   modelSites(res.sites);
   $('status').textContent = `${res.call} · n = ${res.n}` + (res.events !== undefined ? ` · events = ${res.events}` : '');
   $('table-area').hidden = false;
-  const cols = Object.keys(res.coefficients[0] || {});
+  // modelJson sorts keys alphabetically; the term's name reads best first.
+  const keys = Object.keys(res.coefficients[0] || {});
+  const cols = ['name'].concat(keys.filter((k) => k !== 'name'));
   fillTable($('result'), cols, res.coefficients.map((c) => cols.map((k) => cell(c[k], false))));
   $('notes').replaceChildren(...(res.warnings || []).map((w) => el('li', w)));
   const rows = forestRows(res);
@@ -262,7 +268,12 @@ function renderModel(res) {
     options: {
       animation: false, maintainAspectRatio: false,
       scales: {
-        x: { type: ratio ? 'logarithmic' : 'linear', title: { display: true, text: label } },
+        // Limits around the intervals and the reference line, with a little room either side.
+        x: { type: ratio ? 'logarithmic' : 'linear', title: { display: true, text: label },
+          min: pad(Math.min(ref, ...rows.map((r) => r.lo)), ratio, -1),
+          max: pad(Math.max(ref, ...rows.map((r) => r.hi)), ratio, 1),
+          // Chart.js labels only powers of ten on a log axis; a forest plot spans less.
+          ticks: { callback: (v) => Number(v.toPrecision(2)).toString() } },
         y: { min: -0.5, max: rows.length - 0.5, reverse: true, afterBuildTicks: (axis) => (axis.ticks = rows.map((r, i) => ({ value: i }))),
           ticks: { callback: (v) => (rows[v] ? rows[v].name : '') } },
       },
