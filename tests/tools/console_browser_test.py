@@ -2,7 +2,10 @@
 (`trialmesh console --demo`): open with the token, run a federated Kaplan-Meier query and check
 the chart's step points equal the JSON table's (the page's table and a direct API call), draw a
 Cox forest plot, see a syntax error point at its token; without the token the API answers 401,
-and a cross-origin POST carrying the real cookie is refused with 403.
+and a cross-origin POST carrying the real cookie is refused with 403. The board page shows every
+site's audit log verified, the approval active, then suspended after `trialmesh ethics
+suspend`, and the timeline holds the coordinator's query text; a query is then refused by
+every site, with the reason.
 
     python3 console_browser_test.py <trialmesh binary> [<screenshot dir>]
 
@@ -61,6 +64,9 @@ class ConsoleBrowserTest(unittest.TestCase):
             if not line:
                 break
             output.append(line)
+            d = re.search(r"^demo: .* in (\S+) ", line)
+            if d:
+                cls.workdir = d.group(1)
             m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=([0-9a-f]{64}))", line)
             if m:
                 cls.url, cls.port, cls.token = m.group(1), int(m.group(2)), m.group(3)
@@ -226,6 +232,53 @@ class ConsoleBrowserTest(unittest.TestCase):
         status, data = http_call(self.port, "POST", "/api/query", body,
                                  {"Cookie": cookie, "Origin": "http://127.0.0.1:%d" % self.port})
         self.assertEqual(status, 200, data)
+
+    def board(self):
+        d = self.driver
+        d.get("http://127.0.0.1:%d/board" % self.port)
+        WebDriverWait(d, 60).until(
+            lambda d: d.execute_script("return document.body.dataset.state") in ("done", "error"))
+        self.assertEqual(d.execute_script("return document.body.dataset.state"), "done",
+                         d.find_element(By.ID, "error").text)
+        return d.execute_script("""
+            const cells = (sel) => [...document.querySelectorAll(sel)].map(td =>
+                [td.dataset.site, td.textContent, td.className]);
+            return {logs: cells('#logs td[data-site]'),
+                    states: cells('#approvals td[data-site]'),
+                    timeline: [...document.querySelectorAll('#timeline tbody tr')].map(
+                        tr => [...tr.children].map(td => td.textContent))};""")
+
+    def test_7_board_verified_logs_timeline_and_a_suspension(self):
+        page = self.board()
+        sites = ["site-s01", "site-s02", "site-s03"]
+        self.assertEqual([(s, t) for s, t, _ in page["logs"]], [(s, "verified") for s in sites])
+        self.assertEqual([(s, t) for s, t, _ in page["states"]], [(s, "active") for s in sites])
+        # The timeline names the coordinator and the query text of the KM query run above.
+        kinds = {(r[2], r[4], r[5], r[6]) for r in page["timeline"]}
+        self.assertIn(("query", "coordinator", "km(time, event) by arm", "LUNG-7 v1"), kinds)
+        # The lead committee suspends the approval; every site's verified log says so.
+        r = subprocess.run(
+            [CLI, "ethics", "suspend", "--members", os.path.join(self.workdir, "members.toml"),
+             "--identity", os.path.join(self.workdir, "committee.key"), "--study", "LUNG-7",
+             "--version", "1", "--reason", "interim safety review"],
+            capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        page = self.board()
+        self.assertEqual([(s, t) for s, t, _ in page["states"]], [(s, "suspended") for s in sites])
+        self.assertTrue(all("state-suspended" in c for _, _, c in page["states"]))
+        self.assertEqual(page["timeline"][0][2], "approval-suspended")
+        self.assertIn("interim safety review", page["timeline"][0][8])
+        self.shot("console-board.png")
+        # A query now: every site refuses, and the page says why.
+        d = self.driver
+        d.get("http://127.0.0.1:%d/" % self.port)
+        WebDriverWait(d, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#study option"))
+        self.assertEqual(self.run_query("count by arm"), "done")
+        outcomes = d.execute_script(
+            "return [...document.querySelectorAll('#sites tbody tr')].map("
+            "tr => [tr.children[1].textContent, tr.children[2].textContent])")
+        self.assertEqual([o for o, _ in outcomes], ["refused"] * 3)
+        self.assertTrue(all("suspended" in why for _, why in outcomes), outcomes)
 
 
 if __name__ == "__main__":

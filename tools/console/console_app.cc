@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "tools/console/console_board.h"
 #include "tools/console/console_query.h"
 
 namespace trialmesh::console {
@@ -68,20 +69,26 @@ bool plainName(const std::string& name) {
 
 }  // namespace
 
-ConsoleApp::ConsoleApp(const crypto::Identity& identity, node::Members members,
-                       ConsoleAppOptions options)
-    : identity_(identity),
-      members_(members),
-      options_(std::move(options)),
-      session_(identity_, std::move(members)) {}
+ConsoleApp::ConsoleApp(const crypto::Identity* coordinator, const crypto::Identity* board,
+                       node::Members members, ConsoleAppOptions options)
+    : coordinator_(coordinator),
+      board_(board),
+      members_(std::move(members)),
+      options_(std::move(options)) {
+  if (coordinator_ != nullptr)
+    session_ = std::make_unique<node::CoordinatorSession>(*coordinator_, members_);
+}
 
-ConsoleApp::~ConsoleApp() { session_.close(); }
+ConsoleApp::~ConsoleApp() {
+  if (session_) session_->close();
+}
 
 HttpReply ConsoleApp::handle(const HttpRequest& request) {
   const std::string& path = request.path;
   if (path.rfind("/api/", 0) == 0) {
     if (path == "/api/info" && request.method == "GET") return info();
     if (path == "/api/query" && request.method == "POST") return runQuery(request);
+    if (path == "/api/board" && request.method == "GET") return board();
     if (path.rfind("/api/results/", 0) == 0 && request.method == "GET")
       return result(path.substr(std::string("/api/results/").size()));
     return errorReply(404, "no such API call: " + request.method + " " + path);
@@ -98,6 +105,8 @@ HttpReply ConsoleApp::asset(const std::string& path) const {
   std::string file;
   if (path == "/" || path == "/index.html") {
     file = options_.assetsDir + "/index.html";
+  } else if (path == "/board") {
+    file = options_.assetsDir + "/board.html";
   } else if (path == "/vendor/chart.js") {
     file = options_.chartJsPath;
   } else if (path.rfind("/assets/", 0) == 0 && plainName(path.substr(8))) {
@@ -119,7 +128,7 @@ HttpReply ConsoleApp::asset(const std::string& path) const {
 }
 
 HttpReply ConsoleApp::info() {
-  const node::Member* me = members_.findByKey(identity_.pub);
+  const crypto::Identity& identity = coordinator_ != nullptr ? *coordinator_ : *board_;
   nlohmann::ordered_json sites = nlohmann::ordered_json::array();
   std::set<std::string> studies;
   std::vector<std::future<Result<node::SiteInfo>>> infos;
@@ -129,8 +138,9 @@ HttpReply ConsoleApp::info() {
     siteMembers.push_back(&m);
     for (const auto& s : m.studies) studies.insert(s);
     // Asked in parallel: a site that is down costs its deadline once, not once per site.
-    infos.push_back(std::async(std::launch::async, [this, name = m.name] {
-      return session_.siteInfo(name, std::chrono::seconds(2));
+    infos.push_back(std::async(std::launch::async, [this, &identity, name = m.name] {
+      return session_ ? session_->siteInfo(name, std::chrono::seconds(2))
+                      : node::fetchSiteInfo(identity, members_, name, std::chrono::seconds(2));
     }));
   }
   for (size_t i = 0; i < siteMembers.size(); ++i) {
@@ -158,7 +168,13 @@ HttpReply ConsoleApp::info() {
   if (!options_.defaultStudy.empty()) studies.insert(options_.defaultStudy);
   nlohmann::ordered_json out;
   out["federation"] = members_.federation;
-  out["coordinator"] = me != nullptr ? me->name : identity_.pub.toText();
+  auto name = [this](const crypto::Identity* id) {
+    if (id == nullptr) return std::string();
+    const node::Member* m = members_.findByKey(id->pub);
+    return m != nullptr ? m->name : id->pub.toText();
+  };
+  out["coordinator"] = name(coordinator_);
+  out["board"] = name(board_);
   out["default_study"] = options_.defaultStudy;
   out["studies"] = std::vector<std::string>(studies.begin(), studies.end());
   out["sites"] = sites;
@@ -171,12 +187,17 @@ HttpReply ConsoleApp::runQuery(const HttpRequest& request) {
       !body["study"].is_string() || !body.contains("query") || !body["query"].is_string()) {
     return errorReply(400, "expected a JSON object {\"study\": \"LUNG-7\", \"query\": \"...\"}");
   }
+  if (!session_) {
+    return errorReply(403,
+                      "this console holds an ethics-board key, not a coordinator's: restart it "
+                      "with --identity <coordinator key> to run queries");
+  }
   const std::string study = body["study"];
   const std::string text = body["query"];
   if (study.empty()) return errorReply(400, "pick a study");
   if (members_.sitesOf(study).empty())
     return errorReply(404, "no site in the members file serves study '" + study + "'");
-  auto r = runConsoleQuery(session_, study, text, options_.deadline);
+  auto r = runConsoleQuery(*session_, study, text, options_.deadline);
   if (!r) return errorReply(httpStatusOf(r.status()), r.status().message());
   uint64_t id = 0;
   {
@@ -189,6 +210,16 @@ HttpReply ConsoleApp::runQuery(const HttpRequest& request) {
   HttpReply reply{200, "application/json", std::move(r->json), {}};
   reply.headers.emplace_back("X-Trialmesh-Result", std::to_string(id));
   return reply;
+}
+
+HttpReply ConsoleApp::board() {
+  if (board_ == nullptr) {
+    return errorReply(403,
+                      "sites show approvals and audit logs only to ethics-board members: start "
+                      "the console with --board-identity <board key> (or an ethics-board "
+                      "--identity)");
+  }
+  return HttpReply{200, "application/json", boardJson(*board_, members_), {}};
 }
 
 HttpReply ConsoleApp::result(const std::string& name) {

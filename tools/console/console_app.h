@@ -4,8 +4,12 @@
 // the CLI makes, over one CoordinatorSession held for the console's lifetime
 // (docs/console.md lists every route).
 //
+// Who it acts as: a coordinator's identity runs queries (the coordinator page), an ethics-board
+// member's reads approvals and audit logs (the board page, console_board.h); either may be
+// null, not both (`trialmesh console --demo` holds both).
+//
 // Thread-safety: handle() may be called concurrently.
-// Ownership: `identity` is not copied and must outlive the app.
+// Ownership: the identities are not copied and must outlive the app.
 #pragma once
 
 #include <chrono>
@@ -32,7 +36,8 @@ struct ConsoleAppOptions {
 
 class ConsoleApp {
  public:
-  ConsoleApp(const crypto::Identity& identity, node::Members members, ConsoleAppOptions options);
+  ConsoleApp(const crypto::Identity* coordinator, const crypto::Identity* board,
+             node::Members members, ConsoleAppOptions options);
   ~ConsoleApp();
 
   HttpReply handle(const HttpRequest& request);
@@ -41,12 +46,14 @@ class ConsoleApp {
   HttpReply info();
   HttpReply runQuery(const HttpRequest& request);
   HttpReply result(const std::string& name);
+  HttpReply board();
   HttpReply asset(const std::string& path) const;
 
-  const crypto::Identity& identity_;
+  const crypto::Identity* coordinator_;
+  const crypto::Identity* board_;
   const node::Members members_;
   const ConsoleAppOptions options_;
-  node::CoordinatorSession session_;
+  std::unique_ptr<node::CoordinatorSession> session_;  // with a coordinator identity
 
   struct Kept {
     uint64_t id = 0;

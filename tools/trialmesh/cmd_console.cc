@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 struct ConsoleArgs {
   std::string members;
   std::string identity;
+  std::string boardIdentity;
   std::string passphraseFile;
   std::string listen = "127.0.0.1:8750";
   std::string study;
@@ -46,8 +47,9 @@ std::string defaultAssets() {
   return TRIALMESH_CONSOLE_SOURCE_ASSETS;
 }
 
-int serve(const ConsoleArgs& a, const crypto::Identity& identity, const node::Members& members,
-          const std::string& study) {
+// `coordinator` runs queries, `board` reads approvals and audit logs; either may be null.
+int serve(const ConsoleArgs& a, const crypto::Identity* coordinator, const crypto::Identity* board,
+          const node::Members& members, const std::string& study) {
   const std::string assets = a.assets.empty() ? defaultAssets() : a.assets;
   std::error_code ec;
   if (!fs::exists(fs::path(assets) / "index.html", ec)) {
@@ -63,7 +65,7 @@ int serve(const ConsoleArgs& a, const crypto::Identity& identity, const node::Me
   options.chartJsPath = a.chartJs;
   options.defaultStudy = study;
   options.deadline = std::chrono::milliseconds(a.deadlineMs);
-  console::ConsoleApp app(identity, members, options);
+  console::ConsoleApp app(coordinator, board, members, options);
   const std::string token = console::newAccessToken();
   console::ConsoleServer server;
   auto port = server.start(a.listen, token,
@@ -72,9 +74,13 @@ int serve(const ConsoleArgs& a, const crypto::Identity& identity, const node::Me
   auto address = console::parseListenAddress(a.listen);
   const std::string host =
       address->host.find(':') != std::string::npos ? "[" + address->host + "]" : address->host;
-  const node::Member* me = members.findByKey(identity.pub);
-  std::printf("trialmesh console: coordinator '%s' of federation '%s'\n",
-              me ? me->name.c_str() : "?", members.federation.c_str());
+  for (const crypto::Identity* id : {coordinator, board}) {
+    if (id == nullptr) continue;
+    const node::Member* me = members.findByKey(id->pub);
+    std::printf("trialmesh console: %s '%s' of federation '%s'\n",
+                id == coordinator ? "coordinator" : "ethics board", me ? me->name.c_str() : "?",
+                members.federation.c_str());
+  }
   std::printf("Open this URL in a browser on this machine (it holds the access token):\n");
   std::printf("    http://%s:%u/?token=%s\n", host.c_str(), static_cast<unsigned>(*port),
               token.c_str());
@@ -106,7 +112,8 @@ int runConsole(const ConsoleArgs& a) {
                   node::LocalFederation::kStudy);
       std::fflush(stdout);
       if (Status s = (*fed)->start(); !s.isOk()) return fail(s);
-      status = serve(a, (*fed)->coordinator(), (*fed)->members(), node::LocalFederation::kStudy);
+      status = serve(a, &(*fed)->coordinator(), &(*fed)->committee(), (*fed)->members(),
+                     node::LocalFederation::kStudy);
       (*fed)->stop();
     }
     std::error_code ec;
@@ -115,20 +122,37 @@ int runConsole(const ConsoleArgs& a) {
   }
   if (a.members.empty() || a.identity.empty()) {
     return fail(Status::invalidArgument(
-        "trialmesh console needs --members members.toml --identity coordinator.key (or --demo)"));
+        "trialmesh console needs --members members.toml --identity KEY (or --demo)"));
   }
   auto members = node::loadMembers(a.members);
   if (!members) return fail(members.status());
-  // Unlocked once: the console then holds the identity for its lifetime.
+  // Unlocked once: the console then holds the identities for its lifetime. --identity is a
+  // coordinator's key (queries) or an ethics-board member's (the board page).
   auto identity = crypto::loadIdentity(a.identity, passphraseProvider(a.passphraseFile));
   if (!identity) return fail(identity.status().withContext(a.identity));
   const node::Member* me = members->findByKey(identity->pub);
-  if (me == nullptr || me->role != node::Role::kCoordinator) {
-    return fail(Status::permissionDenied(a.identity + " (" + identity->pub.toText() +
-                                         ") is not a coordinator in " + a.members +
-                                         "; sites refuse queries from anyone else"));
+  if (me == nullptr || me->role == node::Role::kSite) {
+    return fail(Status::permissionDenied(
+        a.identity + " (" + identity->pub.toText() + ") is not a coordinator or ethics-board " +
+        "member in " + a.members + "; sites answer queries only from coordinators and show " +
+        "approvals and audit logs only to ethics boards"));
   }
-  return serve(a, *identity, *members, a.study);
+  std::optional<crypto::Identity> boardIdentity;
+  if (!a.boardIdentity.empty()) {
+    auto b = crypto::loadIdentity(a.boardIdentity, passphraseProvider(a.passphraseFile));
+    if (!b) return fail(b.status().withContext(a.boardIdentity));
+    const node::Member* bm = members->findByKey(b->pub);
+    if (bm == nullptr || bm->role != node::Role::kEthicsBoard) {
+      return fail(Status::permissionDenied("--board-identity " + a.boardIdentity +
+                                           " is not an ethics-board member in " + a.members));
+    }
+    boardIdentity = std::move(*b);
+  }
+  const bool coordinator = me->role == node::Role::kCoordinator;
+  const crypto::Identity* board = boardIdentity  ? &*boardIdentity
+                                  : !coordinator ? &*identity
+                                                 : nullptr;
+  return serve(a, coordinator ? &*identity : nullptr, board, *members, a.study);
 }
 
 }  // namespace
@@ -138,12 +162,17 @@ void addConsoleCommand(CLI::App& app, int& exitCode) {
   CLI::App* c = app.add_subcommand(
       "console",
       "A local web application for coordinators: pick a study, run queries, see tables,\n"
-      "Kaplan-Meier curves and forest plots, download CSV/JSON/PNG (docs/console.md).\n"
+      "Kaplan-Meier curves and forest plots, download CSV/JSON/PNG; for ethics boards\n"
+      "(/board): each site's approvals, verified audit log and query timeline (docs/console.md).\n"
       "Serves plain HTTP on loopback only and prints a URL with a random access token.\n"
       "  trialmesh console --members members.toml --identity coord.key --study LUNG-7\n"
       "  trialmesh console --demo          (a throwaway 3-site federation to try it)");
   c->add_option("--members", args->members, "The federation's members file");
-  c->add_option("--identity", args->identity, "The coordinator's key file");
+  c->add_option("--identity", args->identity,
+                "Your key file: a coordinator's (queries) or an ethics-board member's (the board "
+                "page)");
+  c->add_option("--board-identity", args->boardIdentity,
+                "Also an ethics-board member's key file, for the board page next to queries");
   c->add_option("--passphrase-file", args->passphraseFile,
                 "File holding the key's passphrase (else env TRIALMESH_PASSPHRASE, else a "
                 "prompt)");

@@ -57,7 +57,9 @@ function hideAll() {
 async function loadInfo() {
   const r = await fetch('/api/info');
   const info = await r.json();
-  $('whoami').textContent = `coordinator ${info.coordinator} · federation ${info.federation}`;
+  $('whoami').textContent = (info.coordinator ? `coordinator ${info.coordinator}` : 'no coordinator key') +
+    ` · federation ${info.federation}`;
+  $('run').disabled = !info.coordinator;
   const select = $('study');
   select.replaceChildren();
   info.studies.forEach((s) => {
