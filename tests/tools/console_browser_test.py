@@ -5,7 +5,8 @@ Cox forest plot, see a syntax error point at its token; without the token the AP
 and a cross-origin POST carrying the real cookie is refused with 403. The board page shows every
 site's audit log verified, the approval active, then suspended after `trialmesh ethics
 suspend`, and the timeline holds the coordinator's query text; a query is then refused by
-every site, with the reason.
+every site, with the reason; a site whose log cannot be fetched (its node stopped) is red with
+the reason.
 
     python3 console_browser_test.py <trialmesh binary> [<screenshot dir>]
 
@@ -279,6 +280,32 @@ class ConsoleBrowserTest(unittest.TestCase):
             "tr => [tr.children[1].textContent, tr.children[2].textContent])")
         self.assertEqual([o for o, _ in outcomes], ["refused"] * 3)
         self.assertTrue(all("suspended" in why for _, why in outcomes), outcomes)
+
+    def test_8_a_site_that_cannot_be_verified_is_red_with_the_reason(self):
+        # Stop site-s03's node (found by its own node.toml; started by this console --demo).
+        config = os.path.join(self.workdir, "site-s03", "node.toml")
+        pids = []
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open("/proc/%s/cmdline" % pid, "rb") as f:
+                    args = f.read().split(b"\0")
+            except OSError:
+                continue
+            if config.encode() in args:
+                pids.append(int(pid))
+        self.assertEqual(len(pids), 1, pids)
+        os.kill(pids[0], signal.SIGKILL)
+        page = self.board()
+        logs = {s: (t, c) for s, t, c in page["logs"]}
+        self.assertEqual(logs["site-s01"][0], "verified")
+        self.assertEqual(logs["site-s03"][0], "unreachable")
+        self.assertIn("failed", logs["site-s03"][1])
+        reason = self.driver.execute_script(
+            "return [...document.querySelectorAll('#logs tbody tr')].at(-1).lastChild.textContent")
+        self.assertIn("cannot connect", reason)
+        self.assertEqual([(s, t) for s, t, _ in page["states"]],
+                         [("site-s01", "suspended"), ("site-s02", "suspended"),
+                          ("site-s03", "not held")])
 
 
 if __name__ == "__main__":
