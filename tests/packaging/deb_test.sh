@@ -39,7 +39,8 @@ for f in usr/bin/trialmesh usr/bin/trialmesh-node lib/systemd/system/trialmesh-n
          usr/share/doc/trialmesh/copyright usr/share/doc/trialmesh/changelog.Debian.gz \
          usr/share/doc/trialmesh/deployment.md usr/share/doc/trialmesh/console.md \
          usr/share/trialmesh/console/index.html usr/share/trialmesh/console/console.js \
-         usr/share/trialmesh/console/console.css; do
+         usr/share/trialmesh/console/console.css usr/share/trialmesh/console/board.html \
+         usr/share/trialmesh/console/board.js; do
   [[ -e $root/$f ]] || fail "missing /$f in the package"
 done
 [[ $(stat -c %a "$root/etc/trialmesh/node.toml") == 640 ]] || fail "node.toml is not 0640"
