@@ -1,6 +1,7 @@
 #include "tools/console/console_app.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <future>
 #include <nlohmann/json.hpp>

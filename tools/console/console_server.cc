@@ -239,6 +239,11 @@ Result<uint16_t> ConsoleServer::start(const std::string& listen, std::string tok
   core->acceptor.open(endpoint.protocol(), ec);
   if (!ec) core->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) core->acceptor.bind(endpoint, ec);
+  if (ec == asio::error::address_in_use) {
+    return Status::ioError(where + ec.message() +
+                           " (another console? pass --listen 127.0.0.1:PORT, or port 0 for "
+                           "any free one)");
+  }
   if (!ec) core->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::ioError(where + ec.message());
   core->port = core->acceptor.local_endpoint(ec).port();
