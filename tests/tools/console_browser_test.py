@@ -199,6 +199,23 @@ class ConsoleBrowserTest(unittest.TestCase):
         self.assertGreater(inked, 1000)
         self.shot("console-cox.png")
 
+    def test_3b_histogram_bars_equal_the_counts(self):
+        d = self.driver
+        self.assertEqual(self.run_query("hist(age, 20, 100, 10) by arm"), "done")
+        bars = d.execute_script("""
+            const c = Chart.getChart('hist-chart');
+            return {labels: c.data.labels,
+                    sets: c.data.datasets.map(s => [s.tmGroup, s.data])};""")
+        t = d.execute_script("return window.tmResult.result")
+        self.assertEqual(t["kind"], "histogram")
+        expected = {}
+        for r in t["rows"]:
+            expected.setdefault("arm=" + r["arm"], {})[r["bin"]] = r["count"]
+        self.assertEqual(bars["labels"][0], "[20, 30)")
+        self.assertEqual(len(bars["sets"]), 2)
+        for group, data in bars["sets"]:
+            self.assertEqual(data, [expected[group][b] for b in bars["labels"]], group)
+
     def test_4_syntax_error_points_at_the_token(self):
         d = self.driver
         self.assertEqual(self.run_query("count by arm where age >> 3"), "error")

@@ -50,7 +50,7 @@ function showError(message) {
 }
 
 function hideAll() {
-  ['error', 'sites-area', 'km-area', 'forest-area', 'table-area'].forEach((id) => ($(id).hidden = true));
+  ['error', 'sites-area', 'km-area', 'hist-area', 'forest-area', 'table-area'].forEach((id) => ($(id).hidden = true));
   $('download-png').hidden = true;
 }
 
@@ -119,6 +119,29 @@ function render(res, id) {
     t.rows.map((row) => t.columns.map((c) => cell(row[c], row.suppressed.includes(c)))));
   $('notes').replaceChildren(...t.notes.map((n) => el('li', n)));
   if (t.kind === 'survival') renderKm(t);
+  if (t.kind === 'histogram') renderHistogram(t);
+}
+
+// One bar per bin and group (`by`); a suppressed count is a gap, not a zero.
+function renderHistogram(t) {
+  $('hist-area').hidden = false;
+  const bins = [...new Set(t.rows.map((r) => r.bin))];
+  const groups = new Map();
+  t.rows.forEach((r) => {
+    const name = curveName(t, r);
+    if (!groups.has(name)) groups.set(name, new Map());
+    groups.get(name).set(r.bin, r.suppressed.includes('count') ? null : r.count);
+  });
+  replaceChart('hist-chart', {
+    type: 'bar',
+    data: {
+      labels: bins,
+      datasets: [...groups.entries()].map(([name, counts], i) => ({ label: name, tmGroup: name,
+        data: bins.map((b) => (counts.has(b) ? counts.get(b) : null)), backgroundColor: COLORS[i % COLORS.length] })),
+    },
+    options: { animation: false, maintainAspectRatio: false,
+      scales: { y: { beginAtZero: true, title: { display: true, text: 'count' } } } },
+  });
 }
 
 function renderSites(res) {
