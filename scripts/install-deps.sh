@@ -3,7 +3,8 @@
 # R (with survival, surveillance and jsonlite) is the reference every statistic is tested
 # against and the home of the R client; clang builds the libFuzzer harnesses in tests/fuzz;
 # dpkg-dev, lintian and systemd (for systemd-analyze) build and check the Debian package;
-# python3 runs the Python client's tests.
+# python3 runs the Python client's tests; libjs-chart.js draws the console's charts, and
+# chromium, chromium-driver and python3-selenium run its browser test (tests/tools).
 # libcairo2-dev: `trialmesh query --plot` draws SVG and PNG with cairo (tools/plot).
 set -euo pipefail
 packages=(
@@ -16,6 +17,7 @@ packages=(
   clang libclang-rt-14-dev
   dpkg-dev lintian procps systemd
   python3
+  libjs-chart.js chromium chromium-driver python3-selenium
 )
 missing=()
 for p in "${packages[@]}"; do

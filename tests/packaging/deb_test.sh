@@ -37,7 +37,10 @@ for f in usr/bin/trialmesh usr/bin/trialmesh-node lib/systemd/system/trialmesh-n
          usr/share/bash-completion/completions/trialmesh \
          usr/share/bash-completion/completions/trialmesh-node \
          usr/share/doc/trialmesh/copyright usr/share/doc/trialmesh/changelog.Debian.gz \
-         usr/share/doc/trialmesh/deployment.md; do
+         usr/share/doc/trialmesh/deployment.md usr/share/doc/trialmesh/console.md \
+         usr/share/trialmesh/console/index.html usr/share/trialmesh/console/console.js \
+         usr/share/trialmesh/console/console.css usr/share/trialmesh/console/board.html \
+         usr/share/trialmesh/console/board.js; do
   [[ -e $root/$f ]] || fail "missing /$f in the package"
 done
 [[ $(stat -c %a "$root/etc/trialmesh/node.toml") == 640 ]] || fail "node.toml is not 0640"
@@ -45,6 +48,7 @@ grep -qx /etc/trialmesh/node.toml "$work/control/conffiles" || fail "node.toml i
 dpkg-deb -f "$deb" Depends | grep -q librocksdb || fail "Depends lacks the shared libraries"
 # --plot draws with cairo: dpkg-shlibdeps (CPACK_DEBIAN_PACKAGE_SHLIBDEPS) adds libcairo2.
 dpkg-deb -f "$deb" Depends | grep -q libcairo2 || fail "Depends lacks libcairo2 (--plot)"
+dpkg-deb -f "$deb" Depends | grep -q libjs-chart.js || fail "Depends lacks libjs-chart.js (console)"
 for s in postinst prerm postrm; do sh -n "$work/control/$s" || fail "$s: syntax"; done
 grep -q 'Left in place' "$work/control/postrm" || fail "purge does not say what it leaves"
 unit=$root/lib/systemd/system/trialmesh-node.service

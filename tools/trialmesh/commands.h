@@ -17,5 +17,7 @@ void addSiteCommands(CLI::App& app, int& exitCode);
 void addQueryCommands(CLI::App& app, int& exitCode);
 // The main job: demo.
 void addDemoCommand(CLI::App& app, int& exitCode);
+// The local web application: console (cmd_console.cc, tools/console).
+void addConsoleCommand(CLI::App& app, int& exitCode);
 
 }  // namespace trialmesh::cli

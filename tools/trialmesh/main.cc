@@ -12,7 +12,8 @@ int main(int argc, char** argv) {
       "trialmesh: federated aggregate analysis for multicenter clinical trials.\n"
       "Each hospital keeps its records in its own store; coordinators get aggregates only.\n\n"
       "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node)\n"
-      "Coordinators: query, watch (standing surveillance query)\n"
+      "Coordinators: query, watch (standing surveillance query), console (a local web\n"
+      "application)\n"
       "Ethics:       ethics (sign, submit, show, list, revoke), audit (verify, export, tail)\n"
       "Organiser:    members (sign, verify)\n"
       "Everyone:     demo (a 3-site federation on loopback answering a query)\n\n"
@@ -25,6 +26,7 @@ int main(int argc, char** argv) {
   trialmesh::cli::addSiteCommands(app, exitCode);
   trialmesh::cli::addQueryCommands(app, exitCode);
   trialmesh::cli::addDemoCommand(app, exitCode);
+  trialmesh::cli::addConsoleCommand(app, exitCode);
   trialmesh::cli::addFederationCommands(app, exitCode);
   trialmesh::cli::addWatchCommand(app, exitCode);
   trialmesh::cli::addMembersCommands(app, exitCode);
