@@ -223,6 +223,29 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   EXPECT_GE(parsed->count, threshold);
   EXPECT_EQ(parsed->upperBound, std::optional<double>(static_cast<double>(threshold)));
 
+  // A site takes alerts only from a coordinator of the study, signed by the sender itself.
+  SurveillanceAlert fake = *parsed;
+  fake.coordinator = fed_->committee().pub;  // the ethics-board member: not a coordinator
+  fake.period = "2024-W01";
+  auto byBoard = signAlert(fake, fed_->committee());
+  ASSERT_TRUE(byBoard.isOk());
+  auto refused = deliverAlertToSite(fed_->committee(), fed_->members(), fed_->siteName(1),
+                                    byBoard->bytes, byBoard->signature);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_NE(refused.status().message().find("is not a member with role coordinator"),
+            std::string::npos)
+      << refused.status().toString();
+  std::string altered = hooked[0];
+  altered.replace(altered.find("2024-W24"), 8, "2024-W25");
+  auto original = signAlert(*parsed, fed_->coordinator());  // a fresh, valid signature...
+  ASSERT_TRUE(original.isOk());
+  auto forged = deliverAlertToSite(fed_->coordinator(), fed_->members(), fed_->siteName(2), altered,
+                                   original->signature);  // ...over other bytes
+  ASSERT_FALSE(forged.isOk());
+  EXPECT_NE(forged.status().message().find("does not verify"), std::string::npos)
+      << forged.status().toString();
+  for (size_t i = 0; i < fed_->siteCount(); ++i) EXPECT_EQ(alertsCounted(fed_->siteOpsPort(i)), 1);
+
   // Every site's audit log: exactly one alert entry, signed-for by the coordinator, readable;
   // and the refused early evaluation with its reason.
   fed_->stop(10s);
