@@ -66,6 +66,25 @@ std::vector<std::string> readLines(const std::string& path) {
   return out;
 }
 
+// Runs the trialmesh CLI; its exit status and its stdout and stderr together.
+std::pair<int, std::string> runCli(const std::filesystem::path& dir,
+                                   const std::vector<std::string>& args) {
+  const std::string out = (dir / "cli-output.txt").string();
+  std::filesystem::remove(out);
+  // ChildProcess opens the output file for fd 1 with O_CLOEXEC, so only stderr (its dup)
+  // survives exec; a shell sends the CLI's stdout there too.
+  std::vector<std::string> shellArgs = {"-c", "exec \"$0\" \"$@\" 1>&2", TRIALMESH_CLI_BINARY};
+  shellArgs.insert(shellArgs.end(), args.begin(), args.end());
+  auto p = ChildProcess::spawn("/bin/sh", shellArgs, out);
+  if (!p) return {-1, p.status().toString()};
+  auto status = p->waitFor(60s);
+  if (!status) p->stop(1s);
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {status.value_or(-1), text.str()};
+}
+
 class StandingQueryTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -211,6 +230,32 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   EXPECT_TRUE(report->newAlerts.empty());
   EXPECT_EQ(report->deliveries, 0u);
   again->reset();
+  // So does `trialmesh watch` with that state directory; and it refuses bad input with the fix.
+  std::this_thread::sleep_for(200ms);
+  const std::vector<std::string> common = {"watch",
+                                           "--study",
+                                           LocalFederation::kStudy,
+                                           "--members",
+                                           fed_->membersPath(),
+                                           "--identity",
+                                           fed_->coordinatorKeyPath(),
+                                           "--state",
+                                           wo.stateDir};
+  auto cli = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return runCli(dir_, args);
+  };
+  auto [once, onceText] = cli({"--once", text});
+  EXPECT_EQ(once, 0) << onceText;
+  EXPECT_NE(onceText.find("1 alarm(s), 0 new alert(s)"), std::string::npos) << onceText;
+  auto [badEvery, badEveryText] = cli({"--every", "5x", text});
+  EXPECT_EQ(badEvery, 1) << badEveryText;
+  EXPECT_NE(badEveryText.find("--every '5x' is not a duration"), std::string::npos) << badEveryText;
+  auto [notSurveil, notSurveilText] = cli({"--once", "count by arm"});
+  EXPECT_EQ(notSurveil, 1) << notSurveilText;
+  EXPECT_NE(notSurveilText.find("a standing query is a surveil(...) query"), std::string::npos)
+      << notSurveilText;
   for (size_t i = 0; i < fed_->siteCount(); ++i) EXPECT_EQ(alertsCounted(fed_->siteOpsPort(i)), 1);
 
   // The operator's command got the alert once, as JSON.
