@@ -17,6 +17,7 @@
 
 #include "crypto/hash.h"
 #include "node/coordinator.h"
+#include "node/ops/metrics.h"
 #include "node/ops/sd_notify.h"
 #include "query/surveil.h"
 
@@ -144,7 +145,20 @@ class Watcher::Impl {
         options_(std::move(options)),
         request_(std::move(request)),
         queryKey_(crypto::toHex(crypto::sha256(query_.study + "\n" + query_.text))),
-        session_(identity_, members_) {}
+        session_(identity_, members_) {
+    if (options_.metrics != nullptr) {
+      ops::Registry& r = *options_.metrics;
+      constexpr const char* kEvaluations = "trialmesh_watch_evaluations_total";
+      constexpr const char* kEvaluationsHelp =
+          "Evaluations of the standing query, by outcome (failed: refused or no table).";
+      evaluated_ = &r.counter(kEvaluations, kEvaluationsHelp, {{"outcome", "evaluated"}});
+      failed_ = &r.counter(kEvaluations, kEvaluationsHelp, {{"outcome", "failed"}});
+      alerts_ = &r.counter("trialmesh_watch_alerts_total",
+                           "New surveillance alerts raised (one per alarm period).");
+      hookFailures_ = &r.counter("trialmesh_watch_on_alert_failures_total",
+                                 "Runs of the --on-alert command that failed or timed out.");
+    }
+  }
 
   Status load() {
     std::error_code ec;
@@ -230,6 +244,7 @@ class Watcher::Impl {
         }
       }
     }
+    if (evaluated_ != nullptr) (report.evaluated ? evaluated_ : failed_)->inc();
     if (!report.problem.empty()) {
       spdlog::warn("standing query study={} query='{}': {}", query_.study, query_.text,
                    report.problem);
@@ -337,6 +352,7 @@ class Watcher::Impl {
       r.notified = options_.onAlert.empty();
       records_.push_back(std::move(r));
       report.newAlerts.push_back(*period);
+      if (alerts_ != nullptr) alerts_->inc();
       spdlog::warn("surveillance_alert {}", describeAlert(a));
       changed = true;
     }
@@ -370,6 +386,7 @@ class Watcher::Impl {
         if (!ran.isOk()) {
           // Not retried: a failing command would otherwise run at every evaluation.
           spdlog::error("--on-alert command for period {} failed: {}", r.period, ran.toString());
+          if (hookFailures_ != nullptr) hookFailures_->inc();
         }
         r.notified = true;
         changed = true;
@@ -386,6 +403,11 @@ class Watcher::Impl {
   std::string queryKey_;
   CoordinatorSession session_;
   std::vector<AlertRecord> records_;
+  // options_.metrics' counters, or null.
+  ops::Counter* evaluated_ = nullptr;
+  ops::Counter* failed_ = nullptr;
+  ops::Counter* alerts_ = nullptr;
+  ops::Counter* hookFailures_ = nullptr;
 };
 
 Result<std::unique_ptr<Watcher>> Watcher::open(const crypto::Identity& identity, Members members,

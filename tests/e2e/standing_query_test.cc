@@ -21,6 +21,7 @@
 #include "ethics/audit_log.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "node/ops/metrics.h"
 #include "node/watcher.h"
 #include "storage/store.h"
 
@@ -183,6 +184,8 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   wo.stateDir = (dir_ / "watch-state").string();
   wo.onAlert = {hook};
   wo.onAlertTimeout = 5s;
+  ops::Registry coordinatorMetrics;
+  wo.metrics = &coordinatorMetrics;
   std::this_thread::sleep_for(200ms);  // past the interval of the queries above
 
   auto watcher =
@@ -216,6 +219,12 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   runner.join();
   EXPECT_TRUE(runStatus.isOk()) << runStatus.toString();
   EXPECT_EQ((*watcher)->alertedPeriods(), std::vector<std::string>{"2024-W24"});
+  const std::string counted = coordinatorMetrics.render();
+  EXPECT_NE(counted.find("trialmesh_watch_alerts_total 1\n"), std::string::npos) << counted;
+  EXPECT_NE(counted.find("trialmesh_watch_on_alert_failures_total 0\n"), std::string::npos);
+  EXPECT_EQ(counted.find("trialmesh_watch_evaluations_total{outcome=\"evaluated\"} 0\n"),
+            std::string::npos)
+      << counted;
   watcher->reset();
 
   // A restarted watcher remembers the alert: the alarm is still there, no new alert.
