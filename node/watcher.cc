@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,8 @@
 #include "node/ops/metrics.h"
 #include "node/ops/sd_notify.h"
 #include "query/surveil.h"
+
+extern char** environ;  // the watcher's environment, passed on to the --on-alert command
 
 namespace trialmesh::node {
 namespace {
@@ -81,17 +84,24 @@ Status runCommand(const std::vector<std::string>& argv, const std::string& input
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
+  // posix_spawn, not fork + exec: the watcher has other threads (the session's event loop),
+  // and spawn does nothing in the child that is unsafe after a multi-threaded fork.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO);  // dup2 clears CLOEXEC
+  // Its own process group, so a timeout kills what it started too (a script's children).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  pid_t pid = -1;
+  const int spawned = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
     ::close(fds[0]);
     ::close(fds[1]);
-    return Status::ioError(std::string("cannot fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    ::dup2(fds[0], STDIN_FILENO);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
+    return Status::notFound("cannot run '" + argv[0] + "': " + std::strerror(spawned));
   }
   ::close(fds[0]);
   // Non-blocking: a command that never reads its stdin must not hang the watcher; the alert is
@@ -108,15 +118,13 @@ Status runCommand(const std::vector<std::string>& argv, const std::string& input
     if (done < 0 && errno != EINTR)
       return Status::internal(std::string("waitpid failed: ") + std::strerror(errno));
     if (Clock::now() >= until) {
-      ::kill(pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       return Status::unavailable("'" + argv[0] + "' did not finish within " +
                                  std::to_string(timeout.count()) + " ms; killed");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-    return Status::notFound("cannot run '" + argv[0] + "' (not found or not executable)");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     const std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                               : "signal " + std::to_string(WTERMSIG(status));
