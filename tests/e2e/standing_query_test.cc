@@ -18,6 +18,9 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include "crypto/hash.h"
 #include "ethics/audit_log.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
@@ -298,6 +301,23 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   ASSERT_FALSE(forged.isOk());
   EXPECT_NE(forged.status().message().find("does not verify"), std::string::npos)
       << forged.status().toString();
+  // The same signed alert sent again (a watcher that restarted before recording a site's
+  // receipt does this) is recorded once.
+  {
+    std::ifstream in(wo.stateDir + "/alerts.json");
+    const auto state = nlohmann::json::parse(in);
+    ASSERT_EQ(state["alerts"].size(), 1u);
+    const std::string bytes = state["alerts"][0]["alert"].get<std::string>();
+    auto sig = crypto::fromHex(state["alerts"][0]["signature"].get<std::string>());
+    ASSERT_TRUE(sig.isOk());
+    crypto::Signature signature{};
+    ASSERT_EQ(sig->size(), signature.size());
+    std::copy(sig->begin(), sig->end(), signature.begin());
+    auto resent = deliverAlertToSite(fed_->coordinator(), fed_->members(), fed_->siteName(0), bytes,
+                                     signature);
+    ASSERT_TRUE(resent.isOk()) << resent.status().toString();
+    EXPECT_NE(resent->find("already recorded"), std::string::npos) << *resent;
+  }
   for (size_t i = 0; i < fed_->siteCount(); ++i) EXPECT_EQ(alertsCounted(fed_->siteOpsPort(i)), 1);
 
   // Every site's audit log: exactly one alert entry, signed-for by the coordinator, readable;
