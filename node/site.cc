@@ -387,6 +387,10 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
     }
     return out;
   }
+  // True the first time these alert bytes' hash is seen since the node started.
+  bool firstSightOfAlert(const crypto::Sha256Digest& hash) {
+    return alertsSeen_.insert(hash).second;
+  }
   std::vector<std::string> studies() const {
     std::vector<std::string> out;
     for (const auto& [study, dataset] : datasets_) out.push_back(study);
@@ -543,6 +547,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   std::unique_ptr<ethics::PrivacyBudgetLedger> ledger_;  // secure-dp; opened on first use
   std::unique_ptr<RefusalAuditor> refusals_;             // with the audit log
   SurveillancePace surveillancePace_;                    // surveillance_min_interval_ms
+  std::set<crypto::Sha256Digest> alertsSeen_;            // surveillance alerts recorded
 };
 
 Status SiteState::checkRound(const protocol::QueryRequestFields& r,
@@ -925,6 +930,12 @@ class SiteImpl final : public wire::Site::Server {
       fail("deliverAlert", allowed);
     }
     const std::string line = describeAlert(*alert);
+    // A watcher that restarted before it recorded this site's receipt sends the same signed
+    // alert again: it is recorded once.
+    if (!state_.firstSightOfAlert(crypto::sha256(text))) {
+      context.getResults().setReceipt("site " + state_.config().name + " already recorded " + line);
+      return kj::READY_NOW;
+    }
     // The audit entry holds the alert's content and who signed it; the signature itself is
     // checked here and not kept (the entry is in this site's own signed log).
     state_.appendOrRefuse(ethics::EntryKind::kAlert, ethics::AlertEvent{alert->coordinator, line},

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <spdlog/spdlog.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,8 +18,11 @@
 
 #include "crypto/hash.h"
 #include "node/coordinator.h"
+#include "node/ops/metrics.h"
 #include "node/ops/sd_notify.h"
 #include "query/surveil.h"
+
+extern char** environ;  // the watcher's environment, passed on to the --on-alert command
 
 namespace trialmesh::node {
 namespace {
@@ -80,17 +84,24 @@ Status runCommand(const std::vector<std::string>& argv, const std::string& input
   std::vector<char*> args;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid < 0) {
+  // posix_spawn, not fork + exec: the watcher has other threads (the session's event loop),
+  // and spawn does nothing in the child that is unsafe after a multi-threaded fork.
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[0], STDIN_FILENO);  // dup2 clears CLOEXEC
+  // Its own process group, so a timeout kills what it started too (a script's children).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+  posix_spawnattr_setpgroup(&attr, 0);
+  pid_t pid = -1;
+  const int spawned = ::posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&actions);
+  if (spawned != 0) {
     ::close(fds[0]);
     ::close(fds[1]);
-    return Status::ioError(std::string("cannot fork: ") + std::strerror(errno));
-  }
-  if (pid == 0) {
-    // Child: only async-signal-safe calls until exec.
-    ::dup2(fds[0], STDIN_FILENO);
-    ::execvp(args[0], args.data());
-    ::_exit(127);
+    return Status::notFound("cannot run '" + argv[0] + "': " + std::strerror(spawned));
   }
   ::close(fds[0]);
   // Non-blocking: a command that never reads its stdin must not hang the watcher; the alert is
@@ -107,15 +118,13 @@ Status runCommand(const std::vector<std::string>& argv, const std::string& input
     if (done < 0 && errno != EINTR)
       return Status::internal(std::string("waitpid failed: ") + std::strerror(errno));
     if (Clock::now() >= until) {
-      ::kill(pid, SIGKILL);
+      ::kill(-pid, SIGKILL);
       ::waitpid(pid, &status, 0);
       return Status::unavailable("'" + argv[0] + "' did not finish within " +
                                  std::to_string(timeout.count()) + " ms; killed");
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
-    return Status::notFound("cannot run '" + argv[0] + "' (not found or not executable)");
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     const std::string how = WIFEXITED(status) ? "exit status " + std::to_string(WEXITSTATUS(status))
                                               : "signal " + std::to_string(WTERMSIG(status));
@@ -144,7 +153,20 @@ class Watcher::Impl {
         options_(std::move(options)),
         request_(std::move(request)),
         queryKey_(crypto::toHex(crypto::sha256(query_.study + "\n" + query_.text))),
-        session_(identity_, members_) {}
+        session_(identity_, members_) {
+    if (options_.metrics != nullptr) {
+      ops::Registry& r = *options_.metrics;
+      constexpr const char* kEvaluations = "trialmesh_watch_evaluations_total";
+      constexpr const char* kEvaluationsHelp =
+          "Evaluations of the standing query, by outcome (failed: refused or no table).";
+      evaluated_ = &r.counter(kEvaluations, kEvaluationsHelp, {{"outcome", "evaluated"}});
+      failed_ = &r.counter(kEvaluations, kEvaluationsHelp, {{"outcome", "failed"}});
+      alerts_ = &r.counter("trialmesh_watch_alerts_total",
+                           "New surveillance alerts raised (one per alarm period).");
+      hookFailures_ = &r.counter("trialmesh_watch_on_alert_failures_total",
+                                 "Runs of the --on-alert command that failed or timed out.");
+    }
+  }
 
   Status load() {
     std::error_code ec;
@@ -230,6 +252,7 @@ class Watcher::Impl {
         }
       }
     }
+    if (evaluated_ != nullptr) (report.evaluated ? evaluated_ : failed_)->inc();
     if (!report.problem.empty()) {
       spdlog::warn("standing query study={} query='{}': {}", query_.study, query_.text,
                    report.problem);
@@ -337,6 +360,7 @@ class Watcher::Impl {
       r.notified = options_.onAlert.empty();
       records_.push_back(std::move(r));
       report.newAlerts.push_back(*period);
+      if (alerts_ != nullptr) alerts_->inc();
       spdlog::warn("surveillance_alert {}", describeAlert(a));
       changed = true;
     }
@@ -370,6 +394,7 @@ class Watcher::Impl {
         if (!ran.isOk()) {
           // Not retried: a failing command would otherwise run at every evaluation.
           spdlog::error("--on-alert command for period {} failed: {}", r.period, ran.toString());
+          if (hookFailures_ != nullptr) hookFailures_->inc();
         }
         r.notified = true;
         changed = true;
@@ -386,6 +411,11 @@ class Watcher::Impl {
   std::string queryKey_;
   CoordinatorSession session_;
   std::vector<AlertRecord> records_;
+  // options_.metrics' counters, or null.
+  ops::Counter* evaluated_ = nullptr;
+  ops::Counter* failed_ = nullptr;
+  ops::Counter* alerts_ = nullptr;
+  ops::Counter* hookFailures_ = nullptr;
 };
 
 Result<std::unique_ptr<Watcher>> Watcher::open(const crypto::Identity& identity, Members members,

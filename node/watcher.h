@@ -34,6 +34,10 @@
 #include "node/alert.h"
 #include "node/config.h"
 
+namespace trialmesh::ops {
+class Registry;
+}
+
 namespace trialmesh::node {
 
 struct StandingQuery {
@@ -51,6 +55,11 @@ struct WatchOptions {
   // `onAlertTimeout`; a failure is logged and does not stop the watcher.
   std::vector<std::string> onAlert;
   std::chrono::milliseconds onAlertTimeout{std::chrono::seconds(10)};
+  // Not owned; when set (the CLI's --ops-listen), the watcher counts in it:
+  // trialmesh_watch_evaluations_total{outcome="evaluated"|"failed"},
+  // trialmesh_watch_alerts_total (new alerts raised) and
+  // trialmesh_watch_on_alert_failures_total. Must outlive the watcher.
+  ops::Registry* metrics = nullptr;
 };
 
 // What one evaluation did.

@@ -18,9 +18,13 @@
 #include <sstream>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
+#include "crypto/hash.h"
 #include "ethics/audit_log.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "node/ops/metrics.h"
 #include "node/watcher.h"
 #include "storage/store.h"
 
@@ -64,6 +68,25 @@ std::vector<std::string> readLines(const std::string& path) {
   for (std::string line; std::getline(in, line);)
     if (!line.empty()) out.push_back(line);
   return out;
+}
+
+// Runs the trialmesh CLI; its exit status and its stdout and stderr together.
+std::pair<int, std::string> runCli(const std::filesystem::path& dir,
+                                   const std::vector<std::string>& args) {
+  const std::string out = (dir / "cli-output.txt").string();
+  std::filesystem::remove(out);
+  // ChildProcess opens the output file for fd 1 with O_CLOEXEC, so only stderr (its dup)
+  // survives exec; a shell sends the CLI's stdout there too.
+  std::vector<std::string> shellArgs = {"-c", "exec \"$0\" \"$@\" 1>&2", TRIALMESH_CLI_BINARY};
+  shellArgs.insert(shellArgs.end(), args.begin(), args.end());
+  auto p = ChildProcess::spawn("/bin/sh", shellArgs, out);
+  if (!p) return {-1, p.status().toString()};
+  auto status = p->waitFor(60s);
+  if (!status) p->stop(1s);
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {status.value_or(-1), text.str()};
 }
 
 class StandingQueryTest : public ::testing::Test {
@@ -164,6 +187,8 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   wo.stateDir = (dir_ / "watch-state").string();
   wo.onAlert = {hook};
   wo.onAlertTimeout = 5s;
+  ops::Registry coordinatorMetrics;
+  wo.metrics = &coordinatorMetrics;
   std::this_thread::sleep_for(200ms);  // past the interval of the queries above
 
   auto watcher =
@@ -197,6 +222,12 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   runner.join();
   EXPECT_TRUE(runStatus.isOk()) << runStatus.toString();
   EXPECT_EQ((*watcher)->alertedPeriods(), std::vector<std::string>{"2024-W24"});
+  const std::string counted = coordinatorMetrics.render();
+  EXPECT_NE(counted.find("trialmesh_watch_alerts_total 1\n"), std::string::npos) << counted;
+  EXPECT_NE(counted.find("trialmesh_watch_on_alert_failures_total 0\n"), std::string::npos);
+  EXPECT_EQ(counted.find("trialmesh_watch_evaluations_total{outcome=\"evaluated\"} 0\n"),
+            std::string::npos)
+      << counted;
   watcher->reset();
 
   // A restarted watcher remembers the alert: the alarm is still there, no new alert.
@@ -211,6 +242,32 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   EXPECT_TRUE(report->newAlerts.empty());
   EXPECT_EQ(report->deliveries, 0u);
   again->reset();
+  // So does `trialmesh watch` with that state directory; and it refuses bad input with the fix.
+  std::this_thread::sleep_for(200ms);
+  const std::vector<std::string> common = {"watch",
+                                           "--study",
+                                           LocalFederation::kStudy,
+                                           "--members",
+                                           fed_->membersPath(),
+                                           "--identity",
+                                           fed_->coordinatorKeyPath(),
+                                           "--state",
+                                           wo.stateDir};
+  auto cli = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return runCli(dir_, args);
+  };
+  auto [once, onceText] = cli({"--once", text});
+  EXPECT_EQ(once, 0) << onceText;
+  EXPECT_NE(onceText.find("1 alarm(s), 0 new alert(s)"), std::string::npos) << onceText;
+  auto [badEvery, badEveryText] = cli({"--every", "5x", text});
+  EXPECT_EQ(badEvery, 1) << badEveryText;
+  EXPECT_NE(badEveryText.find("--every '5x' is not a duration"), std::string::npos) << badEveryText;
+  auto [notSurveil, notSurveilText] = cli({"--once", "count by arm"});
+  EXPECT_EQ(notSurveil, 1) << notSurveilText;
+  EXPECT_NE(notSurveilText.find("a standing query is a surveil(...) query"), std::string::npos)
+      << notSurveilText;
   for (size_t i = 0; i < fed_->siteCount(); ++i) EXPECT_EQ(alertsCounted(fed_->siteOpsPort(i)), 1);
 
   // The operator's command got the alert once, as JSON.
@@ -222,6 +279,46 @@ TEST_F(StandingQueryTest, OneSignedAlertPerNewAlarmAtEverySiteAndNoneBelowTheThr
   EXPECT_EQ(parsed->method, "threshold");
   EXPECT_GE(parsed->count, threshold);
   EXPECT_EQ(parsed->upperBound, std::optional<double>(static_cast<double>(threshold)));
+
+  // A site takes alerts only from a coordinator of the study, signed by the sender itself.
+  SurveillanceAlert fake = *parsed;
+  fake.coordinator = fed_->committee().pub;  // the ethics-board member: not a coordinator
+  fake.period = "2024-W01";
+  auto byBoard = signAlert(fake, fed_->committee());
+  ASSERT_TRUE(byBoard.isOk());
+  auto refused = deliverAlertToSite(fed_->committee(), fed_->members(), fed_->siteName(1),
+                                    byBoard->bytes, byBoard->signature);
+  ASSERT_FALSE(refused.isOk());
+  EXPECT_NE(refused.status().message().find("is not a member with role coordinator"),
+            std::string::npos)
+      << refused.status().toString();
+  std::string altered = hooked[0];
+  altered.replace(altered.find("2024-W24"), 8, "2024-W25");
+  auto original = signAlert(*parsed, fed_->coordinator());  // a fresh, valid signature...
+  ASSERT_TRUE(original.isOk());
+  auto forged = deliverAlertToSite(fed_->coordinator(), fed_->members(), fed_->siteName(2), altered,
+                                   original->signature);  // ...over other bytes
+  ASSERT_FALSE(forged.isOk());
+  EXPECT_NE(forged.status().message().find("does not verify"), std::string::npos)
+      << forged.status().toString();
+  // The same signed alert sent again (a watcher that restarted before recording a site's
+  // receipt does this) is recorded once.
+  {
+    std::ifstream in(wo.stateDir + "/alerts.json");
+    const auto state = nlohmann::json::parse(in);
+    ASSERT_EQ(state["alerts"].size(), 1u);
+    const std::string bytes = state["alerts"][0]["alert"].get<std::string>();
+    auto sig = crypto::fromHex(state["alerts"][0]["signature"].get<std::string>());
+    ASSERT_TRUE(sig.isOk());
+    crypto::Signature signature{};
+    ASSERT_EQ(sig->size(), signature.size());
+    std::copy(sig->begin(), sig->end(), signature.begin());
+    auto resent = deliverAlertToSite(fed_->coordinator(), fed_->members(), fed_->siteName(0), bytes,
+                                     signature);
+    ASSERT_TRUE(resent.isOk()) << resent.status().toString();
+    EXPECT_NE(resent->find("already recorded"), std::string::npos) << *resent;
+  }
+  for (size_t i = 0; i < fed_->siteCount(); ++i) EXPECT_EQ(alertsCounted(fed_->siteOpsPort(i)), 1);
 
   // Every site's audit log: exactly one alert entry, signed-for by the coordinator, readable;
   // and the refused early evaluation with its reason.

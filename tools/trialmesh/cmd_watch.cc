@@ -12,6 +12,8 @@
 
 #include "crypto/identity.h"
 #include "node/config.h"
+#include "node/ops/metrics.h"
+#include "node/ops/ops_server.h"
 #include "node/watcher.h"
 #include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/federation_commands.h"
@@ -66,6 +68,7 @@ struct WatchArgs {
   std::string state;
   std::string onAlert;
   std::string onAlertTimeout = "10s";
+  std::string opsListen;
   bool once = false;
 };
 
@@ -95,6 +98,15 @@ int runWatch(const WatchArgs& a) {
   o.stateDir = a.state;
   o.onAlert = splitCommand(a.onAlert);
   o.onAlertTimeout = *hookTimeout;
+  // Declared before the watcher, so they outlive it.
+  ops::Registry registry;
+  ops::OpsServer ops;
+  if (!a.opsListen.empty()) {
+    auto port = ops.start(a.opsListen, registry, {});
+    if (!port) return fail(port.status().withContext("--ops-listen"));
+    spdlog::info("metrics on http://{}/metrics (port {})", a.opsListen, *port);
+    o.metrics = &registry;
+  }
   auto watcher = node::Watcher::open(*identity, std::move(*members), {a.study, a.text}, o);
   if (!watcher) return fail(watcher.status());
   if (a.once) {
@@ -146,6 +158,9 @@ void addWatchCommand(CLI::App& app, int& exitCode) {
                 "no shell");
   w->add_option("--on-alert-timeout", args->onAlertTimeout,
                 "Kill the --on-alert command after this long (default 10s)");
+  w->add_option("--ops-listen", args->opsListen,
+                "Serve /metrics and /healthz here (e.g. 127.0.0.1:9402): evaluations, alerts "
+                "raised, --on-alert failures");
   w->add_flag("--once", args->once, "Evaluate once, deliver new alerts, and exit");
   w->callback([args, &exitCode] { exitCode = runWatch(*args); });
 }
