@@ -180,6 +180,18 @@ interface Site {
 
   auditConsistency @7 (fromSize :UInt64, toSize :UInt64) -> (proof :List(Data));
   # RFC 6962 consistency proof between two sizes of the log (32-byte hashes).
+
+  auditKeyRotations @8 (treeSize :UInt64) -> (entries :List(ProvenAuditEntry));
+  # Every key-rotation entry among the first `treeSize` entries (the size of a head the site
+  # signed), each with its inclusion proof into that tree: what a peer that pinned a head
+  # signed by the site's previous key needs to follow the log across the key change
+  # (ethics/key_rotation.h) without reading any other entry. Sites and ethics boards.
+}
+
+struct ProvenAuditEntry {
+  index @0 :UInt64;        # the entry's position (sequence number) in the log
+  entry @1 :Data;          # its canonical bytes (ethics::encodeEntry)
+  proof @2 :List(Data);    # RFC 6962 inclusion proof into the tree of the requested size
 }
 
 struct AuditEntry {
