@@ -122,6 +122,11 @@ TEST_F(KeyRotationE2eTest, QueriesBeforeDuringAndAfterWithNoAlertThenTheOldKeyIs
   auto newIdentity = crypto::loadIdentity(newKeyPath, {});
   ASSERT_TRUE(newIdentity.isOk()) << newIdentity.status().toString();
   EXPECT_NE(generatedText.find(newIdentity->pub.toText()), std::string::npos) << generatedText;
+  // Switching before the organiser published the new key is refused, with what to do.
+  auto [early, earlyText] = cli({"rotate-key", "--config", config0, "--new-identity", newKeyPath});
+  EXPECT_EQ(early, 1) << earlyText;
+  EXPECT_NE(earlyText.find("the organiser must publish the new key first"), std::string::npos)
+      << earlyText;
   const int64_t retiredMs = (nowUnixMs() / 1000 + 5) * 1000;
   std::string members = readFile(fed_->membersPath());
   const std::string oldLine = "public_key = \"" + oldIdentity->pub.toText() + "\"";
@@ -142,7 +147,13 @@ TEST_F(KeyRotationE2eTest, QueriesBeforeDuringAndAfterWithNoAlertThenTheOldKeyIs
   EXPECT_EQ(query(), 2u);
   ASSERT_LT(nowUnixMs(), retiredMs) << "the machine is too slow for this test's grace period";
 
-  // 2. With site 0 stopped, rotate-key records the change and installs the new identity.
+  // 2. Not while the node runs (it holds the audit log) ...
+  auto [running, runningText] =
+      cli({"rotate-key", "--config", config0, "--new-identity", newKeyPath});
+  EXPECT_EQ(running, 1) << runningText;
+  EXPECT_NE(runningText.find("stop the node before rotating its key"), std::string::npos)
+      << runningText;
+  // ... but with site 0 stopped, rotate-key records the change and installs the new identity.
   ASSERT_EQ(fed_->siteProcess(0)->stop(5s), 0);
   auto [rotated, rotatedText] =
       cli({"rotate-key", "--config", config0, "--new-identity", newKeyPath});
@@ -152,6 +163,10 @@ TEST_F(KeyRotationE2eTest, QueriesBeforeDuringAndAfterWithNoAlertThenTheOldKeyIs
             std::string::npos)
       << rotatedText;
   EXPECT_NE(rotatedText.find("signed by both keys (verified)"), std::string::npos) << rotatedText;
+  EXPECT_TRUE(std::filesystem::exists(oldKeyPath + ".pub"));
+  auto installed = crypto::loadIdentity(oldKeyPath, {});
+  ASSERT_TRUE(installed.isOk()) << installed.status().toString();
+  EXPECT_EQ(installed->pub, newIdentity->pub);
   ASSERT_TRUE(fed_->startSite(0, 10s).isOk());
 
   // After: answered; site 1 follows site 0's log across the change; so does the board's pin.
