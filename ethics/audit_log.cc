@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "ethics/codec.h"
+#include "ethics/key_rotation.h"
 
 namespace trialmesh::ethics {
 namespace {
@@ -53,6 +54,8 @@ Result<size_t> bodyIndexFor(EntryKind kind) {
       return size_t{7};
     case EntryKind::kRefusal:
       return size_t{8};
+    case EntryKind::kKeyRotation:
+      return size_t{9};
   }
   return Status::corruption("unknown entry kind " + std::to_string(static_cast<int>(kind)));
 }
@@ -155,6 +158,8 @@ const char* entryKindName(EntryKind kind) {
       return "share-released";
     case EntryKind::kRefusal:
       return "refusal";
+    case EntryKind::kKeyRotation:
+      return "key-rotation";
   }
   return "unknown";
 }
@@ -216,6 +221,13 @@ Result<std::string> encodeEntry(const Entry& e) {
           w.str(b.remote);
           w.str(b.message);
           w.u64(b.summarised);
+        } else if constexpr (std::is_same_v<T, KeyRotationEvent>) {
+          w.str(b.member);
+          w.fixed(b.oldKey.bytes());
+          w.fixed(b.newKey.bytes());
+          w.i64(b.signedAtMs);
+          w.fixed(b.oldSignature);
+          w.fixed(b.newSignature);
         } else {
           static_assert(std::is_same_v<T, BudgetChargeEvent>);
           w.fixed(b.coordinator.bytes());
@@ -324,6 +336,19 @@ Result<Entry> decodeEntry(std::span<const uint8_t> bytes) {
       e.body = std::move(b);
       break;
     }
+    case 9: {
+      KeyRotationEvent b;
+      TM_ASSIGN_OR_RETURN(b.member, r.str("member"));
+      TM_ASSIGN_OR_RETURN(auto oldKey, r.fixed<32>("old key"));
+      TM_ASSIGN_OR_RETURN(auto newKey, r.fixed<32>("new key"));
+      b.oldKey = crypto::PublicKey(oldKey);
+      b.newKey = crypto::PublicKey(newKey);
+      TM_ASSIGN_OR_RETURN(b.signedAtMs, r.i64("signed at"));
+      TM_ASSIGN_OR_RETURN(b.oldSignature, r.fixed<64>("old key signature"));
+      TM_ASSIGN_OR_RETURN(b.newSignature, r.fixed<64>("new key signature"));
+      e.body = std::move(b);
+      break;
+    }
     default: {
       BudgetChargeEvent b;
       TM_ASSIGN_OR_RETURN(auto key, r.fixed<32>("coordinator"));
@@ -374,6 +399,12 @@ std::string describeEntry(const Entry& e) {
           s += " class=" + b.reasonClass + " peer=" + b.peer + " remote=" + b.remote;
           if (b.summarised > 0) s += " summarised=" + std::to_string(b.summarised);
           s += ": " + b.message;
+        } else if constexpr (std::is_same_v<T, KeyRotationEvent>) {
+          s += " member=" + b.member + " " + keyText(b.oldKey) + " -> " + keyText(b.newKey) +
+               " signed-at=" + formatTime(b.signedAtMs);
+          const Status signatures = verifyKeyRotationSignatures(b);
+          s += signatures.isOk() ? ": signed by both keys (verified)"
+                                 : ": INVALID: " + signatures.message();
         } else {
           s += " study=" + b.study + " v" + std::to_string(b.protocolVersion) +
                " coordinator=" + keyText(b.coordinator) + " query=" + shortHex(b.queryHash) +
@@ -484,6 +515,14 @@ Status verifyLog(std::span<const StoredEntry> entries, const SignedTreeHead& sth
                              " but is at position " + std::to_string(i) +
                              " (an entry was deleted, inserted or entries were reordered)");
       break;
+    }
+    if (const auto* rotation = std::get_if<KeyRotationEvent>(&decoded->body)) {
+      // A key change counts only if both keys signed it (ethics/key_rotation.h).
+      Status signatures = verifyKeyRotationSignatures(*rotation);
+      if (!signatures.isOk()) {
+        stop = Status::corruption(at + signatures.message());
+        break;
+      }
     }
     tree.append(leafHash(bytesOf(e.bytes)));
   }

@@ -62,6 +62,10 @@ enum class EntryKind : uint8_t {
   // malformed, not a member, limit, failed handshake, oversized message), or a summary of such
   // refusals that a flood made too many to write one by one (docs/ethics.md "refusal").
   kRefusal = 16,
+  // The site's node key was replaced (`trialmesh rotate-key`): old and new key, both signing
+  // (ethics/key_rotation.h, docs/ethics.md "key-rotation"). Heads after it are signed by the
+  // new key; peers and boards follow the log across it.
+  kKeyRotation = 17,
 };
 const char* entryKindName(EntryKind kind);
 
@@ -115,6 +119,17 @@ struct KeyChangeEvent {
   crypto::PublicKey oldKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
   crypto::PublicKey newKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
 };
+// kKeyRotation: signed by both keys over ethics::keyRotationMessage (ethics/key_rotation.h),
+// which covers every field but the signatures, so neither key can be swapped afterwards.
+struct KeyRotationEvent {
+  std::string member;  // the site's member name in the members file
+  crypto::PublicKey oldKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  crypto::PublicKey newKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  int64_t signedAtMs = 0;  // when both keys signed, ms since the Unix epoch
+  crypto::Signature oldSignature{};
+  crypto::Signature newSignature{};
+  bool operator==(const KeyRotationEvent&) const = default;
+};
 // Node start (detail = software version) and stop (detail = reason).
 struct NodeEvent {
   std::string detail;
@@ -157,7 +172,7 @@ std::string budgetChargeText(const BudgetChargeEvent& b);
 
 using EntryBody =
     std::variant<ApprovalEvent, QueryEvent, ResultReleasedEvent, ConfigChangeEvent, KeyChangeEvent,
-                 NodeEvent, AlertEvent, BudgetChargeEvent, RefusalEvent>;
+                 NodeEvent, AlertEvent, BudgetChargeEvent, RefusalEvent, KeyRotationEvent>;
 
 // Entry formats: 1 (until issue 14), 2 (query and release entries carry QueryAuditFields).
 // Every other body is the same in both.

@@ -201,14 +201,31 @@ Result<PinOutcome> checkAgainstPins(const PinCheck& c) {
     TM_RETURN_IF_ERROR(checkPinned(c, pin->head));
     return PinOutcome::kConsistent;
   }
+  // Pinned under another key: the latest such pin is what the log must extend.
+  const PinnedHead* other = nullptr;
   for (const PinnedHead& p : pins) {
     if (p.site != c.site) continue;
+    if (other == nullptr || p.head.treeSize > other->head.treeSize ||
+        (p.head.treeSize == other->head.treeSize && p.head.timestampMs > other->head.timestampMs)) {
+      other = &p;
+    }
+  }
+  if (other != nullptr) {
+    Status rotated = Status::ok();
+    if (c.keyValidity) {
+      auto chain = followKeyRotation(other->head, c.head, c.entries, c.keyValidity, c.keyVouched);
+      if (chain) return PinOutcome::kKeyRotated;
+      rotated = chain.status();
+      // A rewritten or rolled-back log fails whatever key signs it.
+      if (rotated.code() == StatusCode::kCorruption) return rotated;
+    }
     if (c.acceptKey) return PinOutcome::kKeyAccepted;
     return Status::permissionDenied(
-        "the log of " + c.site + " was pinned under key " + p.head.logKey.toText() + " (" +
-        headText(p.head) + ") but its head is now signed by " + c.head.logKey.toText() +
-        ": if the site's key was rotated (confirm with the site out of band), re-run with "
-        "--accept-key " +
+        "the log of " + c.site + " was pinned under key " + other->head.logKey.toText() + " (" +
+        headText(other->head) + ") but its head is now signed by " + c.head.logKey.toText() +
+        (rotated.isOk() ? std::string() : " (" + rotated.message() + ")") +
+        ": if the site's key was rotated without a key-rotation entry (confirm with the site "
+        "out of band), re-run with --accept-key " +
         c.head.logKey.toText());
   }
   return c.expected ? PinOutcome::kExpected : PinOutcome::kFirstUse;

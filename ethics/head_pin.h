@@ -21,6 +21,7 @@
 
 #include "common/status.h"
 #include "ethics/audit_log.h"
+#include "ethics/key_rotation.h"
 
 namespace trialmesh::ethics {
 
@@ -51,6 +52,9 @@ enum class PinOutcome {
   kExpected,     // matched the expected head given on the command line
   kConsistent,   // a consistent extension of the pinned head
   kKeyAccepted,  // a new key, accepted explicitly with acceptKey (first use of that key)
+  // A new key reached from the pinned one through signed key-rotation entries in a log that
+  // extends the pinned head (ethics/key_rotation.h).
+  kKeyRotated,
 };
 
 struct PinCheck {
@@ -63,13 +67,19 @@ struct PinCheck {
   std::span<const Hash> consistencyProof;
   std::optional<ExpectedHead> expected;
   std::optional<crypto::PublicKey> acceptKey;
+  // When set, a head by another key than the pinned one is accepted if the log rotates from the
+  // pinned key to it (followKeyRotation with this validity, e.g. from the members file).
+  // REQUIRES `entries` to start at entry 0.
+  KeyValidity keyValidity;
+  KeyVouched keyVouched;  // optional, see followKeyRotation
 };
 
 // Decides whether the downloaded log may be accepted. Failures name what differs:
-// PermissionDenied for a head by another key than the pinned one (unless acceptKey names the
-// new key); Corruption for a truncated log ("rolled back"), a different root at the same size
-// or a pinned prefix that no longer hashes to the pinned root ("rewritten"), and an expected
-// head the log does not contain; InvalidArgument for an acceptKey that is not the head's key.
+// PermissionDenied for a head by another key than the pinned one (unless the log rotates to it,
+// see keyValidity, or acceptKey names the new key); Corruption for a truncated log ("rolled back"),
+// a different root at the same size or a pinned prefix that no longer hashes to the pinned root
+// ("rewritten"), and an expected head the log does not contain; InvalidArgument for an acceptKey
+// that is not the head's key.
 Result<PinOutcome> checkAgainstPins(const PinCheck& check);
 
 // Returns the pins with `head` recorded for `site` (replacing the pin of the same site and key

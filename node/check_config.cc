@@ -126,12 +126,15 @@ Result<std::vector<std::string>> checkNodeConfig(const NodeConfig& config) {
   auto identity = crypto::loadIdentity(config.identityPath,
                                        [&config]() { return readIdentityPassphrase(config); });
   if (!identity) return identity.status().withContext(config.identityPath);
-  if (!(identity->pub == self->publicKey)) {
-    return Status::permissionDenied("identity " + config.identityPath + " has public key " +
-                                    identity->pub.toText() + " but the members file lists " +
-                                    self->publicKey.toText() + " for '" + config.name + "'");
+  TM_RETURN_IF_ERROR(checkOwnKey(*self, identity->pub, config.identityPath, nowUnixMs()));
+  if (identity->pub == self->publicKey) {
+    passed.push_back("identity " + config.identityPath + " matches the members file");
+  } else {
+    passed.push_back("identity " + config.identityPath + " is a previous key of '" + config.name +
+                     "', accepted until " +
+                     formatUtcTime(self->findPrevious(identity->pub)->refusedFromMs()) +
+                     ": switch with trialmesh rotate-key before then");
   }
-  passed.push_back("identity " + config.identityPath + " matches the members file");
 
   std::error_code ec;
   if (!std::filesystem::is_directory(config.dataDir, ec)) {

@@ -23,8 +23,10 @@ namespace wire = protocol::wire;
 
 // A client connection to one site: secure stream, RPC on top.
 struct ClientConnection {
-  ClientConnection(kj::Own<protocol::SecureStream> s, capnp::ReaderOptions options)
-      : stream(kj::mv(s)),
+  ClientConnection(kj::Own<protocol::SecureStream> s, capnp::ReaderOptions options,
+                   const crypto::PublicKey& peerKey)
+      : peer(peerKey),
+        stream(kj::mv(s)),
         network(*stream, capnp::rpc::twoparty::Side::CLIENT, options),
         rpc(capnp::makeRpcClient(network)) {}
 
@@ -35,6 +37,8 @@ struct ClientConnection {
     return rpc.bootstrap(vatId).castAs<wire::Site>();
   }
 
+  // The key the site authenticated with (during a rotation, possibly its previous key).
+  crypto::PublicKey peer;
   kj::Own<protocol::SecureStream> stream;
   capnp::TwoPartyVatNetwork network;
   capnp::RpcSystem<capnp::rpc::twoparty::VatId> rpc;
@@ -54,14 +58,19 @@ inline kj::Promise<kj::Own<ClientConnection>> connectSite(kj::AsyncIoContext& io
         auto connected = address->connect();
         return connected.attach(kj::mv(address));
       })
-      .then([&identity, key = site.publicKey, stage](kj::Own<kj::AsyncIoStream> transport) {
+      .then([&identity, keys = site.allKeys(), stage](kj::Own<kj::AsyncIoStream> transport) {
         *stage = Stage::kHandshake;
-        return protocol::secureConnect(kj::mv(transport), identity, {key});
+        return protocol::secureConnect(kj::mv(transport), identity, keys);
       })
-      .then([maxMessageBytes, stage](protocol::SecureConnection sc) {
+      .then([maxMessageBytes, stage, site](protocol::SecureConnection sc) {
+        // Any key the members file lists for the site passes the handshake (during a key
+        // rotation it may still run on its previous key); a retired or revoked one is refused
+        // here, with the reason.
+        Status key = site.checkKeyAt(sc.peer, nowUnixMs(), "site " + site.address);
+        if (!key.isOk()) throw protocol::statusToException(key);
         *stage = Stage::kRpc;
         return kj::heap<ClientConnection>(kj::mv(sc.stream),
-                                          protocol::peerReaderOptions(maxMessageBytes));
+                                          protocol::peerReaderOptions(maxMessageBytes), sc.peer);
       });
 }
 

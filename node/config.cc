@@ -101,6 +101,47 @@ std::string resolve(const std::string& baseDir, const std::string& p) {
   return (std::filesystem::path(baseDir) / p).lexically_normal().string();
 }
 
+// previous_keys = [{ key = "tmpk1...", retired = "2026-11-01T00:00:00Z",
+//                   revoked_from = "2026-10-20T08:00:00Z" }]   (revoked_from optional)
+Result<std::vector<PreviousKey>> parsePreviousKeys(const toml::node& node,
+                                                   const std::string& where) {
+  const toml::array* list = node.as_array();
+  const std::string usage =
+      ": previous_keys must be a list of tables like { key = \"tmpk1...\", retired = "
+      "\"2026-11-01T00:00:00Z\" } (optional revoked_from = \"<time>\")";
+  if (list == nullptr) return Status::invalidArgument(where + lineOf(node) + usage);
+  std::vector<PreviousKey> out;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const toml::table* t = (*list)[i].as_table();
+    const std::string at = where + ": previous_keys[" + std::to_string(i + 1) + "]";
+    if (t == nullptr) return Status::invalidArgument(at + usage);
+    TM_RETURN_IF_ERROR(checkKeys(*t, {"key", "retired", "revoked_from"}, at));
+    PreviousKey p;
+    TM_ASSIGN_OR_RETURN(std::string keyText, getString(*t, "key", at, true));
+    auto key = crypto::parsePublicKey(keyText);
+    if (!key) return Status::invalidArgument(at + ": key: " + key.status().message());
+    p.key = *key;
+    TM_ASSIGN_OR_RETURN(std::string retired, getString(*t, "retired", at, true));
+    auto retiredMs = parseUtcTime(retired);
+    if (!retiredMs) {
+      return Status::invalidArgument(at + ": retired " + retiredMs.status().message() +
+                                     ": the time from which this key is refused");
+    }
+    p.retiredMs = *retiredMs;
+    TM_ASSIGN_OR_RETURN(std::string revoked, getString(*t, "revoked_from", at, false));
+    if (!revoked.empty()) {
+      auto revokedMs = parseUtcTime(revoked);
+      if (!revokedMs) {
+        return Status::invalidArgument(at + ": revoked_from " + revokedMs.status().message() +
+                                       ": the time from which the key counts as compromised");
+      }
+      p.revokedFromMs = *revokedMs;
+    }
+    out.push_back(p);
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* roleName(Role role) {
@@ -138,15 +179,15 @@ const Member* Members::findByName(const std::string& name) const {
 }
 
 const Member* Members::findByKey(const crypto::PublicKey& key) const {
-  for (const auto& m : members) {
-    if (m.publicKey == key) return &m;
-  }
-  return nullptr;
+  auto [member, state] = keyState(key, nowUnixMs());
+  return state == KeyState::kCurrent || state == KeyState::kPrevious ? member : nullptr;
 }
 
 std::vector<crypto::PublicKey> Members::keys() const {
   std::vector<crypto::PublicKey> out;
-  for (const auto& m : members) out.push_back(m.publicKey);
+  for (const auto& m : members) {
+    for (const crypto::PublicKey& k : m.allKeys()) out.push_back(k);
+  }
   return out;
 }
 
@@ -184,7 +225,8 @@ Result<Members> parseMembers(const std::string& text, const std::string& source)
   for (size_t i = 0; i < arr.size(); ++i) {
     const toml::table& t = *arr[i].as_table();
     std::string where = source + ": member[" + std::to_string(i + 1) + "]";
-    TM_RETURN_IF_ERROR(checkKeys(t, {"name", "role", "public_key", "address", "studies"}, where));
+    TM_RETURN_IF_ERROR(
+        checkKeys(t, {"name", "role", "public_key", "address", "studies", "previous_keys"}, where));
     Member m;
     TM_ASSIGN_OR_RETURN(m.name, getString(t, "name", where, true));
     if (!validName(m.name)) {
@@ -229,11 +271,24 @@ Result<Members> parseMembers(const std::string& text, const std::string& source)
         m.studies.push_back(*s.value<std::string>());
       }
     }
+    if (const toml::node* previous = t.get("previous_keys")) {
+      TM_ASSIGN_OR_RETURN(m.previousKeys, parsePreviousKeys(*previous, where));
+    }
     if (!names.insert(m.name).second) {
       return Status::invalidArgument(where + ": duplicate member name '" + m.name + "'");
     }
     if (!keys.insert(m.publicKey).second) {
-      return Status::invalidArgument(where + ": public_key is already used by another member");
+      return Status::invalidArgument(where + ": public_key is already used by another member " +
+                                     "(as its public_key or in its previous_keys)");
+    }
+    for (size_t k = 0; k < m.previousKeys.size(); ++k) {
+      if (!keys.insert(m.previousKeys[k].key).second) {
+        return Status::invalidArgument(
+            where + ": previous_keys[" + std::to_string(k + 1) + "]: key " +
+            m.previousKeys[k].key.toText() +
+            " is already listed (this member's public_key, another previous key, or another "
+            "member's key): a key belongs to one member once");
+      }
     }
     out.members.push_back(std::move(m));
   }

@@ -10,6 +10,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -21,21 +22,71 @@ namespace trialmesh::node {
 enum class Role { kSite, kCoordinator, kEthicsBoard };
 const char* roleName(Role role);  // "site", "coordinator", "ethics-board"
 
+// A key the member used before its current one (issue #13 item 3, docs/keys.md "Rotation").
+// It is accepted, for connections and for signatures dated before `retiredMs`, so members can
+// switch one by one during the grace period the organiser chooses; from `retiredMs` on it is
+// refused. A key suspected compromised also carries `revokedFromMs`: from then on it is refused
+// too, and so is any signature it made dated at or after that time (an old tree head, a
+// key-change entry), since whoever holds the key can write any date.
+struct PreviousKey {
+  crypto::PublicKey key{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  int64_t retiredMs = 0;                 // previous_keys.retired, ms since the Unix epoch
+  std::optional<int64_t> revokedFromMs;  // previous_keys.revoked_from
+  // The time from which the key is refused: the earlier of retirement and revocation.
+  int64_t refusedFromMs() const;
+};
+
 struct Member {
   std::string name;  // unique, [A-Za-z0-9_.-]{1,64}
   Role role = Role::kSite;
   crypto::PublicKey publicKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
-  std::string address;               // sites only: "host:port" the node listens on
-  std::vector<std::string> studies;  // sites only, optional: studies it answers (empty: all)
+  std::string address;                    // sites only: "host:port" the node listens on
+  std::vector<std::string> studies;       // sites only, optional: studies it answers (empty: all)
+  std::vector<PreviousKey> previousKeys;  // previous_keys, optional, in file order
+
+  // The current key first, then every previous key, valid or not (for a handshake whose
+  // result is checked with Members::checkKey, so a refusal can say why).
+  std::vector<crypto::PublicKey> allKeys() const;
+  const PreviousKey* findPrevious(const crypto::PublicKey& key) const;
+  // The current key and the previous keys not yet retired or revoked at `atMs`: the keys a
+  // query is addressed to and a connection to this member may present.
+  std::vector<crypto::PublicKey> keysAcceptedAt(int64_t atMs) const;
+  // OK if `key` is this member's current key or a previous key accepted at `atMs`;
+  // PermissionDenied naming the member, the key and its state otherwise (see Members::checkKey).
+  [[nodiscard]] Status checkKeyAt(const crypto::PublicKey& key, int64_t atMs,
+                                  const std::string& what) const;
 };
+
+// What the members file says about a key at a given time.
+enum class KeyState {
+  kCurrent,   // the member's public_key
+  kPrevious,  // in previous_keys, not yet retired or revoked at that time
+  kRetired,   // in previous_keys, retired at or before that time
+  kRevoked,   // in previous_keys, revoked_from at or before that time
+  kUnknown,   // no member lists it
+};
+const char* keyStateName(KeyState state);  // "current", "previous", "retired", ...
 
 struct Members {
   std::string federation;
   std::vector<Member> members;  // in file order
 
   const Member* findByName(const std::string& name) const;
+  // The member whose current key is `key`, or whose previous key it is and still accepted now
+  // (system clock); nullptr otherwise.
   const Member* findByKey(const crypto::PublicKey& key) const;
+  // Every key of every member (current and previous), for the handshake; check the result
+  // with checkKey.
   std::vector<crypto::PublicKey> keys() const;
+  // The member listing `key` (current or previous, whatever its state) and the key's state at
+  // `atMs`; {nullptr, kUnknown} if no member lists it.
+  std::pair<const Member*, KeyState> keyState(const crypto::PublicKey& key, int64_t atMs) const;
+  // The member if `key` is accepted at `atMs` (current, or previous not yet retired or
+  // revoked); PermissionDenied naming the member, the key and its state otherwise ("key tmpk1...
+  // of member 'west' was retired at 2026-11-01T00:00:00Z (previous_keys in the members file)").
+  // `what` starts the message ("connection", "query signer", "tree head").
+  Result<const Member*> checkKey(const crypto::PublicKey& key, int64_t atMs,
+                                 const std::string& what) const;
   // Sites that answer `study`, in file order.
   std::vector<const Member*> sitesOf(const std::string& study) const;
 };
@@ -46,6 +97,18 @@ struct Members {
 Result<Members> parseMembers(const std::string& text, const std::string& sourceName);
 // Reads without checking a signature; a site node uses loadNodeMembers (node/members_signature.h).
 Result<Members> loadMembers(const std::string& path);
+
+// A site node's own identity against its entry in the members file: OK for the member's
+// current key, and for a previous key still accepted at `atMs` (the node keeps running on the
+// old key until `trialmesh rotate-key` switches it, docs/keys.md). PermissionDenied otherwise,
+// naming the identity file, both keys and the old key's state.
+Status checkOwnKey(const Member& self, const crypto::PublicKey& running,
+                   const std::string& identityPath, int64_t atMs);
+
+// "2026-11-01T00:00:00Z" (RFC 3339, UTC, whole seconds) <-> ms since the Unix epoch.
+Result<int64_t> parseUtcTime(const std::string& text);
+std::string formatUtcTime(int64_t ms);
+int64_t nowUnixMs();
 
 // A whole file as text; NotFound naming `what` and the path when it cannot be opened.
 Result<std::string> readConfigFile(const std::string& path, const char* what);

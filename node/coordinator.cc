@@ -203,6 +203,17 @@ class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
   Result<std::vector<SiteOutcome>> connect(const std::string& study,
                                            std::chrono::milliseconds deadline);
   Result<SiteInfo> siteInfo(const std::string& siteName, std::chrono::milliseconds deadline);
+  // The key a secure round names `site` by: the one it authenticated with when its info was
+  // fetched (a site still on its previous key during a rotation masks with that key), else
+  // its current key.
+  crypto::PublicKey roundKey(const Member& site) {
+    std::lock_guard<std::mutex> lock(infoMu_);
+    auto it = infos_.find(site.name);
+    if (it != infos_.end() && site.checkKeyAt(it->second.key, nowUnixMs(), "site").isOk()) {
+      return it->second.key;
+    }
+    return site.publicKey;
+  }
   size_t openConnections() const { return open_.load(); }
   uint64_t handshakesCompleted() const { return handshakes_.load(); }
 
@@ -373,7 +384,9 @@ class CoordinatorSession::Impl final : public kj::TaskSet::ErrorHandler {
             protocol::QueryRequestFields fields = plan->fields;
             const int64_t validity = fields.expiresAtMs - fields.issuedAtMs;
             fields.nonce = protocol::newNonce();
-            fields.audience = {link.member->publicKey};  // this copy is for this site only
+            // This copy is for this site only (any key it may run on during a rotation).
+            fields.audience = link.member->keysAcceptedAt(nowUnixMs());
+            std::sort(fields.audience.begin(), fields.audience.end());
             fields.issuedAtMs = plan->clock->nowMs();
             fields.expiresAtMs = fields.issuedAtMs + validity;
             auto resigned = protocol::signQuery(identity_, fields);
@@ -704,7 +717,12 @@ std::vector<std::shared_ptr<const SitePlan>> CoordinatorSession::Impl::signPlans
     std::vector<uint8_t> nonce, const protocol::Clock& clock, std::chrono::milliseconds validity,
     const FederatedQueryOptions& options, bool mayRetry) {
   request.audience.clear();
-  for (const Member* site : sites) request.audience.push_back(site->publicKey);
+  // Every key a site may run on: during a key rotation (docs/keys.md) a site still on its
+  // previous key must find itself in the audience.
+  const int64_t now = nowUnixMs();
+  for (const Member* site : sites) {
+    for (const crypto::PublicKey& key : site->keysAcceptedAt(now)) request.audience.push_back(key);
+  }
   std::sort(request.audience.begin(), request.audience.end());
   request.nonce = std::move(nonce);
   request.issuedAtMs = clock.nowMs();
@@ -831,9 +849,9 @@ Result<FederatedResult> CoordinatorSession::Impl::querySecure(
     if (participants.size() < policy.minSites || participants.size() < 2) return belowQuorum();
     result.rounds = round;
     std::sort(participants.begin(), participants.end(),
-              [](const Member* a, const Member* b) { return a->publicKey < b->publicKey; });
+              [&](const Member* a, const Member* b) { return roundKey(*a) < roundKey(*b); });
     std::vector<crypto::PublicKey> keys;
-    for (const Member* m : participants) keys.push_back(m->publicKey);
+    for (const Member* m : participants) keys.push_back(roundKey(*m));
     const std::vector<uint8_t> nonce = protocol::newNonce();
 
     protocol::QueryRequestFields request;
@@ -906,7 +924,7 @@ Result<FederatedResult> CoordinatorSession::Impl::querySecure(
     std::vector<crypto::MaskWord> sum(layout.words(), 0);
     for (size_t i = 0; i < answers.size() && complete; ++i) {
       SiteAnswer& a = answers[i];
-      auto opened = crypto::openForRound(identity_, participants[i]->publicKey,
+      auto opened = crypto::openForRound(identity_, roundKey(*participants[i]),
                                          plans[i]->fields.nonce, a.sealed);
       Result<std::vector<crypto::MaskWord>> words =
           opened ? crypto::maskWordsFromBytes(*opened)
@@ -1030,9 +1048,12 @@ Result<SiteInfo> CoordinatorSession::Impl::siteInfo(const std::string& siteName,
                         return connection(*link, stage)
                             .then([](kj::Own<SessionConnection> c) {
                               auto request = c->site.infoRequest();
+                              const crypto::PublicKey key = c->conn->peer;
                               return request.send()
-                                  .then([](capnp::Response<wire::Site::InfoResults> response) {
-                                    return Out(siteInfoFromWire(response.getInfo()));
+                                  .then([key](capnp::Response<wire::Site::InfoResults> response) {
+                                    SiteInfo info = siteInfoFromWire(response.getInfo());
+                                    info.key = key;
+                                    return Out(std::move(info));
                                   })
                                   .attach(kj::mv(c));
                             })

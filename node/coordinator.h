@@ -36,6 +36,7 @@
 #include "crypto/mask.h"
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
+#include "ethics/key_rotation.h"
 #include "node/config.h"
 #include "protocol/freshness.h"
 #include "protocol/messages.h"
@@ -130,6 +131,9 @@ struct SiteInfo {
   std::vector<std::string> studies;
   std::vector<StudyPolicy> policies;
   std::map<std::string, uint64_t> datasetVersions;  // study -> dataset version (data refresh)
+  // The key the site authenticated with: its current key, or during a key rotation its
+  // previous one (docs/keys.md). Secure rounds address and open its share with this key.
+  crypto::PublicKey key{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
 };
 
 struct CoordinatorSessionOptions {
@@ -286,5 +290,12 @@ Result<std::vector<ethics::Hash>> fetchAuditConsistency(
     const crypto::Identity& identity, const Members& members, const std::string& siteName,
     uint64_t fromSize, uint64_t toSize,
     std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+// The site's key-rotation entries among its first `treeSize` entries, each with its inclusion
+// proof into that tree (treeSize: the size of a head it signed). Verifies nothing: pass them to
+// ethics::followKeyRotation. Sites may call this on each other (node/peer_audit.h).
+Result<std::vector<ethics::ProvenEntry>> fetchAuditKeyRotations(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    uint64_t treeSize, std::chrono::milliseconds deadline = std::chrono::seconds(10));
 
 }  // namespace trialmesh::node

@@ -201,6 +201,11 @@ Status LocalFederation::writeMembers() {
   return Status::ok();
 }
 
+Status LocalFederation::reloadMembers() {
+  TM_ASSIGN_OR_RETURN(members_, loadMembers(membersPath()));
+  return Status::ok();
+}
+
 Status LocalFederation::startSite(size_t i, std::chrono::milliseconds timeout) {
   Site& site = sites_[i];
   if (site.process && site.process->running()) return Status::ok();

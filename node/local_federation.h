@@ -74,6 +74,9 @@ class LocalFederation {
   // are rewritten and members() reloaded); re-read sitePort/siteOpsPort/members() after.
   Status start(std::chrono::milliseconds timeout = std::chrono::seconds(30));
   Status startSite(size_t index, std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  // Re-reads members.toml after a test edited it (e.g. a key rotation, docs/keys.md), so
+  // start() and members() use the keys it lists now.
+  Status reloadMembers();
   // SIGTERM to every running site, SIGKILL after `grace`. Returns the exit statuses.
   std::vector<int> stop(std::chrono::milliseconds grace = std::chrono::seconds(10));
 

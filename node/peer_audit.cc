@@ -1,5 +1,6 @@
 #include "node/peer_audit.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -52,17 +53,17 @@ Status saveHead(const std::string& path, const ethics::SignedTreeHead& head) {
 
 }  // namespace
 
-PeerAuditor::PeerAuditor(const crypto::Identity& identity, const Members& members,
+PeerAuditor::PeerAuditor(const crypto::Identity& identity, MembersSource members,
                          std::string selfName, ethics::AuditLog& log, ops::Registry& registry,
                          PeerAuditOptions options)
     : identity_(identity),
-      members_(members),
+      members_(std::move(members)),
       selfName_(std::move(selfName)),
       log_(log),
       registry_(registry),
       options_(std::move(options)) {
   // Every peer's series exists from the start, so dashboards see 0 rather than nothing.
-  for (const Member& m : members_.members) {
+  for (const Member& m : members_()->members) {
     if (m.role == Role::kSite && m.name != selfName_) {
       registry_.counter(kAlertMetric, kAlertHelp, {{"peer", m.name}});
     }
@@ -73,7 +74,7 @@ PeerAuditor::~PeerAuditor() { stop(); }
 
 Status PeerAuditor::start() {
   for (const auto& [name, head] : options_.expectedHeads) {
-    const Member* m = members_.findByName(name);
+    const Member* m = members_()->findByName(name);
     if (m == nullptr || m->role != Role::kSite || name == selfName_) {
       return Status::invalidArgument("[ethics.peer_heads] " + name +
                                      ": not another site of the members file");
@@ -113,18 +114,20 @@ std::string PeerAuditor::statePath(const std::string& peer) const {
 
 int PeerAuditor::checkOnce() {
   int alerts = 0;
-  for (const Member& m : members_.members) {
+  // One table for the whole round; a reload meanwhile takes effect at the next round.
+  const std::shared_ptr<const Members> members = members_();
+  for (const Member& m : members->members) {
     if (m.role != Role::kSite || m.name == selfName_) continue;
     {
       std::lock_guard lock(mu_);
       if (stopping_) break;
     }
-    if (checkPeer(m)) ++alerts;
+    if (checkPeer(m, *members)) ++alerts;
   }
   return alerts;
 }
 
-bool PeerAuditor::checkPeer(const Member& peer) {
+bool PeerAuditor::checkPeer(const Member& peer, const Members& members) {
   const std::string path = statePath(peer.name);
   auto previous = loadHead(path);
   if (!previous) {
@@ -138,7 +141,7 @@ bool PeerAuditor::checkPeer(const Member& peer) {
       !*previous && configured != options_.expectedHeads.end() ? &configured->second : nullptr;
   if (*previous) from = (*previous)->treeSize;
   if (expected != nullptr) from = expected->treeSize;
-  auto fetched = fetchAuditHead(identity_, members_, peer.name, from, options_.deadline);
+  auto fetched = fetchAuditHead(identity_, members, peer.name, from, options_.deadline);
   if (!fetched) {
     // An unreachable peer says nothing about its log.
     ops::logEvent(spdlog::level::warn, "peer_check_failed",
@@ -147,10 +150,28 @@ bool PeerAuditor::checkPeer(const Member& peer) {
   }
   const ethics::SignedTreeHead& next = fetched->head;
   Status s = Status::ok();
-  if (!(next.logKey == peer.publicKey)) {
+  // The head's key must be one the members file accepts for the peer: its current key, or a
+  // previous one not yet retired or revoked (a rotation in progress, docs/keys.md). Checked at
+  // the later of now and the head's own time, since validity only ever ends.
+  const int64_t keyTime = std::max(nowUnixMs(), next.timestampMs);
+  Status keyAccepted = peer.checkKeyAt(next.logKey, keyTime, "tree head of peer " + peer.name);
+  bool rotated = false;
+  if (!keyAccepted.isOk()) {
     s = Status::permissionDenied("fork detected: peer " + peer.name +
-                                 " sent a tree head signed by " + next.logKey.toText() +
-                                 ", not by its member key " + peer.publicKey.toText());
+                                 " sent a tree head signed by a key its members entry does not "
+                                 "accept: " +
+                                 keyAccepted.message());
+  } else if (*previous && (*previous)->logKey != next.logKey) {
+    // The peer's key changed since we pinned its head: its log must extend the pinned head
+    // and record, signed by both keys, the rotation from the pinned key to the new one.
+    s = followRotation(peer, members, **previous, *fetched);
+    if (s.code() == StatusCode::kUnavailable) {
+      // As for the head itself: an unreachable peer says nothing about its log.
+      ops::logEvent(spdlog::level::warn, "peer_check_failed",
+                    {{"peer", peer.name}, {"detail", s.toString()}});
+      return false;
+    }
+    rotated = s.isOk();
   } else if (!*previous) {
     s = ethics::verifyTreeHeadSignature(next);
     if (s.isOk() && expected != nullptr) s = checkConfiguredHead(peer, *expected, *fetched);
@@ -169,6 +190,13 @@ bool PeerAuditor::checkPeer(const Member& peer) {
     return true;
   }
   lastAlert_.erase(peer.name);
+  if (rotated) {
+    ops::logEvent(spdlog::level::info, "peer_key_rotated",
+                  {{"peer", peer.name},
+                   {"old_key", (*previous)->logKey.toText()},
+                   {"new_key", next.logKey.toText()},
+                   {"tree_size", next.treeSize}});
+  }
   if (!*previous) {
     // Trust on first use is a decision the operator must be able to see (and replace with a
     // configured head): say which it was.
@@ -178,7 +206,7 @@ bool PeerAuditor::checkPeer(const Member& peer) {
                    {"tree_size", next.treeSize},
                    {"head", ethics::formatExpectedHead(next)}});
   }
-  if (!*previous || next.treeSize > (*previous)->treeSize) {
+  if (!*previous || next.treeSize > (*previous)->treeSize || rotated) {
     Status saved = saveHead(path, next);
     if (!saved.isOk()) {
       ops::logEvent(spdlog::level::err, "peer_check_failed",
@@ -188,6 +216,28 @@ bool PeerAuditor::checkPeer(const Member& peer) {
   ops::logEvent(spdlog::level::debug, "peer_log_consistent",
                 {{"peer", peer.name}, {"tree_size", next.treeSize}});
   return false;
+}
+
+Status PeerAuditor::followRotation(const Member& peer, const Members& members,
+                                   const ethics::SignedTreeHead& pinned,
+                                   const AuditHeadAndProof& fetched) const {
+  auto rotations = fetchAuditKeyRotations(identity_, members, peer.name, fetched.head.treeSize,
+                                          options_.deadline);
+  if (!rotations) {
+    if (rotations.status().code() == StatusCode::kUnavailable) return rotations.status();
+    return Status::permissionDenied("fork detected: peer " + peer.name +
+                                    " signs with a new key but refused its key-rotation "
+                                    "entries: " +
+                                    rotations.status().toString());
+  }
+  auto chain = ethics::followKeyRotation(
+      pinned, fetched.head, fetched.consistency, *rotations,
+      [&peer](const crypto::PublicKey& key, int64_t atMs) {
+        return peer.checkKeyAt(key, atMs, "key of peer " + peer.name);
+      },
+      [&peer](const crypto::PublicKey& key) { return key == peer.publicKey; });
+  if (!chain) return chain.status().withContext("peer " + peer.name);
+  return Status::ok();
 }
 
 Status PeerAuditor::checkConfiguredHead(const Member& peer, const ethics::ExpectedHead& expected,

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -50,7 +51,10 @@ struct PeerAuditOptions {
 
 class PeerAuditor {
  public:
-  PeerAuditor(const crypto::Identity& identity, const Members& members, std::string selfName,
+  // `members` returns the members table in force (it changes at a reload: a key rotation's
+  // new key, docs/keys.md); called from the auditor's thread, so it must be thread-safe.
+  using MembersSource = std::function<std::shared_ptr<const Members>()>;
+  PeerAuditor(const crypto::Identity& identity, MembersSource members, std::string selfName,
               ethics::AuditLog& log, ops::Registry& registry, PeerAuditOptions options);
   ~PeerAuditor();  // stop()
   PeerAuditor(const PeerAuditor&) = delete;
@@ -68,15 +72,20 @@ class PeerAuditor {
 
  private:
   // Checks one peer; returns true if it raised an alert.
-  bool checkPeer(const Member& peer);
+  bool checkPeer(const Member& peer, const Members& members);
   void raiseAlert(const Member& peer, const std::string& message);
   // First contact with a peer that has a configured head: its log must extend that head.
   Status checkConfiguredHead(const Member& peer, const ethics::ExpectedHead& expected,
                              const AuditHeadAndProof& fetched) const;
+  // The peer's head is signed by another key than the pinned one: OK only if its log extends
+  // the pinned head and records a signed rotation to the new key (ethics/key_rotation.h).
+  Status followRotation(const Member& peer, const Members& members,
+                        const ethics::SignedTreeHead& pinned,
+                        const AuditHeadAndProof& fetched) const;
   std::string statePath(const std::string& peer) const;
 
   const crypto::Identity& identity_;
-  const Members& members_;
+  MembersSource members_;
   std::string selfName_;
   ethics::AuditLog& log_;
   ops::Registry& registry_;

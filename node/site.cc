@@ -35,6 +35,7 @@
 #include "crypto/seal.h"
 #include "ethics/approval.h"
 #include "ethics/audit_log.h"
+#include "ethics/key_rotation.h"
 #include "ethics/privacy_budget.h"
 #include "node/alert.h"
 #include "node/check_config.h"
@@ -367,8 +368,15 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   // auditor's reference to the start-up table, never dangles. One reload per operator action:
   // the retained tables are a few KiB each.
   void replaceMembers(Members next) {
+    std::lock_guard<std::mutex> lock(membersMu_);
     retiredMembers_.push_back(members_);
     members_ = std::make_shared<const Members>(std::move(next));
+  }
+  // The table in force, for other threads (the peer auditor). The event loop, the only writer,
+  // reads members_ directly.
+  std::shared_ptr<const Members> membersSnapshot() const {
+    std::lock_guard<std::mutex> lock(membersMu_);
+    return members_;
   }
   const crypto::Identity& identity() const { return identity_; }
   ops::NodeMetrics& metrics() { return metrics_; }
@@ -478,6 +486,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   void closeEthics(const std::string& reason);
 
   ethics::AuditLog& audit() { return *audit_; }
+  const std::vector<uint64_t>& keyRotations() const { return keyRotations_; }
   ethics::ApprovalRegistry& registry() { return *registry_; }
   ethics::ApprovalStore& approvalStore() { return *approvalStore_; }
   // Appends an audit entry; throws the refusal (and logs it) when the durable write fails, so
@@ -520,6 +529,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   const NodeConfig& config_;
   std::shared_ptr<const Members> members_;
   std::vector<std::shared_ptr<const Members>> retiredMembers_;
+  mutable std::mutex membersMu_;  // guards members_ against membersSnapshot() from other threads
   crypto::Identity identity_;
   std::shared_ptr<storage::Store> store_;
   kj::Timer& timer_;
@@ -544,6 +554,8 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   std::unique_ptr<ethics::ApprovalStore> approvalStore_;
   std::unique_ptr<ethics::ApprovalRegistry> registry_;
   std::unique_ptr<ethics::AuditLog> audit_;
+  // Positions of the log's key-rotation entries (fixed while running: rotate-key runs offline).
+  std::vector<uint64_t> keyRotations_;
   std::unique_ptr<ethics::PrivacyBudgetLedger> ledger_;  // secure-dp; opened on first use
   std::unique_ptr<RefusalAuditor> refusals_;             // with the audit log
   SurveillancePace surveillancePace_;                    // surveillance_min_interval_ms
@@ -580,7 +592,8 @@ Status SiteState::checkRound(const protocol::QueryRequestFields& r,
   const std::vector<const Member*> sites = members_->sitesOf(r.study);
   for (const crypto::PublicKey& key : list) {
     bool found = false;
-    for (const Member* m : sites) found = found || m->publicKey == key;
+    const int64_t now = nowUnixMs();
+    for (const Member* m : sites) found = found || m->checkKeyAt(key, now, "participant").isOk();
     if (!found) {
       return Status::permissionDenied(
           "secure round: participant " + key.toText() + " is not a site of study '" + r.study +
@@ -655,6 +668,18 @@ Status SiteState::openEthics(const std::map<std::string, ethics::Hash>& dictiona
   auto audit = ethics::AuditLog::open(e.auditDir, identity_);
   if (!audit) return audit.status().withContext(config_.path + ": [ethics] audit_dir");
   audit_ = std::move(*audit);
+  // After `trialmesh rotate-key` the log says which key signs from now on: starting with
+  // another (the old key restored, say) would make every peer see a fork.
+  auto history = ethics::readKeyHistory(*audit_);
+  if (!history) return history.status().withContext("audit log " + e.auditDir);
+  if (history->latest && history->latest->newKey != identity_.pub) {
+    return Status::failedPrecondition(
+        "audit log " + e.auditDir + " records (entry " + std::to_string(history->rotations.back()) +
+        ") the rotation of this node's key to " + history->latest->newKey.toText() +
+        ", but identity " + config_.identityPath + " is " + identity_.pub.toText() +
+        ": start the node with the new identity (docs/keys.md)");
+  }
+  keyRotations_ = std::move(history->rotations);
   auto started = audit_->append(ethics::EntryKind::kNodeStart, ethics::NodeEvent{kSoftwareVersion});
   if (!started) return started.status().withContext("audit log " + e.auditDir);
   refusals_ = std::make_unique<RefusalAuditor>(audit_.get(), metrics_,
@@ -951,6 +976,36 @@ class SiteImpl final : public wire::Site::Server {
     return kj::READY_NOW;
   }
 
+  kj::Promise<void> auditKeyRotations(AuditKeyRotationsContext context) override {
+    requireEthicsAccess("auditKeyRotations", /*sitesToo=*/true);
+    const uint64_t treeSize = context.getParams().getTreeSize();
+    if (treeSize > state_.audit().size()) {
+      fail("auditKeyRotations", Status::invalidArgument("tree size " + std::to_string(treeSize) +
+                                                        " is past the log's size " +
+                                                        std::to_string(state_.audit().size())));
+    }
+    std::vector<uint64_t> within;
+    for (uint64_t i : state_.keyRotations()) {
+      if (i < treeSize) within.push_back(i);
+    }
+    auto list = context.getResults().initEntries(static_cast<unsigned>(within.size()));
+    for (size_t k = 0; k < within.size(); ++k) {
+      auto stored = state_.audit().readRange(within[k], within[k] + 1);
+      if (!stored) fail("auditKeyRotations", stored.status());
+      auto proof = state_.audit().inclusionProof(within[k], treeSize);
+      if (!proof) fail("auditKeyRotations", proof.status());
+      auto out = list[static_cast<unsigned>(k)];
+      out.setIndex(within[k]);
+      const std::string& bytes = stored->front().bytes;
+      out.setEntry(kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data()), bytes.size()));
+      auto hashes = out.initProof(static_cast<unsigned>(proof->size()));
+      for (size_t i = 0; i < proof->size(); ++i) {
+        hashes.set(static_cast<unsigned>(i), kj::arrayPtr((*proof)[i].data(), (*proof)[i].size()));
+      }
+    }
+    return kj::READY_NOW;
+  }
+
  private:
   // Who may raise a surveillance alert: the authenticated peer itself (no relaying), a member
   // with role coordinator, and a coordinator of the study's governing approval at this site.
@@ -983,7 +1038,8 @@ class SiteImpl final : public wire::Site::Server {
   }
 
   // Ethics methods: ethics-board members and the site itself only; with `sitesToo` also other
-  // sites (tree heads and consistency proofs, for peer fork detection: node/peer_audit.h).
+  // sites (tree heads, consistency proofs and key rotations, for peer fork detection:
+  // node/peer_audit.h).
   void requireEthicsAccess(const char* method, bool sitesToo = false) {
     if (peer_ == state_.identity().pub) return;
     const Member* m = state_.members().findByKey(peer_);
@@ -1032,14 +1088,11 @@ kj::Promise<void> SiteState::runQuery(RunQueryContext context, const crypto::Pub
                        verified.status(), peerName, remote);
   }
   const protocol::QueryRequestFields& r = *verified;
-  const Member* signer = members_->findByKey(r.coordinatorKey);
-  if (signer == nullptr) {
-    refuseBeforeEthics(
-        RefusalReason::kMembership,
-        Status::permissionDenied("query signer " + r.coordinatorKey.toText() +
-                                 " is not a member of federation '" + members_->federation + "'"),
-        peerName, remote);
+  auto signerKey = members_->checkKey(r.coordinatorKey, nowUnixMs(), "query signer");
+  if (!signerKey) {
+    refuseBeforeEthics(RefusalReason::kMembership, signerKey.status(), peerName, remote);
   }
+  const Member* signer = *signerKey;
   if (signer->role != Role::kCoordinator) {
     refuseBeforeEthics(
         RefusalReason::kMembership,
@@ -1453,8 +1506,16 @@ void SiteState::accept(kj::Own<kj::AsyncIoStream> transport) {
       handshake
           .then(
               [this, address, peerName](protocol::SecureConnection sc) -> kj::Promise<void> {
-                const Member* m = members_->findByKey(sc.peer);
-                *peerName = m != nullptr ? m->name : sc.peer.toText();
+                // The handshake accepts every key the members file lists, so that a retired
+                // or revoked previous key is refused here with the member and the reason.
+                auto accepted = members_->checkKey(sc.peer, nowUnixMs(), "connection refused");
+                if (!accepted) {
+                  logConnectionRefused(address, accepted.status().message(),
+                                       ops::RefusalClass::kMembership, sc.peer.toText());
+                  return kj::READY_NOW;  // dropping the stream closes it
+                }
+                const Member* m = *accepted;
+                *peerName = m->name;
                 if (connections_ >= config_.limits.maxConnections) {
                   logConnectionRefused(address,
                                        "too many open connections of members "
@@ -1506,11 +1567,11 @@ Status reloadMembers(SiteState& state) {
     return Status::invalidArgument(config.membersPath + ": '" + config.name +
                                    "' is no longer a member with role site");
   }
-  if (!(self->publicKey == state.identity().pub)) {
-    return Status::permissionDenied(config.membersPath + ": lists " + self->publicKey.toText() +
-                                    " for '" + config.name + "' but this node runs with " +
-                                    state.identity().pub.toText() +
-                                    " (rotate the key with a restart, docs/keys.md)");
+  Status ownKey = checkOwnKey(*self, state.identity().pub, config.identityPath, nowUnixMs());
+  if (!ownKey.isOk()) {
+    return ownKey.withContext(
+        config.membersPath +
+        " (switch keys with trialmesh rotate-key and a restart, docs/keys.md)");
   }
   if (next->federation != state.members().federation) {
     return Status::invalidArgument(config.membersPath + ": federation '" + next->federation +
@@ -1576,11 +1637,8 @@ int runSiteNode(const NodeConfig& config) {
   auto identity = crypto::loadIdentity(config.identityPath,
                                        [&config]() { return readIdentityPassphrase(config); });
   if (!identity) return startupFailure(identity.status().withContext(config.identityPath));
-  if (!(identity->pub == self->publicKey)) {
-    return startupFailure(Status::permissionDenied(
-        "identity " + config.identityPath + " has public key " + identity->pub.toText() +
-        " but the members file lists " + self->publicKey.toText() + " for '" + config.name + "'"));
-  }
+  Status ownKey = checkOwnKey(*self, identity->pub, config.identityPath, nowUnixMs());
+  if (!ownKey.isOk()) return startupFailure(ownKey);
   Status isPrivate = checkDataDirPrivate(config.dataDir, config.path);
   if (!isPrivate.isOk()) return startupFailure(isPrivate);
   storage::StoreOptions storeOptions;
@@ -1639,8 +1697,9 @@ int runSiteNode(const NodeConfig& config) {
   peerAudit.interval = std::chrono::milliseconds(config.ethics.peerCheckIntervalMs);
   peerAudit.stateDir = config.dataDir + "/ethics-peer-heads";
   peerAudit.expectedHeads = config.ethics.peerHeads;
-  PeerAuditor peerAuditor(state.identity(), state.members(), config.name, state.audit(), registry,
-                          peerAudit);
+  PeerAuditor peerAuditor(
+      state.identity(), [&state]() { return state.membersSnapshot(); }, config.name, state.audit(),
+      registry, peerAudit);
   Status peerAuditStarted = peerAuditor.start();
   if (!peerAuditStarted.isOk()) return startupFailure(peerAuditStarted);
 

@@ -306,4 +306,26 @@ Result<AuditHeadAndProof> fetchAuditHead(const crypto::Identity& identity, const
   return std::move(*out);
 }
 
+Result<std::vector<ethics::ProvenEntry>> fetchAuditKeyRotations(
+    const crypto::Identity& identity, const Members& members, const std::string& siteName,
+    uint64_t treeSize, std::chrono::milliseconds deadline) {
+  auto out = std::make_shared<std::vector<ethics::ProvenEntry>>();
+  TM_RETURN_IF_ERROR(
+      callSite(identity, members, siteName, deadline, [out, treeSize](wire::Site::Client site) {
+        auto req = site.auditKeyRotationsRequest();
+        req.setTreeSize(treeSize);
+        return req.send().then([out](auto response) -> Status {
+          for (auto e : response.getEntries()) {
+            ethics::ProvenEntry p;
+            p.index = e.getIndex();
+            p.bytes = stringOf(e.getEntry());
+            TM_RETURN_IF_ERROR(appendProofHashes(e.getProof(), p.inclusionProof));
+            out->push_back(std::move(p));
+          }
+          return Status::ok();
+        });
+      }));
+  return std::move(*out);
+}
+
 }  // namespace trialmesh::node

@@ -199,6 +199,12 @@ interface Site {
   # coordinator of the study's governing approval, and that the alert is for this federation
   # and a study this site serves; then it appends an `alert` audit entry and counts it
   # (trialmesh_surveillance_alerts_total). Refusals as for runQuery.
+
+  auditKeyRotations @9 (treeSize :UInt64) -> (entries :List(ProvenAuditEntry));
+  # Every key-rotation entry among the first `treeSize` entries (the size of a head the site
+  # signed), each with its inclusion proof into that tree: what a peer that pinned a head
+  # signed by the site's previous key needs to follow the log across the key change
+  # (ethics/key_rotation.h) without reading any other entry. Sites and ethics boards.
 }
 
 struct ApprovalStanding {
@@ -215,6 +221,12 @@ struct StatementRecord {
   issuedAtMs @3 :Int64; # the signer's clock, Unix ms; 0 when the statement carries none
   reason @4 :Text;
   site @5 :Text;        # recognition: the recognising site's member name
+}
+
+struct ProvenAuditEntry {
+  index @0 :UInt64;        # the entry's position (sequence number) in the log
+  entry @1 :Data;          # its canonical bytes (ethics::encodeEntry)
+  proof @2 :List(Data);    # RFC 6962 inclusion proof into the tree of the requested size
 }
 
 struct AuditEntry {

@@ -124,6 +124,35 @@ TEST_F(CheckConfigTest, RefusesAKeyThatIsNotTheMembersFileKey) {
   expectRefused("but the members file lists");
 }
 
+// During a key rotation (docs/keys.md) the node may still run on a previous key of its member:
+// accepted, and said so, until the key's retirement; refused from then on, naming the state.
+TEST_F(CheckConfigTest, APreviousKeyIsAcceptedUntilItsRetirement) {
+  const std::string members = readFile(fed_->membersPath());
+  const std::string oldKey = fed_->members().findByName(fed_->siteName(0))->publicKey.toText();
+  const std::string newKey = crypto::generateIdentity().pub.toText();
+  auto withRetirement = [&](const std::string& retired) {
+    std::string text = members;
+    const std::string line = "public_key = \"" + oldKey + "\"";
+    const size_t at = text.find(line);
+    ASSERT_NE(at, std::string::npos);
+    text.replace(at, line.size(),
+                 "public_key = \"" + newKey + "\"\nprevious_keys = [{ key = \"" + oldKey +
+                     "\", retired = \"" + retired + "\" }]");
+    std::ofstream(fed_->membersPath(), std::ios::trunc) << text;
+  };
+  withRetirement("2999-01-01T00:00:00Z");
+  auto r = check();
+  ASSERT_TRUE(r.isOk()) << r.status().toString();
+  std::string all;
+  for (const auto& l : *r) all += l + "\n";
+  EXPECT_NE(all.find("is a previous key of '" + fed_->siteName(0) +
+                     "', accepted until 2999-01-01T00:00:00Z"),
+            std::string::npos)
+      << all;
+  withRetirement("2001-01-01T00:00:00Z");
+  expectRefused("this node's key was retired at 2001-01-01T00:00:00Z: switch to the new key");
+}
+
 TEST_F(CheckConfigTest, RefusesAWrongPassphrase) {
   const std::string key = siteDir() + "/enc.key";
   // The same key as the members file, re-saved under a passphrase; the config gives another.

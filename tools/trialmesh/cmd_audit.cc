@@ -33,7 +33,21 @@ struct Args {
 struct Session {
   node::Members members;
   crypto::Identity identity;
-  crypto::PublicKey logKey{std::array<uint8_t, crypto::kPublicKeyBytes>{}};
+  std::string site;
+
+  // The site's log key for `head`: any key the members file accepts for the site at the head's
+  // time (its current key, or a previous one during a rotation, docs/keys.md).
+  Result<crypto::PublicKey> logKeyOf(const ethics::SignedTreeHead& head) const {
+    const node::Member* m = members.findByName(site);
+    TM_RETURN_IF_ERROR(m->checkKeyAt(head.logKey, head.timestampMs, "tree head of " + site));
+    return head.logKey;
+  }
+  ethics::KeyValidity keyValidity() const {
+    const node::Member* m = members.findByName(site);
+    return [m, name = site](const crypto::PublicKey& key, int64_t atMs) {
+      return m->checkKeyAt(key, atMs, "key of site " + name);
+    };
+  }
 };
 
 Result<Session> openSession(const Args& a) {
@@ -44,7 +58,7 @@ Result<Session> openSession(const Args& a) {
   if (site == nullptr || site->role != node::Role::kSite) {
     return Status::notFound("--node '" + a.node + "' is not a site in " + a.members);
   }
-  Session s{std::move(members), std::move(*identity), site->publicKey};
+  Session s{std::move(members), std::move(*identity), a.node};
   return s;
 }
 
@@ -84,7 +98,8 @@ std::string isoTime(int64_t ms) {
 // A key as the board knows it: the member name from the members file, the key itself only
 // for a key the file does not list.
 std::string memberName(const node::Members& members, const crypto::PublicKey& key) {
-  const node::Member* m = members.findByKey(key);
+  // Any key the file lists, previous ones included: old entries name old keys.
+  const node::Member* m = members.keyState(key, 0).first;
   return m != nullptr ? m->name : "unknown key " + key.toText();
 }
 
@@ -135,6 +150,10 @@ nlohmann::ordered_json entryRecord(const ethics::Entry& e, const node::Members& 
           detail = b.setting + ": " + b.oldValue + " -> " + b.newValue;
         } else if constexpr (std::is_same_v<T, ethics::KeyChangeEvent>) {
           detail = b.role + ": " + b.oldKey.toText() + " -> " + b.newKey.toText();
+        } else if constexpr (std::is_same_v<T, ethics::KeyRotationEvent>) {
+          // Exported only after verifyLog, which checks both signatures.
+          detail = b.member + ": node key " + b.oldKey.toText() + " -> " + b.newKey.toText() +
+                   ", signed by both keys at " + isoTime(b.signedAtMs);
         } else if constexpr (std::is_same_v<T, ethics::NodeEvent>) {
           detail = b.detail;
         } else if constexpr (std::is_same_v<T, ethics::AlertEvent>) {
@@ -214,7 +233,9 @@ int runVerify(const Args& a) {
     std::printf("audit log of %s FAILED verification: %s\n", a.node.c_str(), s.message().c_str());
     return 1;
   };
-  Status verified = ethics::verifyLog(log->entries, log->head, session->logKey);
+  auto logKey = session->logKeyOf(log->head);
+  if (!logKey) return failed(logKey.status());
+  Status verified = ethics::verifyLog(log->entries, log->head, *logKey);
   if (!verified.isOk()) return failed(verified);
 
   // The site must prove that this head extends the one we verified last.
@@ -235,6 +256,10 @@ int runVerify(const Args& a) {
   check.consistencyProof = proof;
   check.expected = expected;
   check.acceptKey = acceptKey;
+  check.keyValidity = session->keyValidity();
+  check.keyVouched = [site = session->members.findByName(a.node)](const crypto::PublicKey& key) {
+    return key == site->publicKey;
+  };
   auto outcome = ethics::checkAgainstPins(check);
   if (!outcome) {
     return failed(
@@ -261,6 +286,12 @@ int runVerify(const Args& a) {
           "consistent with the head pinned before (%llu entries): nothing was removed "
           "or rewritten; pin updated in %s\n",
           static_cast<unsigned long long>(pinnedSize), statePath.c_str());
+      break;
+    case ethics::PinOutcome::kKeyRotated:
+      std::printf(
+          "extends the head pinned before under the site's previous key, and the log records "
+          "the key rotation to %s signed by both keys; pinned in %s\n",
+          log->head.logKey.toText().c_str(), statePath.c_str());
       break;
     case ethics::PinOutcome::kKeyAccepted:
       std::printf("new log key accepted as given with --accept-key; pinned in %s\n",
@@ -292,7 +323,8 @@ int runExport(const Args& a) {
   auto log = node::downloadAuditLog(session->identity, session->members, a.node);
   if (!log) return fail(log.status());
   // A report is only worth filing about a log that verifies.
-  Status verified = ethics::verifyLog(log->entries, log->head, session->logKey);
+  auto logKey = session->logKeyOf(log->head);
+  Status verified = logKey ? ethics::verifyLog(log->entries, log->head, *logKey) : logKey.status();
   if (!verified.isOk()) {
     return fail(Status::corruption("audit log of " + a.node +
                                    " does not verify, not exported: " + verified.message()));

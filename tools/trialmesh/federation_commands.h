@@ -1,5 +1,6 @@
 // Federation commands of the `trialmesh` CLI (tools/trialmesh/cmd_federation.cc):
 //   trialmesh keygen --out NAME.key [--passphrase-file F] [--force]
+//   trialmesh rotate-key --config node.toml --new-identity NEW.key [--generate]
 //   trialmesh query --study S --members members.toml --identity coord.key [--deadline-ms N]
 //                   [--json|--csv] '<query>'        (federated form; cmd_query.cc calls
 //                                                     runFederatedQueryCommand)
@@ -17,6 +18,8 @@ namespace trialmesh::cli {
 void addFederationCommands(CLI::App& app, int& exitCode);
 // Registers `watch`, the standing surveillance query (cmd_watch.cc).
 void addWatchCommand(CLI::App& app, int& exitCode);
+// Registers `rotate-key` (cmd_keys.cc).
+void addKeyCommands(CLI::App& app, int& exitCode);
 // Registers `members sign` and `members verify` (cmd_members.cc).
 void addMembersCommands(CLI::App& app, int& exitCode);
 

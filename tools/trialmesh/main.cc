@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   CLI::App app{
       "trialmesh: federated aggregate analysis for multicenter clinical trials.\n"
       "Each hospital keeps its records in its own store; coordinators get aggregates only.\n\n"
-      "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node)\n"
+      "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node), rotate-key\n"
       "Coordinators: query, watch (standing surveillance query), console (a local web\n"
       "application)\n"
       "Ethics:       ethics (sign, submit, show, list, revoke), audit (verify, export, tail)\n"
@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   trialmesh::cli::addConsoleCommand(app, exitCode);
   trialmesh::cli::addFederationCommands(app, exitCode);
   trialmesh::cli::addWatchCommand(app, exitCode);
+  trialmesh::cli::addKeyCommands(app, exitCode);
   trialmesh::cli::addMembersCommands(app, exitCode);
   trialmesh::cli::addEthicsCommands(app, exitCode);
   trialmesh::cli::addAuditCommands(app, exitCode);
