@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -289,6 +290,95 @@ TEST_F(LiveOpsE2eTest, BackupWipeRestoreAnswersTheSame) {
   ASSERT_EQ(oStatus, 0) << oOut;
   auto offline = nlohmann::json::parse(readFile((dir_ / "offline/MANIFEST.json").string()));
   EXPECT_EQ(offline["audit_size"], entries->size());
+}
+
+// A restored log is a prefix of what a peer verified: the peer raises a fork alert (fork
+// detection cannot tell a restore from a rollback), and once its operator accepts the head
+// reported from the backup's manifest ([ethics.peer_heads], docs/deployment.md section 11),
+// the restored log is pinned against that head with no alert.
+TEST(LiveOpsPeersE2eTest, PeersAlertOnARestoredLogUntilTheReportedHeadIsConfigured) {
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("trialmesh-liveops-peers-" + std::to_string(::getpid()));
+  std::unique_ptr<LocalFederation> fed;
+  startLocalFederation(dir, 2, 200, fed);
+  auto cli = [&dir](const std::vector<std::string>& args) {
+    std::vector<std::string> shellArgs = {"-c", "exec \"$0\" \"$@\" 1>&2", TRIALMESH_CLI_BINARY};
+    shellArgs.insert(shellArgs.end(), args.begin(), args.end());
+    const std::string out = (dir / "cli.out").string();
+    std::filesystem::remove(out);
+    auto p = ChildProcess::spawn("/bin/sh", shellArgs, out);
+    std::optional<int> status = p.isOk() ? p->waitFor(60s) : std::nullopt;
+    return std::make_pair(status.value_or(-1), readFile(out));
+  };
+  auto query = [&fed]() {
+    FederatedQueryOptions options;
+    options.deadline = 10s;
+    auto r = runFederatedQuery(fed->coordinator(), fed->members(), LocalFederation::kStudy, "count",
+                               options);
+    return r.isOk() && r->answered() == 2;
+  };
+  // Bounded polling for a condition (the peer checks run every 200 ms).
+  auto waitFor = [](const std::function<bool()>& done) {
+    const auto until = std::chrono::steady_clock::now() + 20s;
+    while (!done() && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(20ms);
+    return done();
+  };
+  fed->stop(5s);
+  for (size_t i = 0; i < 2; ++i) {
+    std::string text = readFile(fed->siteConfigPath(i));
+    const size_t at = text.find("[ethics]\n");
+    ASSERT_NE(at, std::string::npos);
+    text.insert(at + 9, "peer_check_interval_ms = 200\n");
+    std::ofstream(fed->siteConfigPath(i), std::ios::trunc) << text;
+  }
+  ASSERT_TRUE(fed->start(30s).isOk());
+  ASSERT_TRUE(query());
+  // site-s02's record of site-s01's log.
+  const std::string pinned = fed->siteDirectory(1) + "/store/ethics-peer-heads/site-s01.sth";
+  auto pinnedSize = [&pinned]() -> uint64_t {
+    const std::string bytes = readFile(pinned);
+    auto head =
+        ethics::decodeTreeHead({reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()});
+    return head.isOk() ? head->treeSize : 0;
+  };
+  ASSERT_TRUE(waitFor([&] { return pinnedSize() > 0; }));
+
+  const std::string backup = (dir / "backup").string();
+  auto [bStatus, bOut] = cli({"backup", "--config", fed->siteConfigPath(0), "--to", backup});
+  ASSERT_EQ(bStatus, 0) << bOut;
+  auto manifest = nlohmann::json::parse(readFile(backup + "/MANIFEST.json"));
+  const uint64_t backedUp = manifest["audit_size"];
+  // The log grows after the backup and site-s02 verifies the longer log.
+  ASSERT_TRUE(query());
+  ASSERT_TRUE(waitFor([&] { return pinnedSize() > backedUp; }));
+
+  fed->siteProcess(0)->stop(5s);
+  const std::string store = fed->siteDirectory(0) + "/store";
+  std::filesystem::remove_all(store);
+  auto [rStatus, rOut] = cli({"restore", "--from", backup, "--data-dir", store});
+  ASSERT_EQ(rStatus, 0) << rOut;
+  const std::string peerLog = fed->siteLogPath(1);
+  ASSERT_EQ(readFile(peerLog).find("peer_log_alert"), std::string::npos);
+  ASSERT_TRUE(fed->startSite(0, 30s).isOk());
+  EXPECT_TRUE(waitFor([&] {
+    return readFile(peerLog).find("peer_log_alert") != std::string::npos;
+  })) << "site-s02 did not notice that site-s01's log went back";
+
+  // site-s02's operator accepts the head reported from the manifest.
+  fed->siteProcess(1)->stop(5s);
+  std::filesystem::remove(pinned);
+  std::ofstream(fed->siteConfigPath(1), std::ios::app)
+      << "\n[ethics.peer_heads]\n\"site-s01\" = \"" << manifest["audit_root"].get<std::string>()
+      << "@" << backedUp << "\"\n";
+  const size_t logBefore = readFile(peerLog).size();
+  ASSERT_TRUE(fed->startSite(1, 30s).isOk());
+  EXPECT_TRUE(waitFor([&] {
+    return readFile(peerLog).find("configured head", logBefore) != std::string::npos;
+  })) << readFile(peerLog).substr(logBefore);
+  EXPECT_TRUE(query());
+  EXPECT_EQ(readFile(peerLog).find("peer_log_alert", logBefore), std::string::npos)
+      << readFile(peerLog).substr(logBefore);
+  stopLocalFederation(fed, dir);
 }
 
 }  // namespace
