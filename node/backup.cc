@@ -206,6 +206,13 @@ Result<nlohmann::json> restoreBackup(const RestoreOptions& o) {
             " is not empty; restore into an empty directory, or pass --force to replace its "
             "contents (the node must be stopped)");
       }
+      // --force deletes: only what looks like a node's data directory, not a mistyped path.
+      if (!fs::exists(target / "CURRENT", ec) && !fs::exists(target / "ethics-audit", ec)) {
+        return Status::failedPrecondition(
+            "restore target " + o.dataDir +
+            " does not look like a trialmesh data directory (no store, no ethics-audit); "
+            "refusing to delete its contents even with --force");
+      }
       // A node serving this directory holds the store's LOCK: never pull it from under it.
       storage::StoreOptions probe;
       probe.createIfMissing = false;

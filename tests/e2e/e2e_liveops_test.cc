@@ -272,6 +272,16 @@ TEST_F(LiveOpsE2eTest, BackupWipeRestoreAnswersTheSame) {
   auto [again, againOut] = runCli({"restore", "--from", backup, "--data-dir", store()});
   EXPECT_EQ(again, 1) << againOut;
   EXPECT_NE(againOut.find("--force"), std::string::npos) << againOut;
+  auto [forced, forcedOut] =
+      runCli({"restore", "--from", backup, "--data-dir", store(), "--force"});
+  EXPECT_EQ(forced, 0) << forcedOut;
+  const std::string other = (dir_ / "not-a-data-dir").string();
+  std::filesystem::create_directories(other);
+  std::ofstream(other + "/notes.txt") << "keep me\n";
+  auto [refused, refusedOut] =
+      runCli({"restore", "--from", backup, "--data-dir", other, "--force"});
+  EXPECT_EQ(refused, 1) << refusedOut;
+  EXPECT_TRUE(std::filesystem::exists(other + "/notes.txt"));
 
   // The node starts (opening the log runs its full check) and answers as before.
   Status started = fed_->start(30s);
