@@ -296,7 +296,8 @@ class AuditLog {
   // runs `alongside` (checkpoints of the node's other databases, so they are consistent with
   // the log: no entry is appended while they are taken), writes a RocksDB checkpoint of the log
   // to `targetDir` (which must not exist) and returns a tree head signed for exactly the
-  // entries in the copy. An error from `alongside` is returned as is.
+  // entries in the copy. An error from `alongside` is returned as is. `alongside` runs with the
+  // log's lock held: it must not call this AuditLog.
   Result<SignedTreeHead> checkpoint(const std::string& targetDir,
                                     const std::function<Status()>& alongside);
 
