@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
 
 #include <toml++/toml.h>
 #include <algorithm>
@@ -1174,6 +1175,16 @@ Status ApprovalStore::putUsage(const Hash& id, uint64_t used) {
   Writer w;
   w.u64(used);
   return impl_->put(3, std::string(id.begin(), id.end()), w.take());
+}
+
+Status ApprovalStore::checkpoint(const std::string& targetDir) const {
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw);
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  if (s.ok()) s = cp->CreateCheckpoint(targetDir);
+  if (!s.ok())
+    return Status::ioError("approval store: checkpoint to " + targetDir + ": " + s.ToString());
+  return Status::ok();
 }
 
 Result<std::unique_ptr<ApprovalRegistry>> ApprovalStore::load(SitePolicy policy) const {

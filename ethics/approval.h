@@ -295,6 +295,8 @@ class ApprovalStore {
   Status putUsage(const Hash& approvalId, uint64_t used);
   // Rebuilds a registry from everything stored (re-verifying every signature).
   Result<std::unique_ptr<ApprovalRegistry>> load(SitePolicy policy) const;
+  // A consistent, openable copy of the store in `targetDir` (must not exist), for backups.
+  Status checkpoint(const std::string& targetDir) const;
 
   class Impl;
 

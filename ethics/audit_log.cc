@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 #include <time.h>
 
@@ -981,6 +982,27 @@ uint64_t AuditLog::size() const {
 Hash AuditLog::root() const {
   std::lock_guard lock(impl_->mu);
   return impl_->durableRoot;
+}
+
+Result<SignedTreeHead> AuditLog::checkpoint(const std::string& targetDir,
+                                            const std::function<Status()>& alongside) {
+  std::unique_lock lock(impl_->mu);
+  // waitDurable releases the lock while it syncs, so appends may slip in: repeat until the
+  // copy and the signed head will cover the same entries.
+  while (impl_->durable < impl_->written.size()) {
+    TM_RETURN_IF_ERROR(impl_->waitDurable(lock, impl_->written.size()));
+  }
+  TM_RETURN_IF_ERROR(impl_->failed);
+  if (alongside) TM_RETURN_IF_ERROR(alongside());
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw);
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  if (s.ok()) s = cp->CreateCheckpoint(targetDir);
+  if (!s.ok()) {
+    return Status::ioError("audit log " + impl_->path + ": checkpoint to " + targetDir + ": " +
+                           s.ToString());
+  }
+  return signTreeHead(impl_->identity, impl_->durable, impl_->now(), impl_->durableRoot);
 }
 
 SignedTreeHead AuditLog::signedTreeHead() const {

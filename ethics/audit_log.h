@@ -314,6 +314,15 @@ class AuditLog {
   Result<std::vector<Hash>> inclusionProof(uint64_t index, uint64_t treeSize) const;
   Result<std::vector<Hash>> consistencyProof(uint64_t size1, uint64_t size2) const;
 
+  // Backup (`trialmesh backup`): with appends held off, makes every written entry durable,
+  // runs `alongside` (checkpoints of the node's other databases, so they are consistent with
+  // the log: no entry is appended while they are taken), writes a RocksDB checkpoint of the log
+  // to `targetDir` (which must not exist) and returns a tree head signed for exactly the
+  // entries in the copy. An error from `alongside` is returned as is. `alongside` runs with the
+  // log's lock held: it must not call this AuditLog.
+  Result<SignedTreeHead> checkpoint(const std::string& targetDir,
+                                    const std::function<Status()>& alongside);
+
   // Reads every stored entry of the database at `path` in key order without any check, for
   // auditors and tests (the log must not be open in this process).
   static Result<std::vector<StoredEntry>> readAllUnchecked(const std::string& path);

@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/utilities/checkpoint.h>
 
 #include <cmath>
 #include <cstring>
@@ -158,6 +159,19 @@ Result<BudgetCharge> PrivacyBudgetLedger::charge(const BudgetAccount& account, d
                            ": write failed: " + s.ToString());
   }
   return BudgetCharge{fromUnits(total), fromUnits(budget - total)};
+}
+
+Status PrivacyBudgetLedger::checkpoint(const std::string& targetDir) const {
+  std::lock_guard lock(impl_->mu);
+  rocksdb::Checkpoint* raw = nullptr;
+  rocksdb::Status s = rocksdb::Checkpoint::Create(impl_->db.get(), &raw);
+  std::unique_ptr<rocksdb::Checkpoint> cp(raw);
+  if (s.ok()) s = cp->CreateCheckpoint(targetDir);
+  if (!s.ok()) {
+    return Status::ioError("privacy budget ledger " + impl_->path + ": checkpoint to " + targetDir +
+                           ": " + s.ToString());
+  }
+  return Status::ok();
 }
 
 Result<double> PrivacyBudgetLedger::spent(const BudgetAccount& account) const {

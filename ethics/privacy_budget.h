@@ -74,6 +74,9 @@ class PrivacyBudgetLedger {
   // ε spent so far by the account (0 for an account never charged).
   Result<double> spent(const BudgetAccount& account) const;
 
+  // A consistent, openable copy of the ledger in `targetDir` (must not exist), for backups.
+  Status checkpoint(const std::string& targetDir) const;
+
   class Impl;
 
  private:

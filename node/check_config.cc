@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "crypto/identity.h"
+#include "node/admin_server.h"
 #include "node/members_signature.h"
 #include "node/ops/logging.h"
 #include "storage/store.h"
@@ -171,6 +172,11 @@ Result<std::vector<std::string>> checkNodeConfig(const NodeConfig& config) {
     Status ops = checkBindable(config.opsListen, config.path + ": ops_listen");
     if (!ops.isOk()) return ops;
     passed.push_back("ops_listen " + config.opsListen + " can be bound");
+  }
+  if (!config.adminSocket.empty()) {
+    Status admin = checkAdminSocketPath(config.adminSocket);
+    if (!admin.isOk()) return admin.withContext(config.path);
+    passed.push_back("admin_socket " + config.adminSocket + ": directory is private");
   }
   return passed;
 }

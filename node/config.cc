@@ -303,11 +303,12 @@ Result<Members> loadMembers(const std::string& path) {
 Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& source,
                                    const std::string& baseDir) {
   TM_ASSIGN_OR_RETURN(toml::table root, parseToml(text, source));
-  TM_RETURN_IF_ERROR(checkKeys(root,
-                               {"name", "identity", "identity_passphrase_file", "listen",
-                                "data_dir", "members", "members_signer", "ops_listen", "log_format",
-                                "log_file", "log_level", "limits", "dataset", "testing", "ethics"},
-                               source));
+  TM_RETURN_IF_ERROR(
+      checkKeys(root,
+                {"name", "identity", "identity_passphrase_file", "listen", "data_dir", "members",
+                 "members_signer", "ops_listen", "log_format", "log_file", "log_level", "limits",
+                 "dataset", "testing", "ethics", "admin_socket"},
+                source));
   NodeConfig c;
   c.path = source;
   TM_ASSIGN_OR_RETURN(c.name, getString(root, "name", source, true));
@@ -326,6 +327,12 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     auto key = crypto::parsePublicKey(signer);
     if (!key) return key.status().withContext(source + ": members_signer");
     c.membersSigner = *key;
+  }
+  TM_ASSIGN_OR_RETURN(std::string admin, getString(root, "admin_socket", source, false));
+  if (admin == "off") {
+    c.adminSocket.clear();
+  } else {
+    c.adminSocket = admin.empty() ? c.dataDir + "/admin.sock" : resolve(baseDir, admin);
   }
   TM_ASSIGN_OR_RETURN(c.opsListen, getString(root, "ops_listen", source, false));
   if (!c.opsListen.empty()) TM_RETURN_IF_ERROR(checkHostPort(c.opsListen, source + ": ops_listen"));

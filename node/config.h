@@ -173,6 +173,9 @@ struct NodeConfig {
   // (node/members_signature.h).
   std::optional<crypto::PublicKey> membersSigner;
   std::string opsListen;  // "" = no ops endpoint
+  // admin_socket: the local admin channel (node/admin_server.h) for live import, datasets and
+  // backup. Default <data_dir>/admin.sock; "off" (stored as "") turns it off.
+  std::string adminSocket;
   std::string logFormat = "plain";
   std::string logFile;  // "" = stderr
   std::string logLevel = "info";

@@ -38,6 +38,9 @@
 #include "ethics/key_rotation.h"
 #include "ethics/privacy_budget.h"
 #include "node/alert.h"
+#include "node/admin_ops.h"
+#include "node/admin_protocol.h"
+#include "node/admin_server.h"
 #include "node/check_config.h"
 #include "node/handshake_budget.h"
 #include "node/members_signature.h"
@@ -489,6 +492,19 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   const std::vector<uint64_t>& keyRotations() const { return keyRotations_; }
   ethics::ApprovalRegistry& registry() { return *registry_; }
   ethics::ApprovalStore& approvalStore() { return *approvalStore_; }
+  const std::shared_ptr<storage::Store>& store() const { return store_; }
+  // The secure-dp ledger for a backup: the open one, or opened now if this site has one on
+  // disk; null when it has none (never used secure-dp). Called from admin threads.
+  const ethics::PrivacyBudgetLedger* ledgerForBackup() {
+    std::lock_guard<std::mutex> lock(ledgerMu_);
+    const std::string path = config_.dataDir + "/privacy-budget";
+    std::error_code ec;
+    if (!ledger_ && std::filesystem::exists(path, ec)) {
+      auto opened = ethics::PrivacyBudgetLedger::open(path);
+      if (opened) ledger_ = std::move(*opened);
+    }
+    return ledger_.get();
+  }
   // Appends an audit entry; throws the refusal (and logs it) when the durable write fails, so
   // nothing is answered that the log does not hold.
   ethics::Entry appendOrRefuse(ethics::EntryKind kind, ethics::EntryBody body,
@@ -556,6 +572,7 @@ class SiteState final : public kj::TaskSet::ErrorHandler {
   std::unique_ptr<ethics::AuditLog> audit_;
   // Positions of the log's key-rotation entries (fixed while running: rotate-key runs offline).
   std::vector<uint64_t> keyRotations_;
+  std::mutex ledgerMu_;                                  // guards opening ledger_
   std::unique_ptr<ethics::PrivacyBudgetLedger> ledger_;  // secure-dp; opened on first use
   std::unique_ptr<RefusalAuditor> refusals_;             // with the audit log
   SurveillancePace surveillancePace_;                    // surveillance_min_interval_ms
@@ -606,6 +623,7 @@ Status SiteState::checkRound(const protocol::QueryRequestFields& r,
 void SiteState::chargePrivacyBudget(const protocol::QueryRequestFields& r,
                                     const ethics::Hash& queryHash, const ethics::Grant& grant,
                                     const std::string& peerName) {
+  std::unique_lock<std::mutex> ledgerLock(ledgerMu_);  // admin threads open it for backups
   if (!ledger_) {
     const std::string path = config_.dataDir + "/privacy-budget";
     auto opened = ethics::PrivacyBudgetLedger::open(path);
@@ -617,6 +635,7 @@ void SiteState::chargePrivacyBudget(const protocol::QueryRequestFields& r,
     }
     ledger_ = std::move(*opened);
   }
+  ledgerLock.unlock();
   ethics::BudgetAccount account;
   account.study = grant.study;
   account.protocolVersion = grant.protocolVersion;
@@ -1703,6 +1722,30 @@ int runSiteNode(const NodeConfig& config) {
   Status peerAuditStarted = peerAuditor.start();
   if (!peerAuditStarted.isOk()) return startupFailure(peerAuditStarted);
 
+  // The local admin channel (live import, datasets, backup): the node stays the one writer.
+  AdminServer adminServer;
+  const std::string adminPointer = config.dataDir + "/" + kAdminSocketPointerFile;
+  if (!config.adminSocket.empty()) {
+    AdminContext admin;
+    admin.nodeName = config.name;
+    admin.store = state.store();
+    admin.audit = &state.audit();
+    admin.approvals = &state.approvalStore();
+    admin.ledger = [&state]() { return state.ledgerForBackup(); };
+    admin.peerHeadsDir = peerAudit.stateDir;
+    for (const auto& b : config.datasets) {
+      admin.boundDictionaries[b.dataset] = crypto::toHex(dictionaryHashes[b.study]);
+    }
+    Status adminStarted = adminServer.start(config.adminSocket, makeAdminHandler(std::move(admin)));
+    if (!adminStarted.isOk()) {
+      return startupFailure(adminStarted.withContext(config.path + ": admin_socket"));
+    }
+    // Lets `trialmesh import --store <data_dir>` find this node (docs/deployment.md).
+    std::ofstream pointer(adminPointer, std::ios::trunc);
+    std::error_code ec;
+    pointer << std::filesystem::absolute(config.adminSocket, ec).string() << "\n";
+  }
+
   metrics.up.set(1);
   logEvent(level_enum::info, "node_ready",
            {{"name", config.name},
@@ -1761,6 +1804,11 @@ int runSiteNode(const NodeConfig& config) {
   }
   io.provider->getTimer().afterDelay(50 * kj::MILLISECONDS).wait(io.waitScope);
   state.finish();
+  adminServer.stop();  // a live import still running completes first
+  if (!config.adminSocket.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove(adminPointer, ignored);
+  }
   peerAuditor.stop();
   state.closeEthics(signalled.si_signo == SIGTERM ? "SIGTERM" : "SIGINT");
   opsServer.stop();

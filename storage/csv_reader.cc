@@ -251,15 +251,21 @@ Result<std::unique_ptr<CsvReader>> CsvReader::openFile(const std::string& path,
     if (err == EACCES) return Status::permissionDenied(msg);
     return Status::ioError(msg);
   }
+  return openFd(fd, path, options);
+}
+
+Result<std::unique_ptr<CsvReader>> CsvReader::openFd(int fd, std::string sourceName,
+                                                     const CsvOptions& options) {
+  if (fd < 0) return Status::invalidArgument("no open CSV file for '" + sourceName + "'");
   struct stat st {};
   if (::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
     ::close(fd);
-    return Status::invalidArgument("'" + path + "' is a directory, not a CSV file");
+    return Status::invalidArgument("'" + sourceName + "' is a directory, not a CSV file");
   }
 #ifdef POSIX_FADV_SEQUENTIAL
   ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
-  std::unique_ptr<CsvReader> reader(new CsvReader(path, options));
+  std::unique_ptr<CsvReader> reader(new CsvReader(std::move(sourceName), options));
   reader->fd_ = fd;
   reader->totalBytes_ = S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0;
   return reader;

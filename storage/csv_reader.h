@@ -66,6 +66,11 @@ class CsvReader {
   // Opens `path` for reading; errors name the path (NotFound, PermissionDenied, IOError).
   static Result<std::unique_ptr<CsvReader>> openFile(const std::string& path,
                                                      const CsvOptions& options = {});
+  // Reads from `fd`, an open file (taken over: closed by the reader); `sourceName` prefixes
+  // error messages. For a file opened by another process and passed over a Unix socket
+  // (live import through the node, node/admin_server.h).
+  static Result<std::unique_ptr<CsvReader>> openFd(int fd, std::string sourceName,
+                                                   const CsvOptions& options = {});
   // Reads from memory; `sourceName` prefixes error messages.
   static std::unique_ptr<CsvReader> fromString(std::string data, std::string sourceName,
                                                const CsvOptions& options = {});

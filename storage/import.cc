@@ -753,7 +753,9 @@ void Importer::discardVersion() {
 Result<ImportReport> Importer::run(const std::string& csvPath) {
   const auto started = std::chrono::steady_clock::now();
   source_ = csvPath;
-  TM_ASSIGN_OR_RETURN(auto reader, CsvReader::openFile(csvPath, options_.csv));
+  TM_ASSIGN_OR_RETURN(auto reader, options_.inputFd >= 0
+                                       ? CsvReader::openFd(options_.inputFd, csvPath, options_.csv)
+                                       : CsvReader::openFile(csvPath, options_.csv));
   TM_RETURN_IF_ERROR(readHeader(*reader));
 
   // The previous committed version, if any (imports of this dataset are exclusive).

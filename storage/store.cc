@@ -5,6 +5,7 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -456,6 +457,13 @@ Result<std::unique_ptr<Store>> Store::open(const std::string& dir, const StoreOp
 
 Result<ImportReport> Store::importCsv(const std::string& dataset, const Dictionary& dict,
                                       const std::string& csvPath, const ImportOptions& options) {
+  // options.inputFd is ours from here on: closed on the early returns, by the reader otherwise.
+  struct FdGuard {
+    int fd;
+    ~FdGuard() {
+      if (fd >= 0) ::close(fd);
+    }
+  } guard{options.inputFd};
   if (!internal::isValidDatasetName(dataset)) {
     return Status::invalidArgument("'" + dataset +
                                    "' is not a valid dataset name (1-64 characters from "
@@ -466,6 +474,7 @@ Result<ImportReport> Store::importCsv(const std::string& dataset, const Dictiona
                                       "' is already being imported or dropped; wait for that "
                                       "to finish");
   }
+  guard.fd = -1;  // the reader takes it over
   auto result = impl_->importCsv(dataset, dict, csvPath, options);
   impl_->release(dataset);
   return result;

@@ -58,6 +58,11 @@ struct ImportOptions {
   // exports with one row per visit, where repeats are expected.
   enum class DuplicateIds { kError, kWarn };
   DuplicateIds duplicateIds = DuplicateIds::kError;
+  // When >= 0: read the CSV from this open file descriptor (taken over and closed, also on
+  // error) instead of opening csvPath, which still names the file in messages and in
+  // DatasetInfo::sourceFile. The node's live import reads a file the CLI opened and passed
+  // over the admin socket, so the service user needs no access to the operator's files.
+  int inputFd = -1;
 };
 
 struct ImportReport {

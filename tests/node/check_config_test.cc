@@ -248,5 +248,27 @@ TEST_F(CheckConfigTest, MembersSignerRequiresAValidSignature) {
       << bad.status().toString();
 }
 
+// admin_socket (node/admin_server.h): the start-up checks on its path, without binding.
+TEST_F(CheckConfigTest, AdminSocketInAnUnsafeOrMissingDirectoryIsRefused) {
+  auto ok = check();
+  ASSERT_TRUE(ok.isOk()) << ok.status().toString();
+  std::string all;
+  for (const auto& l : *ok) all += l + "\n";
+  EXPECT_NE(all.find("admin_socket"), std::string::npos) << all;
+
+  const std::string open = dir_ + "/shared";
+  fs::create_directories(open);
+  fs::permissions(open, fs::perms::all, fs::perm_options::replace);
+  setKey("admin_socket", "\"" + open + "/admin.sock\"");
+  expectRefused("is writable by other users");
+  setKey("admin_socket", "\"" + dir_ + "/missing/admin.sock\"");
+  expectRefused("does not exist");
+  setKey("admin_socket", "\"/" + std::string(120, 'a') + "\"");
+  expectRefused("Unix socket path limit");
+  setKey("admin_socket", "\"off\"");
+  auto off = check();
+  ASSERT_TRUE(off.isOk()) << off.status().toString();
+}
+
 }  // namespace
 }  // namespace trialmesh::node

@@ -124,7 +124,8 @@ TOML
       -e 's/^name = "CHANGE-ME"/name = "lung7"/' \
       -e "s#^listen = .*#listen = \"127.0.0.1:$port\"#" \
       -e "s#^ops_listen = .*#ops_listen = \"127.0.0.1:$((port + 1))\"#" \
-      -e "s#/var/lib/trialmesh/store#$store#" "$work/node.toml.packaged" \
+      -e "s#/var/lib/trialmesh/store#$store#" -e "s#/run/trialmesh/admin.sock#$work/admin.sock#" \
+      "$work/node.toml.packaged" \
       >"$work/node.toml.new"
   mv "$work/node.toml.new" "$etc/node.toml"
   "$bin/trialmesh-node" --check-config "$etc/node.toml" | grep -q OK || fail "--check-config"

@@ -16,6 +16,7 @@
 #include "tools/trialmesh/commands.h"
 #include "tools/trialmesh/federation_commands.h"
 #include "tools/trialmesh/model_commands.h"
+#include "tools/trialmesh/store_access.h"
 
 namespace trialmesh::cli {
 namespace {
@@ -58,9 +59,7 @@ int runLocalQuery(const QueryArgs& a) {
                                   : *stratified ? (*stratified)->curveQuery
                                                 : a.text);
   if (!parsed) return fail(parsed.status());
-  storage::StoreOptions storeOptions;
-  storeOptions.createIfMissing = false;
-  auto store = storage::Store::open(a.store, storeOptions);
+  auto store = openStoreForReading(a.store);  // read-only beside a running node
   if (!store) return fail(store.status());
   auto source = (*store)->openDataset(a.dataset);
   if (!source) return fail(source.status());

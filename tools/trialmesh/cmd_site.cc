@@ -11,7 +11,9 @@
 #include "tools/gen/gen.h"
 #include "tools/trialmesh/cli_status.h"
 #include "tools/trialmesh/commands.h"
+#include "tools/trialmesh/live_import.h"
 #include "tools/trialmesh/progress.h"
+#include "tools/trialmesh/store_access.h"
 
 namespace trialmesh::cli {
 namespace {
@@ -53,6 +55,7 @@ struct ImportArgs {
   std::string delimiter = ",";
   std::string encoding = "utf-8";
   std::string duplicateIds = "error";
+  std::string viaNode;
 };
 
 int runImport(const ImportArgs& a) {
@@ -68,9 +71,18 @@ int runImport(const ImportArgs& a) {
   options.csv.encoding = *encoding;
   options.duplicateIds = a.duplicateIds == "warn" ? storage::ImportOptions::DuplicateIds::kWarn
                                                   : storage::ImportOptions::DuplicateIds::kError;
+  const LiveImportRequest live{a.dataset,   a.dictionary, a.csv,         a.maxErrors,
+                               a.delimiter, a.encoding,   a.duplicateIds};
+  if (!a.viaNode.empty()) return runImportViaNode(a.viaNode, live);
   auto dict = storage::Dictionary::loadFile(a.dictionary);
   if (!dict) return fail(dict.status());
   auto store = storage::Store::open(a.store);
+  if (!store && store.status().code() == StatusCode::kUnavailable) {
+    // A node holds the store: it is the one writer, so the import goes through it.
+    auto socket = adminSocketFor(a.store, store.status());
+    if (!socket) return fail(socket.status());
+    return runImportViaNode(*socket, live);
+  }
   if (!store) return fail(store.status());
   ProgressBar bar("importing " + std::filesystem::path(a.csv).filename().string());
   options.maxErrors = a.maxErrors;
@@ -91,9 +103,7 @@ int runImport(const ImportArgs& a) {
 }
 
 int runDatasets(const std::string& storeDir, bool json) {
-  storage::StoreOptions options;
-  options.createIfMissing = false;
-  auto store = storage::Store::open(storeDir, options);
+  auto store = openStoreForReading(storeDir);
   if (!store) return fail(store.status());
   auto list = (*store)->listDatasets();
   if (!list) return fail(list.status());
@@ -198,6 +208,10 @@ void addSiteCommands(CLI::App& app, int& exitCode) {
                   "'warn' lists the repeats and imports (exports with one row per visit)")
       ->check(CLI::IsMember({"error", "warn"}))
       ->capture_default_str();
+  imp->add_option("--via-node", importArgs->viaNode,
+                  "Import through the running node's admin socket (node.toml admin_socket). "
+                  "Without it, a store held by a node is imported through the socket the node "
+                  "advertises in the store directory");
   imp->callback([importArgs, &exitCode] { exitCode = runImport(*importArgs); });
 
   auto store = std::make_shared<std::string>();

@@ -15,6 +15,8 @@ inline constexpr int kExitFailure = 1;
 void addSiteCommands(CLI::App& app, int& exitCode);
 // Coordinator: query.
 void addQueryCommands(CLI::App& app, int& exitCode);
+// Live operations: backup, restore (import through a node is part of `import`).
+void addLiveOpsCommands(CLI::App& app, int& exitCode);
 // The main job: demo.
 void addDemoCommand(CLI::App& app, int& exitCode);
 // The local web application: console (cmd_console.cc, tools/console).

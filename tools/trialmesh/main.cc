@@ -11,7 +11,8 @@ int main(int argc, char** argv) {
   CLI::App app{
       "trialmesh: federated aggregate analysis for multicenter clinical trials.\n"
       "Each hospital keeps its records in its own store; coordinators get aggregates only.\n\n"
-      "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node), rotate-key\n"
+      "Site IT:      gen, import, datasets, dict, keygen (then run trialmesh-node),\n"
+      "              rotate-key, backup, restore\n"
       "Coordinators: query, watch (standing surveillance query), console (a local web\n"
       "application)\n"
       "Ethics:       ethics (sign, submit, show, list, revoke), audit (verify, export, tail)\n"
@@ -24,6 +25,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "trialmesh 0.1.0");
   int exitCode = 0;
   trialmesh::cli::addSiteCommands(app, exitCode);
+  trialmesh::cli::addLiveOpsCommands(app, exitCode);
   trialmesh::cli::addQueryCommands(app, exitCode);
   trialmesh::cli::addDemoCommand(app, exitCode);
   trialmesh::cli::addConsoleCommand(app, exitCode);
