@@ -333,6 +333,14 @@ Result<NodeConfig> parseNodeConfig(const std::string& text, const std::string& s
     c.adminSocket.clear();
   } else {
     c.adminSocket = admin.empty() ? c.dataDir + "/admin.sock" : resolve(baseDir, admin);
+    // sockaddr_un holds 107 bytes and a NUL. A path set explicitly is checked (and refused)
+    // where the socket is made; the default one is dropped with the reason instead.
+    if (admin.empty() && c.adminSocket.size() > 107) {
+      c.adminSocketOffReason = "the default admin_socket " + c.adminSocket +
+                               " is longer than a Unix socket path may be (107 bytes); set "
+                               "admin_socket to a shorter path for live import and backup";
+      c.adminSocket.clear();
+    }
   }
   TM_ASSIGN_OR_RETURN(c.opsListen, getString(root, "ops_listen", source, false));
   if (!c.opsListen.empty()) TM_RETURN_IF_ERROR(checkHostPort(c.opsListen, source + ": ops_listen"));

@@ -176,6 +176,9 @@ struct NodeConfig {
   // admin_socket: the local admin channel (node/admin_server.h) for live import, datasets and
   // backup. Default <data_dir>/admin.sock; "off" (stored as "") turns it off.
   std::string adminSocket;
+  // Why the default admin socket is off (its path is too long for a Unix socket): the node
+  // starts without it and logs this, rather than refusing to start over a setting nobody made.
+  std::string adminSocketOffReason;
   std::string logFormat = "plain";
   std::string logFile;  // "" = stderr
   std::string logLevel = "info";

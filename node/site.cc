@@ -37,10 +37,10 @@
 #include "ethics/audit_log.h"
 #include "ethics/key_rotation.h"
 #include "ethics/privacy_budget.h"
-#include "node/alert.h"
 #include "node/admin_ops.h"
 #include "node/admin_protocol.h"
 #include "node/admin_server.h"
+#include "node/alert.h"
 #include "node/check_config.h"
 #include "node/handshake_budget.h"
 #include "node/members_signature.h"
@@ -1725,6 +1725,8 @@ int runSiteNode(const NodeConfig& config) {
   // The local admin channel (live import, datasets, backup): the node stays the one writer.
   AdminServer adminServer;
   const std::string adminPointer = config.dataDir + "/" + kAdminSocketPointerFile;
+  if (!config.adminSocketOffReason.empty())
+    logEvent(level_enum::warn, "admin_socket_off", {{"reason", config.adminSocketOffReason}});
   if (!config.adminSocket.empty()) {
     AdminContext admin;
     admin.nodeName = config.name;

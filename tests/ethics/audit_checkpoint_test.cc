@@ -7,6 +7,8 @@
 #include <chrono>
 #include <filesystem>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "ethics/audit_log.h"
 
@@ -20,27 +22,34 @@ TEST(AuditCheckpointTest, CopyMatchesTheSignedHeadUnderConcurrentAppends) {
   const crypto::Identity node = crypto::generateIdentity();
   auto log = AuditLog::open(dir + "/log", node);
   ASSERT_TRUE(log.isOk()) << log.status().toString();
+  using Clock = std::chrono::steady_clock;
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> appended{0};
+  // When each append started and the sequence number it got, per appender (read after the
+  // threads joined).
+  std::vector<std::vector<std::pair<Clock::time_point, uint64_t>>> spans(2);
   std::vector<std::thread> appenders;
   for (int t = 0; t < 2; ++t) {
     appenders.emplace_back([&, t] {
       for (int i = 0; !stop.load(); ++i) {
+        const auto start = Clock::now();
         auto e = (*log)->append(EntryKind::kNodeStart, NodeEvent{std::to_string(t * 100000 + i)},
                                 i % 2 ? Durability::kDeferred : Durability::kSynced);
         ASSERT_TRUE(e.isOk()) << e.status().toString();
+        spans[t].emplace_back(start, e->sequence);
         ++appended;
       }
     });
   }
   while ((*log)->size() < 20) std::this_thread::yield();
-  // While `alongside` runs no append can complete (each needs the log's lock): an appender
-  // that finishes within this window would show in `appended`.
-  uint64_t landedAlongside = 0;
+  // While `alongside` runs no append can land (each needs the log's lock), so an append that
+  // started after it began is not in the copy: its sequence number is at least the head's
+  // size. (Counting appends that return during the window would race: one that finished just
+  // before it may only return inside it.)
+  Clock::time_point windowStart;
   auto head = (*log)->checkpoint(dir + "/copy", [&]() -> Status {
-    const uint64_t before = appended.load();
+    windowStart = Clock::now();
     std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    landedAlongside = appended.load() - before;
     return Status::ok();
   });
   // The appenders go on after the checkpoint.
@@ -52,7 +61,15 @@ TEST(AuditCheckpointTest, CopyMatchesTheSignedHeadUnderConcurrentAppends) {
   stop = true;
   for (auto& t : appenders) t.join();
   ASSERT_TRUE(head.isOk()) << head.status().toString();
-  EXPECT_EQ(landedAlongside, 0u);
+  size_t startedAfter = 0, inTheCopy = 0;
+  for (const auto& list : spans)
+    for (const auto& [start, sequence] : list) {
+      if (start <= windowStart) continue;
+      ++startedAfter;
+      if (sequence < head->treeSize) ++inTheCopy;
+    }
+  EXPECT_GT(startedAfter, 0u) << "no append started after the checkpoint: nothing was tested";
+  EXPECT_EQ(inTheCopy, 0u) << "appends landed while `alongside` ran";
   ASSERT_TRUE((*log)->flush().isOk());
   EXPECT_LT(head->treeSize, (*log)->size());  // not in the copy
 
