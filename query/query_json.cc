@@ -24,6 +24,14 @@ Result<std::string> getString(const json& obj, const char* key, const std::strin
   return it->get<std::string>();
 }
 
+// A variable's name: a string, and not empty (the text form has no empty name, so a query
+// with one could not be written back as text).
+Result<std::string> getName(const json& obj, const char* key, const std::string& path) {
+  TM_ASSIGN_OR_RETURN(std::string name, getString(obj, key, path));
+  if (name.empty()) return jsonError(path + "." + key, "must name a variable (it is empty)");
+  return name;
+}
+
 Result<double> getNumber(const json& v, const std::string& path) {
   if (!v.is_number()) return jsonError(path, "must be a number");
   double d = v.get<double>();
@@ -74,7 +82,7 @@ Result<Filter> parseFilter(const json& j, const std::string& path) {
     f.children.push_back(std::move(c));
     return f;
   }
-  TM_ASSIGN_OR_RETURN(f.var, getString(j, "var", path));
+  TM_ASSIGN_OR_RETURN(f.var, getName(j, "var", path));
   TM_ASSIGN_OR_RETURN(std::string op, getString(j, "op", path));
   for (char& c : op) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (op == "is missing" || op == "is not missing") {
@@ -138,10 +146,10 @@ Result<Aggregate> parseModelJson(const json& j, const std::string& path, Aggrega
     if (!ok) return jsonError(path, fmt::format("{} has no key \"{}\"", aggFnName(a.fn), k));
   }
   if (survival) {
-    TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
-    TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
+    TM_ASSIGN_OR_RETURN(a.var, getName(j, "time", path));
+    TM_ASSIGN_OR_RETURN(a.event, getName(j, "event", path));
   } else {
-    TM_ASSIGN_OR_RETURN(a.var, getString(j, "response", path));
+    TM_ASSIGN_OR_RETURN(a.var, getName(j, "response", path));
   }
   if (auto t = j.find("terms"); t != j.end()) {
     if (!t->is_array()) return jsonError(path + ".terms", "must be an array of variable names");
@@ -151,11 +159,14 @@ Result<Aggregate> parseModelJson(const json& j, const std::string& path, Aggrega
       if (term.is_object() && term.size() == 1 && term.contains("factor") &&
           term["factor"].is_string()) {
         const std::string name = term["factor"].get<std::string>();
+        if (name.empty())
+          return jsonError(fmt::format("{}.terms[{}].factor", path, i),
+                           "must name a variable (it is empty)");
         if (!a.isFactor(name)) a.factors.push_back(name);
         a.terms.push_back(name);
         continue;
       }
-      if (!term.is_string())
+      if (!term.is_string() || term.get<std::string>().empty())
         return jsonError(fmt::format("{}.terms[{}]", path, i),
                          "must be a variable name or {\"factor\": name}");
       a.terms.push_back(term.get<std::string>());
@@ -174,7 +185,7 @@ Result<Aggregate> parseModelJson(const json& j, const std::string& path, Aggrega
     }
   }
   if (j.contains("strata")) {
-    TM_ASSIGN_OR_RETURN(a.strata, getString(j, "strata", path));
+    TM_ASSIGN_OR_RETURN(a.strata, getName(j, "strata", path));
   }
   if (auto b = j.find("beta"); b != j.end()) {
     TM_ASSIGN_OR_RETURN(a.beta, getNumberList(*b, path + ".beta"));
@@ -218,7 +229,7 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
                                                fn));
   if (isModel(a.fn) || isModelRound(a.fn)) return parseModelJson(j, path, a);
   if (a.fn == AggFn::kQuantile || a.fn == AggFn::kQuantileCounts) {
-    TM_ASSIGN_OR_RETURN(a.var, getString(j, "var", path));
+    TM_ASSIGN_OR_RETURN(a.var, getName(j, "var", path));
     const char* listKey = a.fn == AggFn::kQuantile ? "probs" : "intervals";
     if (!j.contains(listKey) || !j[listKey].is_array())
       return jsonError(path, fmt::format("{} needs \"{}\": an array", fn, listKey));
@@ -243,8 +254,8 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
     return a;
   }
   if (a.fn == AggFn::kKm) {
-    TM_ASSIGN_OR_RETURN(a.var, getString(j, "time", path));
-    TM_ASSIGN_OR_RETURN(a.event, getString(j, "event", path));
+    TM_ASSIGN_OR_RETURN(a.var, getName(j, "time", path));
+    TM_ASSIGN_OR_RETURN(a.event, getName(j, "event", path));
     if (auto t = j.find("times"); t != j.end()) {
       TM_ASSIGN_OR_RETURN(a.survTimes, getNumberList(*t, path + ".times"));
       if (a.survTimes.empty()) return jsonError(path + ".times", "needs at least one time");
@@ -263,12 +274,12 @@ Result<Aggregate> parseAggregate(const json& j, const std::string& path) {
       }
     }
     if (j.contains("strata")) {
-      TM_ASSIGN_OR_RETURN(a.strata, getString(j, "strata", path));
+      TM_ASSIGN_OR_RETURN(a.strata, getName(j, "strata", path));
     }
     return a;
   }
   if (a.fn == AggFn::kCount && !j.contains("var")) return a;
-  TM_ASSIGN_OR_RETURN(a.var, getString(j, "var", path));
+  TM_ASSIGN_OR_RETURN(a.var, getName(j, "var", path));
   if (a.fn != AggFn::kHist) return a;
   if (j.contains("breaks")) {
     const json& b = j["breaks"];
@@ -376,7 +387,8 @@ Result<Query> parseQueryJson(std::string_view text) {
   if (auto b = j.find("by"); b != j.end()) {
     if (!b->is_array()) return jsonError("by", "must be an array of variable names");
     for (size_t i = 0; i < b->size(); ++i) {
-      if (!(*b)[i].is_string()) return jsonError(fmt::format("by[{}]", i), "must be a string");
+      if (!(*b)[i].is_string() || (*b)[i].get<std::string>().empty())
+        return jsonError(fmt::format("by[{}]", i), "must name a variable (a non-empty string)");
       q.by.push_back((*b)[i].get<std::string>());
     }
   }

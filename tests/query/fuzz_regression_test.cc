@@ -49,5 +49,22 @@ TEST(FuzzRegression, BacktickInANameRoundTripsThroughCanonicalText) {
   EXPECT_EQ(parseQuery("count by `x``").status().code(), StatusCode::kInvalidArgument);
 }
 
+// fuzz_query_json found that a JSON query could name the empty variable ("var": ""), whose
+// canonical text (``) the text parser refuses: every name in JSON must now be non-empty.
+TEST(FuzzRegression, AnEmptyVariableNameInJsonIsRefused) {
+  for (const char* text :
+       {R"({"select":[{"fn":"count"}],"where":{"var":"","op":">=","value":64}})",
+        R"({"select":[{"fn":"mean","var":""}]})", R"({"select":[{"fn":"count"}],"by":[""]})",
+        R"({"select":[{"fn":"lm","response":"y","terms":[""]}]})",
+        R"({"select":[{"fn":"coxph","time":"","event":"e","terms":["x"]}]})"}) {
+    auto q = parseQueryJson(text);
+    ASSERT_FALSE(q.isOk()) << text;
+    EXPECT_EQ(q.status().code(), StatusCode::kInvalidArgument) << text;
+    EXPECT_TRUE(q.status().message().find("must name a variable") != std::string::npos ||
+                q.status().message().find("must be a variable name") != std::string::npos)
+        << q.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace trialmesh::query::testing
