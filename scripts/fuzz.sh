@@ -4,7 +4,7 @@
 # harness; exits non-zero if a harness crashes or a property fails (the input is saved as
 # build-fuzz/artifacts/<harness>/crash-*).
 #
-#   scripts/fuzz.sh                      # CI: every harness 15 s (about 3 min in all)
+#   scripts/fuzz.sh                      # every harness 15 s (about 3 min in all; CI's ctest runs 10 s)
 #   scripts/fuzz.sh --seconds 3600       # long run: an hour each
 #   scripts/fuzz.sh --runs 10000000 query_text csv   # 10M executions of two harnesses
 #   scripts/fuzz.sh --replay             # only re-run the corpus (regression check, seconds)
