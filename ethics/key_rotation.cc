@@ -56,6 +56,21 @@ Result<std::vector<KeyRotationEvent>> rotationChain(
   return chain;
 }
 
+// Both heads' signatures, and no rollback from the pinned one. Returns how to name the pinned
+// head in a later error.
+Result<std::string> checkHeads(const SignedTreeHead& pinned, const SignedTreeHead& next) {
+  TM_RETURN_IF_ERROR(verifyTreeHeadSignature(pinned));
+  TM_RETURN_IF_ERROR(verifyTreeHeadSignature(next));
+  std::string was = "the head pinned before (" + std::to_string(pinned.treeSize) +
+                    " entries, signed by " + pinned.logKey.toText() + ")";
+  if (next.treeSize < pinned.treeSize) {
+    return Status::corruption("fork detected: the log signed by " + next.logKey.toText() + " has " +
+                              std::to_string(next.treeSize) + " entries, fewer than " + was +
+                              " (rolled back)");
+  }
+  return was;
+}
+
 }  // namespace
 
 std::string keyRotationMessage(const KeyRotationEvent& e) {
@@ -105,15 +120,7 @@ Result<std::vector<KeyRotationEvent>> followKeyRotation(const SignedTreeHead& pi
                                                         std::span<const StoredEntry> entries,
                                                         const KeyValidity& validity,
                                                         const KeyVouched& vouched) {
-  TM_RETURN_IF_ERROR(verifyTreeHeadSignature(pinned));
-  TM_RETURN_IF_ERROR(verifyTreeHeadSignature(next));
-  const std::string was = "the head pinned before (" + std::to_string(pinned.treeSize) +
-                          " entries, signed by " + pinned.logKey.toText() + ")";
-  if (next.treeSize < pinned.treeSize) {
-    return Status::corruption("fork detected: the log signed by " + next.logKey.toText() + " has " +
-                              std::to_string(next.treeSize) + " entries, fewer than " + was +
-                              " (rolled back)");
-  }
+  TM_ASSIGN_OR_RETURN(const std::string was, checkHeads(pinned, next));
   if (entries.size() < next.treeSize) {
     return Status::corruption("the downloaded log has " + std::to_string(entries.size()) +
                               " entries but its head covers " + std::to_string(next.treeSize));
@@ -145,15 +152,7 @@ Result<std::vector<KeyRotationEvent>> followKeyRotation(const SignedTreeHead& pi
                                                         std::span<const ProvenEntry> rotations,
                                                         const KeyValidity& validity,
                                                         const KeyVouched& vouched) {
-  TM_RETURN_IF_ERROR(verifyTreeHeadSignature(pinned));
-  TM_RETURN_IF_ERROR(verifyTreeHeadSignature(next));
-  const std::string was = "the head pinned before (" + std::to_string(pinned.treeSize) +
-                          " entries, signed by " + pinned.logKey.toText() + ")";
-  if (next.treeSize < pinned.treeSize) {
-    return Status::corruption("fork detected: the log signed by " + next.logKey.toText() + " has " +
-                              std::to_string(next.treeSize) + " entries, fewer than " + was +
-                              " (rolled back)");
-  }
+  TM_ASSIGN_OR_RETURN(const std::string was, checkHeads(pinned, next));
   Status consistent =
       verifyConsistency(pinned.treeSize, next.treeSize, pinned.root, next.root, consistencyProof);
   if (!consistent.isOk()) {

@@ -169,4 +169,27 @@ query::RoundRunner federatedRoundRunner(CoordinatorSession& session, std::string
   };
 }
 
+Status applyStratifiedKmResult(FederatedResult& curves, const FederatedResult& strata,
+                               const query::StratifiedKmRequest& request) {
+  auto answered = [](const FederatedResult& r) {
+    std::vector<std::string> out;
+    for (const auto& s : r.sites)
+      if (s.outcome == SiteOutcomeKind::kAnswered) out.push_back(s.site);
+    return out;
+  };
+  if (!strata.table || answered(strata) != answered(curves)) {
+    // The first reason a site gave (e.g. an unknown stratum variable), or the refusal.
+    std::string why = strata.refusal;
+    for (const auto& s : strata.sites)
+      if (why.empty() && !s.reason.empty()) why = s.site + ": " + s.reason;
+    const std::string what =
+        strata.table ? "the sites answering " + request.strataQuery + " differ from the curves'"
+                     : request.strataQuery + " gave no result";
+    query::withholdStratifiedLogRank(*curves.table, request,
+                                     what + (why.empty() ? std::string() : " (" + why + ")"));
+    return Status::ok();
+  }
+  return query::applyStratifiedLogRank(*curves.table, *strata.table, request);
+}
+
 }  // namespace trialmesh::node

@@ -24,6 +24,7 @@
 #include "node/coordinator.h"
 #include "query/model_runner.h"
 #include "query/quantile_query.h"
+#include "query/stratified_km.h"
 
 namespace trialmesh::node {
 
@@ -74,5 +75,13 @@ Result<query::ModelSites> runOnFixedSites(
 // is the fit that leaves such sites out). For benchmarks and callers that want all sites.
 query::RoundRunner federatedRoundRunner(CoordinatorSession& session, std::string study,
                                         FederatedQueryOptions options = {});
+
+// `km(..., strata = s) by g` runs as two federated queries (query/stratified_km.h): the curves
+// and the counts by g and s. Puts the stratified log-rank test into `curves`' table only when
+// the same sites answered both (else the test and the curves would describe different
+// patients); otherwise withholds it with the reason. Errors: those of applyStratifiedLogRank.
+// REQUIRES: curves.table.
+Status applyStratifiedKmResult(FederatedResult& curves, const FederatedResult& strata,
+                               const query::StratifiedKmRequest& request);
 
 }  // namespace trialmesh::node

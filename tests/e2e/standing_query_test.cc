@@ -21,6 +21,7 @@
 #include <nlohmann/json.hpp>
 
 #include "crypto/hash.h"
+#include "e2e_federation_fixture.h"
 #include "ethics/audit_log.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
@@ -32,27 +33,6 @@ namespace trialmesh::node {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::string httpGet(uint16_t port, const std::string& path) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
-    const std::string req =
-        "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[4096];
-      ssize_t n;
-      while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  ::close(fd);
-  return out;
-}
 
 double alertsCounted(uint16_t opsPort) {
   const std::string series = "trialmesh_surveillance_alerts_total ";

@@ -14,31 +14,6 @@
 namespace trialmesh::console {
 namespace {
 
-std::vector<std::string> answeredSites(const node::FederatedResult& r) {
-  std::vector<std::string> out;
-  for (const auto& s : r.sites)
-    if (s.outcome == node::SiteOutcomeKind::kAnswered) out.push_back(s.site);
-  return out;
-}
-
-// As the CLI (cmd_federation.cc applyStratifiedResult): the stratified test only when the same
-// sites answered both queries, else it is withheld with the reason.
-Status applyStrata(node::FederatedResult& curves, const node::FederatedResult& strata,
-                   const query::StratifiedKmRequest& request) {
-  if (!strata.table || answeredSites(strata) != answeredSites(curves)) {
-    std::string why = strata.refusal;
-    for (const auto& s : strata.sites)
-      if (why.empty() && !s.reason.empty()) why = s.site + ": " + s.reason;
-    const std::string what =
-        strata.table ? "the sites answering " + request.strataQuery + " differ from the curves'"
-                     : request.strataQuery + " gave no result";
-    query::withholdStratifiedLogRank(*curves.table, request,
-                                     what + (why.empty() ? std::string() : " (" + why + ")"));
-    return Status::ok();
-  }
-  return query::applyStratifiedLogRank(*curves.table, *strata.table, request);
-}
-
 // The federated wrapper of docs/json-output.md ("Federated queries"), keys in that order.
 std::string federatedJson(const node::FederatedResult& r, const std::string& study) {
   nlohmann::ordered_json sites = nlohmann::ordered_json::array();
@@ -98,7 +73,7 @@ Result<ConsoleQueryResult> runConsoleQuery(node::CoordinatorSession& session,
   if (stratified && result.table) {
     TM_ASSIGN_OR_RETURN(node::FederatedResult strata,
                         session.query(study, stratified->strataQuery, options));
-    TM_RETURN_IF_ERROR(applyStrata(result, strata, *stratified));
+    TM_RETURN_IF_ERROR(node::applyStratifiedKmResult(result, strata, *stratified));
   }
   if (surveil && result.table) {
     TM_ASSIGN_OR_RETURN(result.table, query::applySurveil(*result.table, *surveil));

@@ -13,6 +13,7 @@
 #include "node/config.h"
 #include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "node/model_runner.h"
 #include "query/cross_test.h"
 #include "query/format.h"
 #include "query/stratified_km.h"
@@ -56,31 +57,6 @@ std::string aggregationLine(const node::FederatedResult& r) {
     for (const auto& d : r.dropped) line += " " + d;
   }
   return line;
-}
-
-// The stratified test from the second query, only when the same sites answered both (else
-// the test and the curves would describe different patients).
-Status applyStratifiedResult(node::FederatedResult& curves, const node::FederatedResult& strata,
-                             const query::StratifiedKmRequest& request) {
-  auto answered = [](const node::FederatedResult& r) {
-    std::vector<std::string> out;
-    for (const auto& s : r.sites)
-      if (s.outcome == node::SiteOutcomeKind::kAnswered) out.push_back(s.site);
-    return out;
-  };
-  if (!strata.table || answered(strata) != answered(curves)) {
-    // The first reason a site gave (e.g. an unknown stratum variable), or the refusal.
-    std::string why = strata.refusal;
-    for (const auto& s : strata.sites)
-      if (why.empty() && !s.reason.empty()) why = s.site + ": " + s.reason;
-    const std::string what =
-        strata.table ? "the sites answering " + request.strataQuery + " differ from the curves'"
-                     : request.strataQuery + " gave no result";
-    query::withholdStratifiedLogRank(*curves.table, request,
-                                     what + (why.empty() ? std::string() : " (" + why + ")"));
-    return Status::ok();
-  }
-  return query::applyStratifiedLogRank(*curves.table, *strata.table, request);
 }
 
 }  // namespace
@@ -132,7 +108,7 @@ int runFederatedQueryCommand(const FederatedQueryArgs& a) {
     auto strata =
         node::runFederatedQuery(*identity, *members, a.study, (*stratified)->strataQuery, options);
     if (!strata) return fail(strata.status());
-    if (Status st = applyStratifiedResult(*result, *strata, **stratified); !st.isOk())
+    if (Status st = node::applyStratifiedKmResult(*result, *strata, **stratified); !st.isOk())
       return fail(st);
   }
   if (*surveil && result->table) {
