@@ -473,11 +473,22 @@ Result<Approval> parseApprovalToml(std::string_view text, std::string_view sourc
 }
 
 std::string approvalToToml(const Approval& a) {
+  // A TOML basic string: quote and backslash escaped, and every control character but tab as
+  // \u00XX (TOML 1.0 forbids them raw), so any accepted value reads back to itself.
   auto quote = [](const std::string& s) {
     std::string out = "\"";
     for (char c : s) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
+      const auto u = static_cast<unsigned char>(c);
+      if (c == '"' || c == '\\') {
+        out += '\\';
+        out += c;
+      } else if ((u < 0x20 && c != '\t') || u == 0x7f) {
+        char esc[8];
+        std::snprintf(esc, sizeof esc, "\\u%04X", u);
+        out += esc;
+      } else {
+        out += c;
+      }
     }
     return out + "\"";
   };
