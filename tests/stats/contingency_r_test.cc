@@ -85,8 +85,9 @@ std::map<std::string, double> runR(const std::vector<CountTable>& tables) {
     std::ofstream script(dir / "run.R");
     script << kScript;
   }
-  const std::string cmd = std::string(TRIALMESH_RSCRIPT) + " " + (dir / "run.R").string() + " " +
-                          (dir / "tables.txt").string() + " " + (dir / "out.txt").string();
+  // Appended piece by piece: `std::string(...) + " " + ...` trips GCC 12's false -Warray-bounds.
+  std::string cmd = TRIALMESH_RSCRIPT;
+  for (const auto& arg : {dir / "run.R", dir / "tables.txt", dir / "out.txt"}) cmd += " " + arg.string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::map<std::string, double> out;
   std::ifstream in(dir / "out.txt");

@@ -99,8 +99,9 @@ std::map<std::string, std::map<int, RValue>> runR(
     std::ofstream script(dir / "run.R");
     script << kScript;
   }
-  const std::string cmd = std::string(TRIALMESH_RSCRIPT) + " " + (dir / "run.R").string() + " " +
-                          (dir / "series.csv").string() + " " + (dir / "out.txt").string();
+  // Appended piece by piece: `std::string(...) + " " + ...` trips GCC 12's false -Warray-bounds.
+  std::string cmd = TRIALMESH_RSCRIPT;
+  for (const auto& arg : {dir / "run.R", dir / "series.csv", dir / "out.txt"}) cmd += " " + arg.string();
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << cmd;
   std::map<std::string, std::map<int, RValue>> out;
