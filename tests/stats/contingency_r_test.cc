@@ -87,7 +87,8 @@ std::map<std::string, double> runR(const std::vector<CountTable>& tables) {
   }
   // Appended piece by piece: `std::string(...) + " " + ...` trips GCC 12's false -Warray-bounds.
   std::string cmd = TRIALMESH_RSCRIPT;
-  for (const auto& arg : {dir / "run.R", dir / "tables.txt", dir / "out.txt"}) cmd += " " + arg.string();
+  for (const auto& arg : {dir / "run.R", dir / "tables.txt", dir / "out.txt"})
+    cmd += " " + arg.string();
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   std::map<std::string, double> out;
   std::ifstream in(dir / "out.txt");

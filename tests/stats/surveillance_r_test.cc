@@ -101,7 +101,8 @@ std::map<std::string, std::map<int, RValue>> runR(
   }
   // Appended piece by piece: `std::string(...) + " " + ...` trips GCC 12's false -Warray-bounds.
   std::string cmd = TRIALMESH_RSCRIPT;
-  for (const auto& arg : {dir / "run.R", dir / "series.csv", dir / "out.txt"}) cmd += " " + arg.string();
+  for (const auto& arg : {dir / "run.R", dir / "series.csv", dir / "out.txt"})
+    cmd += " " + arg.string();
   const int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << cmd;
   std::map<std::string, std::map<int, RValue>> out;
