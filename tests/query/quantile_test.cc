@@ -248,7 +248,7 @@ TEST(QuantileSelect, FewDecimalPlacesStopAtTheirBucket) {
 TEST(QuantileSelect, CountKeysEqualsNaiveForEveryWidth) {
   // Power-of-two widths take a shift, others a division: both against a plain count.
   std::mt19937_64 rng(9);
-  std::vector<uint64_t> keys(5000);
+  std::vector<uint64_t> keys(5003);  // not a multiple of the counter lanes
   for (auto& k : keys) k = rng() % 3 == 0 ? rng() : 1000 + rng() % 100000;
   for (uint32_t buckets : {2u, 7u, 4096u, 65536u}) {
     for (const std::vector<KeyInterval>& intervals :
@@ -271,6 +271,10 @@ TEST(QuantileSelect, CountKeysEqualsNaiveForEveryWidth) {
           }
       EXPECT_EQ(*got, want) << buckets << " buckets, " << intervals.size() << " intervals";
       EXPECT_EQ(kept.size(), inside);
+      // A node counts without keeping candidates (query/engine.cc): its own code path.
+      auto counted = countKeys(keys, round);
+      ASSERT_TRUE(counted.isOk());
+      EXPECT_EQ(*counted, want) << buckets << " buckets, " << intervals.size() << " intervals";
     }
   }
 }
