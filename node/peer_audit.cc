@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "node/coordinator.h"
@@ -88,9 +89,16 @@ Status PeerAuditor::start() {
                            ": " + ec.message());
   }
   thread_ = std::thread([this] {
+    // Each wait is the interval times a random factor in [0.75, 1.25): sites started together
+    // (a region upgraded at once, or many sites on one machine) do not all check every peer
+    // at the same moment, round after round (n sites make n(n-1) fetches a round).
+    std::minstd_rand jitter(std::random_device{}());
+    std::uniform_real_distribution<double> factor(0.75, 1.25);
     std::unique_lock lock(mu_);
     while (!stopping_) {
-      if (wake_.wait_for(lock, options_.interval, [this] { return stopping_; })) break;
+      const auto wait =
+          std::chrono::duration_cast<std::chrono::milliseconds>(options_.interval * factor(jitter));
+      if (wake_.wait_for(lock, wait, [this] { return stopping_; })) break;
       lock.unlock();
       checkOnce();
       lock.lock();
@@ -205,6 +213,7 @@ bool PeerAuditor::checkPeer(const Member& peer, const Members& members) {
                    {"trust", expected != nullptr ? "configured head" : "first use"},
                    {"tree_size", next.treeSize},
                    {"head", ethics::formatExpectedHead(next)}});
+    ops::flush();  // info lines are buffered; this one an operator (and a test) waits for
   }
   if (!*previous || next.treeSize > (*previous)->treeSize || rotated) {
     Status saved = saveHead(path, next);
