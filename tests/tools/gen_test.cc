@@ -403,14 +403,36 @@ TEST_F(GenTest, PerSiteFilesReuniteToTheWholeDataset) {
   EXPECT_EQ(total, o.rows);
 }
 
+// A region has up to 220 sites (issue #15): codes keep two digits to S99 and then take three, in
+// the subject ids and the site column alike.
+TEST_F(GenTest, RegionSizedStudiesNameEverySite) {
+  EXPECT_EQ(siteCode(0), "S01");
+  EXPECT_EQ(siteCode(98), "S99");
+  EXPECT_EQ(siteCode(99), "S100");
+  EXPECT_EQ(siteCode(219), "S220");
+  EXPECT_EQ(siteCode(kMaxSites - 1), "S999");
+  const GenOptions o{.rows = 2200, .seed = 5, .sites = 220};
+  auto rows = parseCsv(generate(o, "region").first);
+  ASSERT_EQ(rows.size(), o.rows + 1);
+  std::set<std::string> sites;
+  for (size_t i = 1; i < rows.size(); ++i) {
+    sites.insert(rows[i][1].text);
+    ASSERT_EQ(rows[i][0].text.substr(0, 6 + rows[i][1].text.size()), "LUNG7-" + rows[i][1].text)
+        << "row " << i;
+  }
+  EXPECT_EQ(sites.size(), 220u);
+  EXPECT_TRUE(sites.count("S220"));
+}
+
 TEST_F(GenTest, RejectsBadOptionsAndUnwritablePaths) {
   Status s = writeTrialDataset({.rows = 10, .seed = 1, .sites = 0}, (dir_ / "a.csv").string(),
                                (dir_ / "d.toml").string());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("--sites 0"), std::string::npos) << s.message();
-  s = writeTrialDataset({.rows = 10, .seed = 1, .sites = 100}, (dir_ / "a.csv").string(),
+  s = writeTrialDataset({.rows = 10, .seed = 1, .sites = 1000}, (dir_ / "a.csv").string(),
                         (dir_ / "d.toml").string());
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("S01..S999"), std::string::npos) << s.message();
 
   const std::string missingDir = (dir_ / "no" / "such" / "data.csv").string();
   s = writeTrialDataset({}, missingDir, (dir_ / "d.toml").string());

@@ -140,15 +140,27 @@ char* writeFixed(char* p, int64_t scaled, int decimals) {
 
 constexpr size_t kMaxRowBytes = 192;
 constexpr size_t kBigBuffer = size_t{8} << 20;
-constexpr size_t kSiteBuffer = size_t{1} << 20;  // up to 99 open at once
+// Per-site output buffers: 1 MiB each, less when many sites are open at once (at most 64 MiB
+// in all: 220 sites get 297 KiB each).
+size_t siteBufferBytes(uint32_t sites) {
+  return std::clamp<size_t>((size_t{64} << 20) / std::max<uint32_t>(sites, 1), size_t{64} << 10,
+                            size_t{1} << 20);
+}
+
+// The site number of a code, at least two digits: S01..S99, then S100..S999.
+char* writeSiteNumber(char* p, uint32_t site) {
+  if (site >= 100) *p++ = static_cast<char>('0' + site / 100);
+  *p++ = static_cast<char>('0' + site / 10 % 10);
+  *p++ = static_cast<char>('0' + site % 10);
+  return p;
+}
 
 char* writeRow(char* p, const TrialRow& r) {
   static constexpr char kPrefix[] = "\"LUNG7-S";
   std::memcpy(p, kPrefix, sizeof(kPrefix) - 1);
   p += sizeof(kPrefix) - 1;
   const uint32_t site = r.site + 1;
-  *p++ = static_cast<char>('0' + site / 10);
-  *p++ = static_cast<char>('0' + site % 10);
+  p = writeSiteNumber(p, site);
   *p++ = '-';
   char digits[24];
   char* end = std::to_chars(digits, digits + sizeof(digits), r.subject).ptr;
@@ -157,8 +169,7 @@ char* writeRow(char* p, const TrialRow& r) {
   p += end - digits;
   std::memcpy(p, "\",S", 3);
   p += 3;
-  *p++ = static_cast<char>('0' + site / 10);
-  *p++ = static_cast<char>('0' + site % 10);
+  p = writeSiteNumber(p, site);
   std::memcpy(p, r.arm ? ",TRT," : ",PBO,", 5);
   p += 5;
   *p++ = r.sex ? 'M' : 'F';
@@ -295,7 +306,7 @@ Status validateOptions(const GenOptions& options) {
   if (options.sites < 1 || options.sites > kMaxSites) {
     return Status::invalidArgument("--sites " + std::to_string(options.sites) +
                                    " is out of range: a study has 1 to " +
-                                   std::to_string(kMaxSites) + " sites (codes S01..S99)");
+                                   std::to_string(kMaxSites) + " sites (codes S01..S999)");
   }
   if (options.rows > 999'999'999ULL) {
     return Status::invalidArgument("--rows " + std::to_string(options.rows) +
@@ -305,8 +316,8 @@ Status validateOptions(const GenOptions& options) {
 }
 
 std::string siteCode(uint32_t site) {
-  const uint32_t n = site + 1;
-  return std::string{'S', static_cast<char>('0' + n / 10), static_cast<char>('0' + n % 10)};
+  char code[8] = {'S'};
+  return std::string(code, writeSiteNumber(code + 1, site + 1));
 }
 
 namespace {
@@ -702,7 +713,7 @@ Result<std::vector<std::string>> writeTrialDatasetPerSite(const GenOptions& opti
   for (uint32_t j = 0; j < options.sites; ++j) {
     paths.push_back((base / ("site-" + siteCode(j) + ".csv")).string());
     files.push_back(std::make_unique<BufferedFile>());
-    TM_RETURN_IF_ERROR(files.back()->open(paths.back(), kSiteBuffer));
+    TM_RETURN_IF_ERROR(files.back()->open(paths.back(), siteBufferBytes(options.sites)));
     TM_RETURN_IF_ERROR(files.back()->append(kHeader));
   }
   std::vector<BufferedFile*> targets;

@@ -28,7 +28,7 @@
 namespace trialmesh::gen {
 
 inline constexpr const char* kStudyName = "LUNG-7";
-inline constexpr uint32_t kMaxSites = 99;  // site codes are S01..S99
+inline constexpr uint32_t kMaxSites = 999;  // site codes S01..S99, then S100..S999
 
 struct GenOptions {
   uint64_t rows = 1000;  // subjects in the whole study (all sites together)

@@ -171,8 +171,8 @@ void addSiteCommands(CLI::App& app, int& exitCode) {
   gen->add_option("--rows", genArgs->rows, "Subjects in the whole study")->capture_default_str();
   gen->add_option("--seed", genArgs->seed, "Random seed (same seed, same bytes)")
       ->capture_default_str();
-  gen->add_option("--sites", genArgs->sites, "Number of sites (S01..)")
-      ->check(CLI::Range(1, 99))
+  gen->add_option("--sites", genArgs->sites, "Number of sites (S01..S99, then S100..S999)")
+      ->check(CLI::Range(1u, gen::kMaxSites))
       ->capture_default_str();
   gen->add_option("--out", genArgs->out, "Output directory (trial.csv, dictionary.toml)")
       ->capture_default_str();
