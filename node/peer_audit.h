@@ -60,9 +60,10 @@ class PeerAuditor {
   PeerAuditor(const PeerAuditor&) = delete;
   PeerAuditor& operator=(const PeerAuditor&) = delete;
 
-  // Starts the background thread: the first round one interval after start, then every
-  // interval. Does nothing when the interval is 0. InvalidArgument if a configured head names
-  // no other site of the members file; IOError if the state directory cannot be created.
+  // Starts the background thread: the first round about one interval after start, then about
+  // every interval (each wait is the interval times a random factor in [0.75, 1.25)). Does nothing
+  // when the interval is 0. InvalidArgument if a configured head names no other site of the members
+  // file; IOError if the state directory cannot be created.
   [[nodiscard]] Status start();
   // Stops and joins the thread (an in-flight fetch finishes first, bounded by the deadline).
   void stop();

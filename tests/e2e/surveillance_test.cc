@@ -11,6 +11,7 @@
 
 #include "node/coordinator.h"
 #include "node/local_federation.h"
+#include "pooled_table.h"
 #include "query/engine.h"
 #include "query/partial.h"
 #include "query/surveil.h"
@@ -35,32 +36,7 @@ class SurveillanceTest : public ::testing::TestWithParam<ethics::AggregationMode
     if (!HasFailure()) std::filesystem::remove_all(dir_);
   }
 
-  // Pooled table of `text` from every site's store (nodes stopped: one process per store).
-  query::ResultTable pooled(const std::string& text) {
-    std::optional<query::PartialResult> merged;
-    std::optional<query::BoundQuery> bound;
-    for (size_t i = 0; i < fed_->siteCount(); ++i) {
-      storage::StoreOptions so;
-      so.createIfMissing = false;
-      auto store = storage::Store::open(fed_->siteDirectory(i) + "/store", so);
-      EXPECT_TRUE(store.isOk()) << store.status().toString();
-      auto source = (*store)->openDataset(LocalFederation::kDataset);
-      EXPECT_TRUE(source.isOk()) << source.status().toString();
-      auto b = query::bindQuery(*query::parseQuery(text), (*source)->dictionary());
-      EXPECT_TRUE(b.isOk()) << b.status().toString();
-      auto p = query::execute(*b, **source, {});
-      EXPECT_TRUE(p.isOk()) << p.status().toString();
-      if (!merged) {
-        merged = *p;
-        bound = *b;
-      } else {
-        EXPECT_TRUE(query::mergeInto(*merged, *p).isOk());
-      }
-    }
-    auto t = query::finalize(*merged, *bound);
-    EXPECT_TRUE(t.isOk()) << t.status().toString();
-    return *t;
-  }
+  query::ResultTable pooled(const std::string& text) { return testing::pooledTable(*fed_, text); }
 
   std::filesystem::path dir_;
   std::unique_ptr<LocalFederation> fed_;

@@ -8,6 +8,8 @@
 //   trialmesh-bench-models --sites 3,10 --unequal-sites 0 --covariates 8 --logistic  # issue #6
 //   trialmesh-bench-models --sites 10 --rows-per-site 1000000 --unequal-sites 0
 //       --quantiles --no-models                   # quantiles over 10 x 1M (issue #11)
+//   trialmesh-bench-models --sites 150 --rows-per-site 200 --unequal-sites 0 --surveil
+//       --no-models --aggregation secure          # 150-site surveillance (issue #15)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
@@ -28,6 +30,7 @@
 #include "query/engine.h"
 #include "query/model_runner.h"
 #include "query/query.h"
+#include "query/surveil.h"
 #include "storage/store.h"
 #include "tools/bench/machine.h"
 #include "tools/bench/models/round_breakdown.h"
@@ -78,6 +81,7 @@ struct Options {
   bool rReference = true;
   bool models = true;      // !--no-models
   bool quantiles = false;  // --quantiles
+  bool surveil = false;    // --surveil
 };
 
 struct Timing {
@@ -266,6 +270,53 @@ int runShape(const Shape& shape, const std::string& mode, const Options& opt,
             for (const auto& site : result->sites->sites) last.contributed += site.contributed;
         }
         row(text, last, t);
+      }
+    }
+    if (opt.surveil) {
+      // Region scale (issue #15 item 4): the weekly series and Farrington detection as
+      // `trialmesh query` runs them (one-shot: a handshake with every site, the count query,
+      // detection at the coordinator), and over the open session (no handshakes).
+      // b = 3 years back: the generated randomization dates span 4 years (210 ISO weeks).
+      for (const char* text :
+           {"count by week(randdt)", "surveil(randdt, method = \"farrington\", b = 3)",
+            "surveil(randdt, method = \"farrington_improved\", b = 3)"}) {
+        auto request = query::parseSurveil(text);
+        if (!request) {
+          std::fprintf(stderr, "error: %s: %s\n", text, request.status().toString().c_str());
+          return 1;
+        }
+        const std::string countText = *request ? (*request)->countQuery : std::string(text);
+        for (const bool oneShot : {true, false}) {
+          Timing t;
+          FitRun last;
+          for (int r = 0; r < opt.repeat; ++r) {
+            node::FederatedQueryOptions o;
+            o.deadline = std::chrono::seconds(120);
+            const auto t0 = Clock::now();
+            auto result = oneShot
+                              ? node::runFederatedQuery((*fed)->coordinator(), (*fed)->members(),
+                                                        node::LocalFederation::kStudy, countText, o)
+                              : session.query(node::LocalFederation::kStudy, countText, o);
+            if (!result || !result->table) {
+              std::fprintf(stderr, "error: %s: %s\n", text,
+                           result ? "no table" : result.status().toString().c_str());
+              return 1;
+            }
+            if (*request) {
+              auto detected = query::applySurveil(*result->table, **request);
+              if (!detected) {
+                std::fprintf(stderr, "error: %s: %s\n", text, detected.status().toString().c_str());
+                return 1;
+              }
+            }
+            t.ms.push_back(msSince(t0));
+            last.rounds = 1;
+            last.fits = 1;
+            last.contributed = result->answered();
+          }
+          row(std::string(text) + (oneShot ? ", one-shot (as `trialmesh query`)" : ", session"),
+              last, t);
+        }
       }
     }
     if (!opt.models) models.clear();
@@ -466,6 +517,9 @@ int main(int argc, char** argv) {
   app.add_flag("!--no-models", opt.models, "Skip the model fits");
   app.add_flag("--quantiles", opt.quantiles,
                "Also time median(age) and quantile(bmi, c(0.25, 0.5, 0.75)) (issue #11)");
+  app.add_flag("--surveil", opt.surveil,
+               "Also time count by week(randdt) and Farrington detection, one-shot and in a "
+               "session (issue #15: --sites 150 --rows-per-site 200)");
   app.add_option("--repeat", opt.repeat, "Fits per model")->capture_default_str();
   app.add_option("--workdir", opt.workdir, "Scratch directory")->capture_default_str();
   app.add_option("--aggregation", opt.modes, "Approval modes to run: secure, plain")
